@@ -46,7 +46,7 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcub
 NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -I. \
              --expt-relaxed-constexpr -lineinfo
 endif
-LDLIBS    := $(PKG_LIBS) $(CUDA_LIBS) -lstdc++ -pthread $(LDFLAGS_SAN)
+LDLIBS    := -Wl,--as-needed $(PKG_LIBS) $(CUDA_LIBS) -lstdc++ -pthread $(LDFLAGS_SAN)
 
 COMMON_SRC  := $(wildcard common/*.c)
 GATEWAY_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
