@@ -26,7 +26,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90
 SAN       ?=
-STAMP     := $(BUILD)/.deps-stamp
+STAMP     := build/.deps-stamp
 
 OPT       ?= -O2
 CFLAGS_BASE := -std=gnu17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -MMD -MP -I. -pthread \

@@ -48,4 +48,7 @@ char *vl_strndup(const char *s, size_t n)
     return d;
 }
 
-char *vl_strdup(const char *s) { return vl_strndup(s, strlen(s)); }
+char *vl_strdup(const char *s)
+{
+    return vl_strndup(s, strlen(s));
+}

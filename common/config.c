@@ -42,10 +42,20 @@ static int parse_i64(const char *s, int allow_suffix, int64_t *out)
     int64_t mul = 1;
     if (allow_suffix && *end) {
         switch (*end) {
-        case 'k': case 'K': mul = 1024; break;
-        case 'm': case 'M': mul = 1024 * 1024; break;
-        case 'g': case 'G': mul = 1024LL * 1024 * 1024; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            mul = 1024;
+            break;
+        case 'm':
+        case 'M':
+            mul = 1024 * 1024;
+            break;
+        case 'g':
+        case 'G':
+            mul = 1024LL * 1024 * 1024;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (*end == 'i' || *end == 'I')
@@ -125,7 +135,7 @@ static int set_value(const struct vl_opt *o, void *out, const char *value, const
                      (long long)v, o->min, o->max);
             return -1;
         }
-        *(int64_t *)field = v;
+        memcpy(field, &v, sizeof v);
         return 0;
     }
     case VL_OPT_DOUBLE: {
@@ -141,7 +151,7 @@ static int set_value(const struct vl_opt *o, void *out, const char *value, const
                      o->min, o->max);
             return -1;
         }
-        *(double *)field = v;
+        memcpy(field, &v, sizeof v);
         return 0;
     }
     case VL_OPT_BOOL: {
@@ -151,7 +161,7 @@ static int set_value(const struct vl_opt *o, void *out, const char *value, const
                      value);
             return -1;
         }
-        *(int *)field = b;
+        memcpy(field, &b, sizeof b);
         return 0;
     }
     }
@@ -224,8 +234,9 @@ int vl_config_load_file(const struct vl_opt *opts, size_t n_opts, void *out, con
                 }
             }
             if (!closed || *trim(r)) {
-                snprintf(err, errlen, "%s: key '%s': unterminated or trailing text after quoted value",
-                         where, key);
+                snprintf(err, errlen,
+                         "%s: key '%s': unterminated or trailing text after quoted value", where,
+                         key);
                 rc = -1;
                 break;
             }
@@ -323,7 +334,7 @@ int vl_config_load(const struct vl_opt *opts, size_t n_opts, void *out, int argc
         if (eq) {
             val = eq + 1;
         } else if (o->type == VL_OPT_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0 ||
-                                               parse_bool(argv[i + 1], &(int){0}) < 0)) {
+                                              parse_bool(argv[i + 1], &(int){0}) < 0)) {
             val = "true";
         } else {
             if (i + 1 >= argc) {

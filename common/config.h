@@ -23,7 +23,7 @@ enum vl_opt_type {
 };
 
 struct vl_opt {
-    const char *name;    /* long flag name, e.g. "http" */
+    const char *name; /* long flag name, e.g. "http" */
     enum vl_opt_type type;
     size_t offset;       /* offsetof(your struct, field) */
     const char *def;     /* default as text (NULL = unset string / zero) */

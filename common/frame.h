@@ -16,7 +16,7 @@
 
 struct vl_frame_reader {
     uint8_t *buf;
-    size_t len;   /* bytes buffered */
+    size_t len; /* bytes buffered */
     size_t cap;
     size_t start; /* offset of the next unconsumed byte */
     size_t max_frame;

@@ -17,7 +17,10 @@ void vl_log_init(const char *role, enum vl_log_level min_level)
     log_min = min_level;
 }
 
-void vl_log_set_level(enum vl_log_level min_level) { log_min = min_level; }
+void vl_log_set_level(enum vl_log_level min_level)
+{
+    log_min = min_level;
+}
 
 enum vl_log_level vl_log_level_parse(const char *s, int *ok)
 {
@@ -46,10 +49,10 @@ void vl_log(enum vl_log_level level, const char *fmt, ...)
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), log_role, (int)getpid(),
-                     names[level < 0 || level > 3 ? 1 : level]);
+    int n = snprintf(
+        line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] %s: ", tm.tm_year + 1900,
+        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
+        log_role, (int)getpid(), names[level < 0 || level > 3 ? 1 : level]);
     for (const char *p = msg; *p && n < (int)sizeof line - 3; p++) {
         if (*p == '\n') {
             line[n++] = '\\';

@@ -4,7 +4,7 @@
 # tokenizer.json used by the tokenizer tests (verified by sha256).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
+BUILD=build   # always build/deps, whatever BUILD the Makefile uses
 
 PKGS=(build-essential pkg-config git ca-certificates curl
       libuv1-dev libmsgpack-dev libcjson-dev libcurl4-openssl-dev libstb-dev libhttp-parser-dev

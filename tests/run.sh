@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 export VL_BUILD=$(cd "$BUILD" && pwd)
 export VL_ROOT=$(pwd)
 TIMEOUT=${TEST_TIMEOUT:-300}
+# Sanitized builds (SAN=address,undefined): leaks and UB are failures; OOM tests need NULL back.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-allocator_may_return_null=1:detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 LOGDIR=$BUILD/test-logs
 mkdir -p "$LOGDIR"
 pass=0; fail=0; failed=()

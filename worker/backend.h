@@ -13,10 +13,10 @@
 struct vl_model; /* a loaded checkpoint: worker/model.h */
 
 struct vl_backend_opts {
-    int threads;              /* CPU backend: worker threads (0 = all cores) */
-    int device;               /* CUDA backend: device ordinal (after CUDA_VISIBLE_DEVICES) */
-    int64_t max_batch_tokens; /* language-model tokens per forward batch */
-    int64_t max_batch_patches;/* vision patches per forward batch */
+    int threads;               /* CPU backend: worker threads (0 = all cores) */
+    int device;                /* CUDA backend: device ordinal (after CUDA_VISIBLE_DEVICES) */
+    int64_t max_batch_tokens;  /* language-model tokens per forward batch */
+    int64_t max_batch_patches; /* vision patches per forward batch */
 };
 
 struct vl_backend {

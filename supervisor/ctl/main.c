@@ -7,13 +7,17 @@
 #include "common/log.h"
 #include "supervisor/ctl/ctl.h"
 
-#define SUB(name, fn, help) {name, fn, help}
+#define SUB(name, fn, help)                                                                        \
+    {                                                                                              \
+        name, fn, help                                                                             \
+    }
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *help;
 } subs[] = {
-    SUB("tokenize", ctl_cmd_tokenize, "JSON Lines {\"text\"} on stdin -> {\"ids\"} (tokenizer.json)"),
+    SUB("tokenize", ctl_cmd_tokenize,
+        "JSON Lines {\"text\"} on stdin -> {\"ids\"} (tokenizer.json)"),
     SUB("preprocess", ctl_cmd_preprocess, "show an item's resized size, grid, frames, timestamps"),
     SUB("embed", ctl_cmd_embed, "embed JSON Lines items offline with a model directory"),
     SUB("status", ctl_cmd_status, "show every process of a running vlembed"),
