@@ -56,6 +56,7 @@ CTL_SRC     := $(wildcard supervisor/ctl/*.c)
 CUDA_SRC    := $(wildcard worker/cuda/*.cu)
 TEST_SRC    := $(wildcard tests/unit/test_*.c)
 GPU_TEST_SRC:= $(wildcard tests/unit/gpu_*.c)
+BENCH_SRC   := $(wildcard bench/cuda/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
@@ -75,11 +76,13 @@ LIBS := $(BUILD)/libsupervisor.a $(BUILD)/libworker.a $(BUILD)/libworker_cuda.a 
 BINS := $(BUILD)/vlembed-supervisor $(BUILD)/vlembed-gateway $(BUILD)/vlembed-worker $(BUILD)/vlembedctl
 TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 GPU_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(GPU_TEST_SRC))
+BENCHES := $(patsubst bench/cuda/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .SECONDARY:
-.PHONY: all deps test test-gpu bench fmt lint clean device-bundle tests
+.PHONY: all deps test test-gpu bench fmt lint clean device-bundle tests gpu-bins
 all: $(BINS)
 tests: $(TESTS)
+gpu-bins: $(GPU_TESTS) $(BENCHES)
 
 deps: $(STAMP)
 $(STAMP): scripts/deps.sh
@@ -123,6 +126,14 @@ $(BUILD)/vlembedctl: $(CTL_OBJ) $(LIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(LINK)
+# GPU tests and CUDA benchmarks run on the GPU machine, which lacks libuv & co.: link only the
+# libraries they use, so the device bundle stays small.
+$(BUILD)/tests/gpu_%: $(BUILD)/obj/tests/unit/gpu_%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) -Wl,--as-needed $(LIBS) $(LDLIBS)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/cuda/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) -Wl,--as-needed $(LIBS) $(LDLIBS)
 
 test: $(BINS) $(TESTS)
 	@bash tests/run.sh $(BUILD)
@@ -130,10 +141,10 @@ test: $(BINS) $(TESTS)
 test-gpu: $(BINS) $(GPU_TESTS)
 	@bash tests/run_gpu.sh $(BUILD)
 
-bench: $(BINS)
+bench: $(BINS) $(BENCHES)
 	@bash bench/run.sh $(BUILD)
 
-device-bundle: $(BINS) $(TESTS) $(GPU_TESTS)
+device-bundle: $(BINS) $(TESTS) $(GPU_TESTS) $(BENCHES)
 	bash scripts/device-bundle.sh $(BUILD)
 
 FMT_SRC = $(shell git ls-files '*.c' '*.h' '*.cu' '*.cuh')
@@ -145,7 +156,7 @@ lint: | $(STAMP)
 	  --suppress=missingIncludeSystem --std=c11 -I. -D__GNUC__ $(filter %.c,$(FMT_SRC))
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/lib*.a $(BINS) $(BUILD)/bundle
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(BUILD)/lib*.a $(BINS) $(BUILD)/bundle
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -1,0 +1,146 @@
+/* Kernel benchmarks on the GPU machine (make bench): the cuBLAS bf16 GEMM ceiling at the
+ * model's projection shapes, and the varlen attention kernel's TFLOP/s at the language
+ * model's and vision towers' shapes, each next to its reference ceiling. Random inputs, device
+ * events, warm-up then the median of repeated runs. Prints one table (markdown). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/gpu/gpu_util.h"
+#include "worker/cuda/attention.h"
+#include "worker/cuda/device.h"
+#include "worker/cuda/gemm.h"
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median milliseconds of `reps` timed calls of fn(ctx) after `warm` untimed ones. */
+static float time_ms(void (*fn)(void *), void *ctx, int warm, int reps)
+{
+    vl_event_t e0 = vl_cuda_event_create(), e1 = vl_cuda_event_create();
+    float t[64];
+    if (reps > 64)
+        reps = 64;
+    for (int i = 0; i < warm; i++)
+        fn(ctx);
+    for (int i = 0; i < reps; i++) {
+        vl_cuda_event_record(e0, NULL);
+        fn(ctx);
+        vl_cuda_event_record(e1, NULL);
+        vl_cuda_event_sync(e1);
+        t[i] = vl_cuda_event_ms(e0, e1);
+    }
+    qsort(t, reps, sizeof(float), cmp_f);
+    vl_cuda_event_destroy(e0);
+    vl_cuda_event_destroy(e1);
+    return t[reps / 2];
+}
+
+struct gemm_ctx {
+    struct vl_gemm *g;
+    int M, N, K;
+    uint16_t *x, *w, *y;
+};
+
+static void gemm_fn(void *p)
+{
+    struct gemm_ctx *c = p;
+    vl_gemm_bf16(c->g, NULL, c->M, c->N, c->K, c->x, c->w, NULL, c->y, VL_GEMM_PLAIN, 0);
+}
+
+struct attn_ctx {
+    struct vl_attn_args a;
+    int warps;
+};
+
+static void attn_fn(void *p)
+{
+    struct attn_ctx *c = p;
+    vl_attention_variant(NULL, &c->a, c->warps);
+}
+
+static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, int seqlen,
+                       int total)
+{
+    int nseq = total / seqlen, T = nseq * seqlen, W = (nh + 2 * nkv) * hd;
+    uint16_t *qkv = vl_cuda_malloc((size_t)T * W * 2), *o = vl_cuda_malloc((size_t)T * nh * hd * 2);
+    vl_cuda_fill_random_bf16(qkv, (size_t)T * W, 7, 2.0f, NULL);
+    int32_t *cu = malloc((size_t)(nseq + 1) * 4);
+    for (int i = 0; i <= nseq; i++)
+        cu[i] = i * seqlen;
+    int32_t *dcu = gu_upload(cu, (size_t)(nseq + 1) * 4);
+    struct attn_ctx c = {0};
+    c.a.q = qkv;
+    c.a.k = qkv + nh * hd;
+    c.a.v = qkv + (nh + nkv) * hd;
+    c.a.q_stride = c.a.k_stride = c.a.v_stride = W;
+    c.a.o = o;
+    c.a.o_stride = nh * hd;
+    c.a.cu_seqlens = dcu;
+    c.a.n_seqs = nseq;
+    c.a.max_seqlen = seqlen;
+    c.a.n_heads = nh;
+    c.a.n_kv_heads = nkv;
+    c.a.head_dim = hd;
+    c.a.causal = causal;
+    c.a.scale = 1.0f / sqrtf((float)hd);
+    /* FLOPs: 4 * S^2 * hd per head per sequence, halved for causal */
+    double flops = 4.0 * seqlen * (double)seqlen * hd * nh * nseq * (causal ? 0.5 : 1.0);
+    for (c.warps = 4; c.warps <= 8; c.warps += 4) {
+        float ms = time_ms(attn_fn, &c, 3, 15);
+        printf("| attention %s, S=%d x %d seqs, %d warps | %.3f ms | %.0f TFLOP/s |\n", label,
+               seqlen, nseq, c.warps, ms, flops / (ms * 1e-3) / 1e12);
+    }
+    vl_cuda_free(qkv), vl_cuda_free(o), vl_cuda_free(dcu), free(cu);
+}
+
+int main(void)
+{
+    struct vl_device_info info;
+    char err[256];
+    if (vl_cuda_device_count() < 1 || vl_cuda_device_open(0, &info, err, sizeof err)) {
+        fprintf(stderr, "bench_kernels: no CUDA device\n");
+        return 1;
+    }
+    printf("\n### Kernels on %s (%d SMs)\n\n| case | time | rate |\n|---|---|---|\n", info.name,
+           info.sm_count);
+    fflush(stdout);
+    struct vl_gemm *g = vl_gemm_create(64u << 20);
+    struct {
+        const char *name;
+        int N, K;
+    } shp[] = {{"2B qkv", 4096, 2048},   {"2B o", 2048, 2048},     {"2B gate_up", 12288, 2048},
+               {"2B down", 2048, 6144},  {"8B qkv", 6144, 4096},   {"8B gate_up", 24576, 4096},
+               {"8B down", 4096, 12288}, {"ViT-2B fc1", 4096, 1024}, {"ViT-2B qkv", 3072, 1024}};
+    int Ms[] = {512, 4096, 16384};
+    size_t maxn = 24576, maxk = 12288, maxm = 16384;
+    struct gemm_ctx c = {g, 0, 0, 0, vl_cuda_malloc(maxm * maxk * 2), vl_cuda_malloc(maxn * maxk * 2),
+                         vl_cuda_malloc(maxm * maxn * 2)};
+    vl_cuda_fill_random_bf16(c.x, maxm * maxk, 1, 1.0f, NULL);
+    vl_cuda_fill_random_bf16(c.w, maxn * maxk, 2, 0.05f, NULL);
+    for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++)
+        for (int mi = 0; mi < 3; mi++) {
+            c.M = Ms[mi], c.N = shp[i].N, c.K = shp[i].K;
+            float ms = time_ms(gemm_fn, &c, 3, 15);
+            double fl = 2.0 * c.M * (double)c.N * c.K;
+            printf("| cuBLASLt GEMM %s M=%d N=%d K=%d | %.3f ms | %.0f TFLOP/s |\n", shp[i].name,
+                   c.M, c.N, c.K, ms, fl / (ms * 1e-3) / 1e12);
+            fflush(stdout);
+        }
+    vl_cuda_free(c.x), vl_cuda_free(c.w), vl_cuda_free(c.y);
+    vl_gemm_free(g);
+
+    bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 128, 16384);
+    bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 512, 16384);
+    bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 2048, 16384);
+    bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 8192, 16384);
+    bench_attn("ViT-2B hd64 full", 16, 16, 64, 0, 1024, 16384);
+    bench_attn("ViT-2B hd64 full", 16, 16, 64, 0, 7056, 14112);
+    bench_attn("ViT-8B hd72 full", 16, 16, 72, 0, 1024, 16384);
+    vl_cuda_device_sync();
+    return 0;
+}

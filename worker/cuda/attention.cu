@@ -1,0 +1,321 @@
+/* Varlen attention (attention.h): a FlashAttention-2 style forward kernel.
+ *
+ * Block = WARPS warps, each owning 16 query rows of one (sequence, head) tile of
+ * BM = 16 * WARPS rows. Q is loaded once into shared memory and kept in registers as mma
+ * A-fragments; K/V tiles of BN = 64 keys stream through a double-buffered shared-memory ring
+ * filled with cp.async (zero-filled past the sequence end, so padded lanes stay finite).
+ * S = Q K^T and O += P V use mma.sync.m16n8k16 bf16 -> fp32; the online softmax runs in the
+ * log2 domain with fp32 statistics. Head dims that are not a multiple of 16 (72) are padded to
+ * DP = 80 with zero columns in shared memory, which leaves Q K^T unchanged. */
+#include "worker/cuda/attention.h"
+
+#include <math.h>
+
+#include "worker/cuda/cuda_check.h"
+#include "worker/cuda/kcommon.h"
+
+#define BN 64
+
+static __device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+    int n = valid ? 16 : 0; /* 0 source bytes: the 16 destination bytes are zero-filled */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(n));
+}
+static __device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> static __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+static __device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2,
+                                               uint32_t &r3, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_u32(p)));
+}
+static __device__ __forceinline__ void ldsm_x2(uint32_t &r0, uint32_t &r1, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r0), "=r"(r1)
+                 : "r"(smem_u32(p)));
+}
+static __device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2,
+                                                 uint32_t &r3, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_u32(p)));
+}
+static __device__ __forceinline__ void ldsm_x2_t(uint32_t &r0, uint32_t &r1, const void *p)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r0), "=r"(r1)
+                 : "r"(smem_u32(p)));
+}
+
+static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0,
+                                                uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+/* Copies rows [row0, row0 + nrows) (of a sequence with `len` rows starting at global row
+ * `start`) of one head into a [nrows][LD] shared tile; rows past len are zero-filled. */
+template <int D, int LD, int NTHREADS>
+static __device__ __forceinline__ void load_tile(bf16 *sm, const bf16 *g, int stride, int start,
+                                                 int row0, int len, int nrows)
+{
+    constexpr int CH = D / 8; /* 16-byte chunks per row */
+    for (int t = threadIdx.x; t < nrows * CH; t += NTHREADS) {
+        int r = t / CH, ch = t % CH;
+        bool valid = row0 + r < len;
+        const bf16 *src = g + (size_t)(start + (valid ? row0 + r : 0)) * stride + ch * 8;
+        cp_async16(sm + r * LD + ch * 8, src, valid);
+    }
+}
+
+template <int D, int WARPS>
+static __global__ void __launch_bounds__(WARPS * 32)
+    attn_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
+                const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
+                int v_stride, int o_stride, const int32_t *__restrict__ cu_seqlens, int n_heads,
+                int n_kv_heads, int causal, float scale_log2)
+{
+    constexpr int DP = (D + 15) / 16 * 16; /* head dim padded for the k-dim of Q K^T */
+    constexpr int LD = DP + 8;             /* shared row pitch: conflict-free ldmatrix */
+    constexpr int BM = WARPS * 16;
+    constexpr int NTHREADS = WARPS * 32;
+    constexpr int KS = DP / 16; /* k-steps of Q K^T */
+    constexpr int NO = D / 8;   /* n-tiles of the output */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *Qs = (bf16 *)smem_raw;
+    bf16 *Ks = Qs + BM * LD; /* 2 buffers */
+    bf16 *Vs = Ks + 2 * BN * LD;
+
+    int seq = blockIdx.z, head = blockIdx.y;
+    int start = cu_seqlens[seq], len = cu_seqlens[seq + 1] - start;
+    int mb = (int)gridDim.x - 1 - (int)blockIdx.x; /* heavy causal tiles first */
+    int m0 = mb * BM;
+    if (m0 >= len)
+        return;
+    int kvh = head / (n_heads / n_kv_heads);
+    const bf16 *qh = qg + head * D, *kh = kg + kvh * D, *vh = vg + kvh * D;
+
+    /* zero the padding columns [D, DP) once; cp.async never writes them */
+    if (DP != D) {
+        for (int t = threadIdx.x; t < (BM + 4 * BN); t += NTHREADS)
+            for (int c = D; c < DP; c++)
+                Qs[t * LD + c] = __float2bfloat16(0.0f);
+    }
+    int kv_end = causal ? min(len, m0 + BM) : len;
+    int n_tiles = (kv_end + BN - 1) / BN;
+
+    load_tile<D, LD, NTHREADS>(Qs, qh, q_stride, start, m0, len, BM);
+    load_tile<D, LD, NTHREADS>(Ks, kh, k_stride, start, 0, len, BN);
+    load_tile<D, LD, NTHREADS>(Vs, vh, v_stride, start, 0, len, BN);
+    cp_async_commit();
+
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint32_t qf[KS][4];
+    float o[NO][4];
+#pragma unroll
+    for (int i = 0; i < NO; i++)
+        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+    int qrow0 = m0 + warp * 16 + (lane >> 2); /* this thread's rows: qrow0, qrow0 + 8 */
+
+    for (int j = 0; j < n_tiles; j++) {
+        int buf = j & 1;
+        if (j + 1 < n_tiles) {
+            load_tile<D, LD, NTHREADS>(Ks + (buf ^ 1) * BN * LD, kh, k_stride, start,
+                                       (j + 1) * BN, len, BN);
+            load_tile<D, LD, NTHREADS>(Vs + (buf ^ 1) * BN * LD, vh, v_stride, start,
+                                       (j + 1) * BN, len, BN);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (j == 0) {
+            const bf16 *qw = Qs + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8;
+#pragma unroll
+            for (int ks = 0; ks < KS; ks++)
+                ldsm_x4(qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3], qw + ks * 16);
+        }
+        const bf16 *Kb = Ks + buf * BN * LD, *Vb = Vs + buf * BN * LD;
+
+        /* S = Q K^T for this warp's 16 rows x 64 keys */
+        float s[BN / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            const bf16 *kr = Kb + (nt * 8 + (lane & 7)) * LD;
+#pragma unroll
+            for (int ks = 0; ks + 1 < KS; ks += 2) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4(b0, b1, b2, b3, kr + ks * 16 + (lane >> 3) * 8);
+                mma16816(s[nt], qf[ks], b0, b1);
+                mma16816(s[nt], qf[ks + 1], b2, b3);
+            }
+            if (KS & 1) {
+                uint32_t b0, b1;
+                ldsm_x2(b0, b1, kr + (KS - 1) * 16 + ((lane >> 3) & 1) * 8);
+                mma16816(s[nt], qf[KS - 1], b0, b1);
+            }
+        }
+
+        /* scale, mask, online softmax */
+        int n0 = j * BN;
+        bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > m0 + warp * 16);
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float v = s[nt][e] * scale_log2;
+                if (need_mask) {
+                    int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                    int qr = qrow0 + (e >> 1) * 8;
+                    if (key >= len || (causal && key > qr))
+                        v = -INFINITY;
+                }
+                s[nt][e] = v;
+            }
+        float corr[2];
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            float mx = mrow[hr];
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++)
+                mx = fmaxf(mx, fmaxf(s[nt][hr * 2], s[nt][hr * 2 + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float base = mx == -INFINITY ? 0.0f : mx;
+            corr[hr] = exp2f(mrow[hr] - base);
+            mrow[hr] = mx;
+            float sum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++) {
+                float p0 = exp2f(s[nt][hr * 2] - base), p1 = exp2f(s[nt][hr * 2 + 1] - base);
+                s[nt][hr * 2] = p0;
+                s[nt][hr * 2 + 1] = p1;
+                sum += p0 + p1;
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            lrow[hr] = lrow[hr] * corr[hr] + sum;
+        }
+#pragma unroll
+        for (int i = 0; i < NO; i++) {
+            o[i][0] *= corr[0];
+            o[i][1] *= corr[0];
+            o[i][2] *= corr[1];
+            o[i][3] *= corr[1];
+        }
+
+        /* O += P V */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            uint32_t pa[4];
+            pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            const bf16 *vr = Vb + (kk * 16 + (lane & 15)) * LD;
+#pragma unroll
+            for (int dn = 0; dn + 1 < NO; dn += 2) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, vr + dn * 8 + (lane >> 4) * 8);
+                mma16816(o[dn], pa, b0, b1);
+                mma16816(o[dn + 1], pa, b2, b3);
+            }
+            if (NO & 1) {
+                uint32_t b0, b1;
+                ldsm_x2_t(b0, b1, vr + (NO - 1) * 8);
+                mma16816(o[NO - 1], pa, b0, b1);
+            }
+        }
+        __syncthreads(); /* this buffer is refilled two tiles later */
+    }
+
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        int qr = qrow0 + hr * 8;
+        if (qr >= len)
+            continue;
+        float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
+        bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
+#pragma unroll
+        for (int dn = 0; dn < NO; dn++)
+            *(__nv_bfloat162 *)(orow + dn * 8) =
+                __floats2bfloat162_rn(o[dn][hr * 2] * inv, o[dn][hr * 2 + 1] * inv);
+    }
+}
+
+template <int D, int WARPS> static void launch(vl_stream_t s, const struct vl_attn_args *a)
+{
+    constexpr int DP = (D + 15) / 16 * 16, LD = DP + 8, BM = WARPS * 16;
+    size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16);
+    static bool configured; /* per instantiation; the attribute is per device function */
+    if (!configured) {
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<D, WARPS>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)smem));
+        configured = true;
+    }
+    dim3 grid((a->max_seqlen + BM - 1) / BM, a->n_heads, a->n_seqs);
+    float scale_log2 = a->scale * 1.4426950408889634f;
+    attn_kernel<D, WARPS><<<grid, WARPS * 32, smem, s>>>(
+        (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
+        a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads, a->n_kv_heads,
+        a->causal, scale_log2);
+    VL_LAUNCH_CHECK("attn_kernel");
+}
+
+extern "C" void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int warps)
+{
+    if (a->n_seqs <= 0 || a->max_seqlen <= 0)
+        return;
+    if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads) {
+        vl_error("vl_attention: %d heads are not a multiple of %d kv heads", a->n_heads,
+                 a->n_kv_heads);
+        abort();
+    }
+    if (warps == 0)
+        warps = 4;
+    switch (a->head_dim * 16 + warps) {
+    case 64 * 16 + 4: launch<64, 4>(s, a); break;
+    case 64 * 16 + 8: launch<64, 8>(s, a); break;
+    case 72 * 16 + 4: launch<72, 4>(s, a); break;
+    case 72 * 16 + 8: launch<72, 8>(s, a); break;
+    case 128 * 16 + 4: launch<128, 4>(s, a); break;
+    case 128 * 16 + 8: launch<128, 8>(s, a); break;
+    default:
+        vl_error("vl_attention: unsupported head dim %d / %d warps", a->head_dim, warps);
+        abort();
+    }
+}
+
+extern "C" void vl_attention(vl_stream_t s, const struct vl_attn_args *a)
+{
+    vl_attention_variant(s, a, 0);
+}
