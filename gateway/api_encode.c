@@ -1,0 +1,102 @@
+/* Output post-processing: Matryoshka truncation, renormalisation and quantisation, in that
+ * order (docs/api.md, "Output encodings"), and base64. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "gateway/api.h"
+
+int api_postprocess(const float *vec, int dim, int d, enum api_encoding enc, void *out)
+{
+    if (d <= 0 || d > dim)
+        d = dim;
+    double ss = 0;
+    for (int i = 0; i < d; i++)
+        ss += (double)vec[i] * vec[i];
+    /* same epsilon as F.normalize (1e-12) */
+    double inv = 1.0 / fmax(sqrt(ss), 1e-12);
+    switch (enc) {
+    case API_ENC_FLOAT:
+    case API_ENC_BASE64: {
+        float *o = out;
+        for (int i = 0; i < d; i++)
+            o[i] = (float)(vec[i] * inv);
+        return d;
+    }
+    case API_ENC_INT8: {
+        int8_t *o = out;
+        for (int i = 0; i < d; i++) {
+            double x = nearbyint(vec[i] * inv * 127.0);
+            o[i] = (int8_t)(x > 127 ? 127 : x < -127 ? -127 : x);
+        }
+        return d;
+    }
+    case API_ENC_UINT8: {
+        uint8_t *o = out;
+        for (int i = 0; i < d; i++) {
+            double x = nearbyint((vec[i] * inv + 1.0) * 127.5);
+            o[i] = (uint8_t)(x > 255 ? 255 : x < 0 ? 0 : x);
+        }
+        return d;
+    }
+    case API_ENC_BINARY: {
+        uint8_t *o = out;
+        int nb = (d + 7) / 8;
+        memset(o, 0, (size_t)nb);
+        for (int i = 0; i < d; i++)
+            if (vec[i] > 0)
+                o[i / 8] |= (uint8_t)(0x80u >> (i % 8));
+        return nb;
+    }
+    }
+    return 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *api_base64(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    char *o = vl_malloc((n + 2) / 3 * 4 + 1);
+    size_t k = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        o[k++] = b64[v >> 18];
+        o[k++] = b64[(v >> 12) & 63];
+        o[k++] = b64[(v >> 6) & 63];
+        o[k++] = b64[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+        o[k++] = b64[v >> 18];
+        o[k++] = b64[(v >> 12) & 63];
+        o[k++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        o[k++] = '=';
+    }
+    o[k] = 0;
+    return o;
+}
+
+long api_base64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
+{
+    while (n && s[n - 1] == '=')
+        n--;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = memchr(b64, s[i], 64);
+        if (!p || !s[i])
+            return -1;
+        acc = acc << 6 | (uint32_t)(p - b64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (k >= cap)
+                return -1;
+            out[k++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (long)k;
+}

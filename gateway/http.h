@@ -1,0 +1,92 @@
+/* The gateway's HTTP/1.1 server: libuv TCP (or an inherited listening fd) + libhttp-parser.
+ *
+ * Promises: keep-alive; pipelined requests are handed to the handler as they complete and
+ * answered strictly in order; chunked request bodies are de-chunked; the request line and
+ * headers are capped (431), the body is capped (413) and a declared Content-Length over the
+ * cap is answered 413 before any of the body is read; `Expect: 100-continue` is honoured;
+ * idle keep-alive connections and slow header/body senders are closed by timers; at most
+ * max_pipeline requests per connection are outstanding (reading pauses meanwhile).
+ *
+ * The handler receives a complete request and must eventually call http_respond() exactly
+ * once, possibly from a later loop iteration. If the client went away meanwhile,
+ * http_respond() just frees the request: handlers never check the connection. */
+#ifndef VL_GATEWAY_HTTP_H
+#define VL_GATEWAY_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct http_server;
+struct http_conn;
+
+struct http_req {
+    int method;          /* enum http_method from http_parser.h */
+    char *path;          /* NUL-terminated, without the query string */
+    char *query;         /* NUL-terminated, "" when absent */
+    char *content_type;  /* lower-cased value or NULL */
+    char *request_id;    /* X-Request-Id value or NULL */
+    uint8_t *body;       /* NUL-terminated for convenience; body_len excludes the NUL */
+    size_t body_len;
+    int keep_alive;
+    uint64_t t_start_ns; /* uv_hrtime() when the first byte of the request arrived */
+    void *user;          /* free for the handler */
+
+    /* private */
+    struct http_conn *conn;
+    struct http_req *next;
+    int responded;
+    int close_after;
+    char *resp;
+    size_t resp_len;
+};
+
+struct http_limits {
+    size_t max_header_bytes;  /* request line + all headers */
+    int max_headers;          /* header fields */
+    size_t max_body_bytes;    /* 413 above this */
+    int max_pipeline;         /* outstanding requests per connection */
+    int max_conns;            /* open connections; more are accepted and closed at once */
+    uint64_t header_timeout_ms; /* whole request head must arrive within this */
+    uint64_t body_timeout_ms;   /* at most this between two reads of a body */
+    uint64_t idle_timeout_ms;   /* keep-alive connection with nothing outstanding */
+};
+
+typedef void (*http_handler_fn)(struct http_server *s, struct http_req *req);
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    int listening;
+    struct http_limits lim;
+    http_handler_fn handler;
+    void *user;
+    int n_conns;
+    struct http_conn *conns; /* all open connections (for shutdown) */
+    uint64_t n_requests, n_rejected_conns;
+};
+
+/* Defaults documented in docs/api.md ("Limits"). */
+void http_limits_default(struct http_limits *l);
+
+int http_server_init(struct http_server *s, uv_loop_t *loop, const struct http_limits *lim,
+                     http_handler_fn handler, void *user);
+/* Binds HOST:PORT ("127.0.0.1:8080", "[::1]:8080", ":8080"); port 0 picks a free one.
+ * Returns 0 or a negative uv error with err set. */
+int http_server_listen(struct http_server *s, const char *hostport, char *err, size_t errlen);
+/* Serves an already bound, listening TCP socket (inherited from the supervisor). */
+int http_server_listen_fd(struct http_server *s, int fd, char *err, size_t errlen);
+/* The bound port (after http_server_listen), or -1. */
+int http_server_port(struct http_server *s);
+/* Stops accepting and closes every connection (outstanding requests are dropped). */
+void http_server_close(struct http_server *s);
+
+/* Queues the response for req (status, Content-Type, optional extra header lines each ending
+ * in "\r\n", body copied). Safe to call after the client disconnected (then it only frees). */
+void http_respond(struct http_req *req, int status, const char *content_type,
+                  const char *extra_headers, const void *body, size_t len);
+
+/* Reason phrase for a status code ("Not Found"). */
+const char *http_status_text(int status);
+
+#endif
