@@ -277,6 +277,63 @@ static int png_ihdr(const uint8_t *d, size_t n, int32_t *w, int32_t *h, int *dep
     return 0;
 }
 
+/* ---- truncation checks stb_image lacks (it reads zeros past the end of GIF and BMP data;
+ * Pillow says "image file is truncated") --------------------------------------------------- */
+
+/* BMP: the uncompressed pixel array must be all there. */
+static int bmp_truncated(const uint8_t *d, size_t n, int32_t w, int32_t h)
+{
+    if (n < 34)
+        return 1;
+    uint32_t off = (uint32_t)d[10] | (uint32_t)d[11] << 8 | (uint32_t)d[12] << 16 |
+                   (uint32_t)d[13] << 24;
+    uint32_t hdr = (uint32_t)d[14] | (uint32_t)d[15] << 8;
+    int bpp = hdr >= 40 ? d[28] | d[29] << 8 : d[24] | d[25] << 8; /* BITMAPCOREHEADER: 12 */
+    uint32_t comp = hdr >= 40 ? (uint32_t)d[30] : 0;
+    if (comp != 0 && comp != 3)
+        return 0; /* RLE etc.: stb refuses those itself */
+    uint64_t row = ((uint64_t)bpp * (uint64_t)w + 31) / 32 * 4;
+    return (uint64_t)off + row * (uint64_t)h > n;
+}
+
+/* GIF: the first image's data sub-blocks must end with their terminator. */
+static int gif_truncated(const uint8_t *d, size_t n)
+{
+    size_t p = 13;
+    if (n < p)
+        return 1;
+    if (d[10] & 0x80)
+        p += 3u << ((d[10] & 7) + 1);
+    for (;;) {
+        if (p >= n)
+            return 1;
+        uint8_t b = d[p++];
+        if (b == 0x21) { /* extension: label, then sub-blocks */
+            p++;
+        } else if (b == 0x2C) { /* image descriptor */
+            if (p + 9 > n)
+                return 1;
+            uint8_t flags = d[p + 8];
+            p += 9;
+            if (flags & 0x80)
+                p += 3u << ((flags & 7) + 1);
+            p++; /* LZW minimum code size */
+        } else {
+            return 0; /* trailer or junk: stb decides */
+        }
+        for (;;) { /* sub-blocks */
+            if (p >= n)
+                return 1;
+            uint8_t len = d[p++];
+            if (len == 0)
+                break;
+            p += len;
+        }
+        if (b == 0x2C)
+            return 0;
+    }
+}
+
 /* ---- common ------------------------------------------------------------------------------ */
 
 /* Pillow's paste(RGBA, mask=alpha) onto white: out = (255*(255-a) + c*a) / 255, rounded its
@@ -362,6 +419,11 @@ int media_image_decode_rgb(const uint8_t *data, size_t n, const struct media_lim
     if (f == MEDIA_FMT_WEBP)
         return webp_decode(data, n, rgb, err, errlen);
 
+    if ((f == MEDIA_FMT_BMP && bmp_truncated(data, n, *w, *h < 0 ? -*h : *h)) ||
+        (f == MEDIA_FMT_GIF && gif_truncated(data, n))) {
+        snprintf(err, errlen, "%s data is truncated", media_format_name(f));
+        return -EINVAL;
+    }
     int req = 3, bits16 = 0, rgba = 0, clip16 = 0;
     if (f == MEDIA_FMT_PNG) {
         int32_t pw, ph;
