@@ -131,6 +131,12 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
                  t->num_key_value_heads);
         goto out;
     }
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (*ids[i].dst >= t->vocab_size) {
+            snprintf(err, errlen, "config.json: %s (%d) is outside text_config.vocab_size (%d)",
+                     ids[i].key, *ids[i].dst, t->vocab_size);
+            goto out;
+        }
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(tc, "rms_norm_eps");
     t->rms_norm_eps = 1e-6f;
     if (eps) {
@@ -241,7 +247,18 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
     vi->num_grid_per_side = g;
     vi->patch_dim = vi->in_channels * vi->temporal_patch_size * vi->patch_size * vi->patch_size;
     vi->layer_norm_eps = 1e-6f;
-    vi->rope_theta = 10000.0f;
+    vi->rope_theta = 10000.0f; /* transformers 5 also writes it as rope_parameters.rope_theta */
+    const cJSON *vrp = cJSON_GetObjectItemCaseSensitive(vc, "rope_parameters");
+    const cJSON *vth = cJSON_IsObject(vrp) ? cJSON_GetObjectItemCaseSensitive(vrp, "rope_theta")
+                                           : NULL;
+    if (vth) {
+        if (!cJSON_IsNumber(vth) || !(vth->valuedouble > 1)) {
+            snprintf(err, errlen, "config.json: vision_config.rope_parameters.rope_theta must be "
+                     "a number > 1");
+            goto out;
+        }
+        vi->rope_theta = (float)vth->valuedouble;
+    }
     if (vi->out_hidden_size != t->hidden_size) {
         snprintf(err, errlen, "config.json: vision_config.out_hidden_size (%d) differs from "
                  "text_config.hidden_size (%d)", vi->out_hidden_size, t->hidden_size);

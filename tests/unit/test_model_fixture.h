@@ -157,7 +157,7 @@ static inline struct fx_cfg fx_cfg_default(void)
 {
     struct fx_cfg c = {.v_depth = 3, .v_hidden = 32, .v_heads = 2, .v_inter = 48, .v_npos = 64,
                        .n_ds = 2, .ds = {0, 2}, .t_hidden = 32, .t_layers = 3, .t_heads = 4,
-                       .t_kv = 2, .t_hd = 16, .t_inter = 64, .vocab = 200,
+                       .t_kv = 2, .t_hd = 16, .t_inter = 64, .vocab = 151680,
                        .mrope = {4, 2, 2}, .rope_style = 0, .dtype = "BF16"};
     return c;
 }

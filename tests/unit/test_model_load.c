@@ -45,7 +45,7 @@ TEST(test_load_single_and_sharded)
             CHECK(m.deepstack_mergers[1].norm_w.shape[0] == 128);
             CHECK(m.embed_tokens.dtype == VL_DTYPE_BF16);
             /* the row converter agrees with the whole-tensor converter */
-            float row[32], *all = malloc(sizeof(float) * 200 * 32);
+            float row[32], *all = malloc(sizeof(float) * 151680 * 32);
             vl_tensor_row_to_f32(&m.embed_tokens, 7, row);
             vl_tensor_to_f32(&m.embed_tokens, all);
             CHECK(memcmp(row, all + 7 * 32, sizeof row) == 0);
@@ -70,7 +70,7 @@ TEST(test_rope_spellings)
 
     /* no mrope_section: refused, naming the key */
     const char *bad = "{\"text_config\":{\"hidden_size\":32,\"num_hidden_layers\":1,"
-                      "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":10,"
+                      "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":151936,"
                       "\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":\"default\"}},"
                       "\"vision_config\":{}}";
     CHECK_EQ_INT(vl_model_config_parse(&cfg, bad, strlen(bad), err, sizeof err), -1);
@@ -78,7 +78,7 @@ TEST(test_rope_spellings)
 
     /* a non-default rope type */
     const char *yarn = "{\"text_config\":{\"hidden_size\":32,\"num_hidden_layers\":1,"
-                       "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":10,"
+                       "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":151936,"
                        "\"rope_parameters\":{\"rope_type\":\"yarn\",\"rope_theta\":1e6}},"
                        "\"vision_config\":{}}";
     CHECK_EQ_INT(vl_model_config_parse(&cfg, yarn, strlen(yarn), err, sizeof err), -1);
@@ -86,7 +86,7 @@ TEST(test_rope_spellings)
 
     /* missing rope_theta entirely */
     const char *noth = "{\"text_config\":{\"hidden_size\":32,\"num_hidden_layers\":1,"
-                       "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":10,"
+                       "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":151936,"
                        "\"rope_scaling\":{\"mrope_section\":[8,4,4]}},\"vision_config\":{}}";
     CHECK_EQ_INT(vl_model_config_parse(&cfg, noth, strlen(noth), err, sizeof err), -1);
     CHECK_CONTAINS(err, "rope_theta");
@@ -106,7 +106,8 @@ TEST(test_config_errors_name_the_key)
          "num_position_embeddings"},
         {"\"hidden_act\":\"gelu_pytorch_tanh\"", "\"hidden_act\":\"gelu\"", "hidden_act"},
         {"\"depth\":3", "\"depth\":-1", "vision_config.depth"},
-        {"\"vocab_size\":200", "\"vocab_size\":\"x\"", "vocab_size"},
+        {"\"vocab_size\":151680", "\"vocab_size\":\"x\"", "vocab_size"},
+        {"\"vocab_size\":151680", "\"vocab_size\":151000", "image_token_id"},
         {"\"out_hidden_size\":32", "\"out_hidden_size\":64", "out_hidden_size"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -160,7 +161,7 @@ static void bad_dtype(struct fx_file *f)
 }
 static void add_lm_head(struct fx_file *f)
 {
-    fx_add(f, "lm_head.weight", "BF16", 2, FX_S(200, 32), 1.0f, 0);
+    fx_add(f, "lm_head.weight", "BF16", 2, FX_S(151680, 32), 1.0f, 0);
 }
 static void extra_layer(struct fx_file *f)
 {
