@@ -92,6 +92,10 @@ int media_image_prepare(const uint8_t *data, size_t n, const struct media_limits
 int media_smart_resize(int32_t h, int32_t w, int32_t factor, int64_t min_pixels, int64_t max_pixels,
                        int32_t *out_h, int32_t *out_w, char *err, size_t errlen);
 
+/* The same with a fractional pixel band, as the video path computes it in Python floats. */
+int media_smart_resize_d(int32_t h, int32_t w, int32_t factor, double min_pixels, double max_pixels,
+                         int32_t *out_h, int32_t *out_w, char *err, size_t errlen);
+
 /* Pillow Image.resize((dw, dh), Image.BICUBIC) on packed RGB: the same coefficients, the same
  * 22-bit fixed point, horizontal pass then vertical pass with a uint8 image between them.
  * Byte-identical to Pillow 9.4 / 12.x. src and dst must not overlap. */
@@ -135,7 +139,8 @@ void media_video_sample_indices(int64_t total_frames, int32_t n, int32_t *idx);
  * even with the last one). Writes (n+1)/2 values. */
 void media_video_timestamps(const int32_t *idx, int32_t n, double fps, double *ts);
 
-/* Per-frame pixel budget of the video resize: max(min(max_px, total/n*2), int(min_px*1.05)). */
-int64_t media_video_frame_max_pixels(int64_t min_px, int64_t max_px, int64_t total_px, int32_t n);
+/* Per-frame pixel budget of the video resize: max(min(max_px, total/n*2), int(min_px*1.05)),
+ * in double as Python computes it. */
+double media_video_frame_max_pixels(int64_t min_px, int64_t max_px, int64_t total_px, int32_t n);
 
 #endif

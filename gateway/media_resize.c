@@ -28,13 +28,19 @@ static double py_round(double x)
 int media_smart_resize(int32_t h, int32_t w, int32_t factor, int64_t min_pixels, int64_t max_pixels,
                        int32_t *out_h, int32_t *out_w, char *err, size_t errlen)
 {
+    return media_smart_resize_d(h, w, factor, (double)min_pixels, (double)max_pixels, out_h, out_w,
+                                err, errlen);
+}
+
+int media_smart_resize_d(int32_t h, int32_t w, int32_t factor, double min_pixels, double max_pixels,
+                         int32_t *out_h, int32_t *out_w, char *err, size_t errlen)
+{
     if (h < 1 || w < 1 || factor < 1) {
         snprintf(err, errlen, "image is %dx%d; each side must be at least 1 pixel", w, h);
         return -EINVAL;
     }
     if (max_pixels < min_pixels) {
-        snprintf(err, errlen, "max_pixels %lld is below min_pixels %lld", (long long)max_pixels,
-                 (long long)min_pixels);
+        snprintf(err, errlen, "max_pixels %.0f is below min_pixels %.0f", max_pixels, min_pixels);
         return -EINVAL;
     }
     double hi = h > w ? h : w, lo = h > w ? w : h;
@@ -49,19 +55,19 @@ int media_smart_resize(int32_t h, int32_t w, int32_t factor, int64_t min_pixels,
         hb = factor;
     if (wb < factor)
         wb = factor;
-    if (hb * wb > max_pixels) {
-        double beta = sqrt(((double)h * (double)w) / (double)max_pixels);
+    if ((double)(hb * wb) > max_pixels) {
+        double beta = sqrt(((double)h * (double)w) / max_pixels);
         hb = (int64_t)(floor(h / beta / f) * f);
         wb = (int64_t)(floor(w / beta / f) * f);
-    } else if (hb * wb < min_pixels) {
-        double beta = sqrt((double)min_pixels / ((double)h * (double)w));
+    } else if ((double)(hb * wb) < min_pixels) {
+        double beta = sqrt(min_pixels / ((double)h * (double)w));
         hb = (int64_t)(ceil(h * beta / f) * f);
         wb = (int64_t)(ceil(w * beta / f) * f);
     }
     if (hb < factor || wb < factor || hb > INT32_MAX || wb > INT32_MAX) {
         /* The reference would go on with a 0-pixel side and fail later in the processor. */
-        snprintf(err, errlen, "a %dx%d image cannot be resized within %lld pixels", w, h,
-                 (long long)max_pixels);
+        snprintf(err, errlen, "a %dx%d image cannot be resized within %.0f pixels", w, h,
+                 max_pixels);
         return -EINVAL;
     }
     *out_h = (int32_t)hb;
