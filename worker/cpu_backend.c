@@ -249,6 +249,21 @@ static void cpu_destroy(struct vl_backend *b)
     b->state = NULL;
 }
 
+/* MemAvailable from /proc/meminfo in bytes, or 0 if unknown. */
+static size_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f)
+        return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return (size_t)kb * 1024;
+}
+
 int vl_backend_cpu_create(const struct vl_model *m, const struct vl_backend_opts *o,
                           struct vl_backend *out, char *err, size_t errlen)
 {
@@ -257,6 +272,18 @@ int vl_backend_cpu_create(const struct vl_model *m, const struct vl_backend_opts
     if (vc->head_dim / 4 > 64 || tc->head_dim / 2 > 512 || tc->head_dim > 1024 ||
         vc->head_dim > 1024) {
         snprintf(err, errlen, "cpu backend: head_dim too large");
+        return -1;
+    }
+    /* Every weight but embed_tokens becomes float32: refuse up front rather than be killed. */
+    size_t need = 0;
+    for (int i = 0; i < m->st.n_tensors; i++)
+        if (m->st.tensors[i].data != m->embed_tokens.data &&
+            strncmp(m->st.tensors[i].name, "lm_head.", 8) != 0)
+            need += (size_t)m->st.tensors[i].numel * sizeof(float);
+    size_t avail = mem_available();
+    if (avail && need > avail) {
+        snprintf(err, errlen, "cpu backend: the float32 weights need %.1f GB but only %.1f GB of "
+                 "memory is available", need / 1e9, avail / 1e9);
         return -1;
     }
     struct cpu_state *s = vl_calloc(1, sizeof *s);
