@@ -41,7 +41,7 @@ struct http_conn {
     /* bytes read but not parsed while paused */
     char *pending;
     size_t pending_len;
-    int paused, reading, closing, fatal;
+    int paused, reading, closing, fatal, lingering;
     int open_handles;
 };
 
@@ -449,6 +449,45 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     free(buf->base);
 }
 
+static void on_discard(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    free(buf->base);
+    if (nread < 0)
+        conn_close(s->data);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *sh, int status)
+{
+    free(sh);
+}
+
+/* After a refusal (413, 431, ...) the client may still be sending: close the write side and
+ * read and discard for a moment, so that it sees the answer instead of a reset (nginx's
+ * lingering close). */
+static void conn_linger(struct http_conn *c)
+{
+    uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
+    if (uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(sh);
+        conn_close(c);
+        return;
+    }
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->reading)
+        uv_read_stop((uv_stream_t *)&c->tcp), uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard);
+    c->reading = 1;
+    c->lingering = 1;
+    uv_timer_start(&c->timer, on_linger_timeout, 2000, 0);
+}
+
 static void http_write_done(uv_write_t *w, int status)
 {
     struct write_req *wr = (struct write_req *)w;
@@ -456,10 +495,12 @@ static void http_write_done(uv_write_t *w, int status)
     free(wr->buf);
     int close_after = wr->close_after;
     free(wr);
-    if (c->closing)
+    if (c->closing || c->lingering)
         return;
-    if (status < 0 || close_after)
+    if (status < 0)
         conn_close(c);
+    else if (close_after)
+        conn_linger(c);
 }
 
 static void conn_flush(struct http_conn *c)
@@ -535,7 +576,7 @@ static void on_timer(uv_timer_t *t)
 
 static void conn_arm_timer(struct http_conn *c)
 {
-    if (c->closing)
+    if (c->closing || c->lingering)
         return;
     uint64_t ms;
     if (c->cur)

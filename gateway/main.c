@@ -1,12 +1,437 @@
-/* vlembed-gateway: placeholder main until its issue lands. */
+/* vlembed-gateway: the HTTP and msgpack front ends, preprocessing and routing to the workers
+ * (DESIGN.md, "The life of a request"). Started by the supervisor with inherited sockets and a
+ * control fd (docs/internal-protocol.md), or standalone with --http / --api-socket and
+ * --worker-sockets. On SIGTERM it stops accepting, answers what it has, and exits 0.
+ * Every flag is listed in docs/api.md ("Gateway options"). */
+#include <libgen.h>
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
 
+#include "common/alloc.h"
+#include "common/config.h"
 #include "common/exitcode.h"
+#include "common/frame.h"
+#include "common/limits.h"
 #include "common/log.h"
+#include "common/msgpack_util.h"
+#include "gateway/api_http.h"
+#include "gateway/api_job.h"
+#include "gateway/http.h"
+#include "gateway/metrics.h"
+#include "gateway/mpapi.h"
+#include "gateway/preprocess.h"
+#include "gateway/router.h"
 
-int main(void)
+struct gw_opts {
+    char *model, *tokenizer, *model_name;
+    char *http, *api_socket, *worker_sockets, *media_dir, *fetch_allow_cidrs, *log_level;
+    int64_t http_fd, api_fd, control_fd;
+    int64_t max_body, max_header, max_pipeline, max_connections, api_max_frame;
+    double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s;
+    int64_t max_items, max_visuals, max_text_bytes, max_inflight_items, max_tokens;
+    int64_t preprocess_threads;
+};
+
+#define O(name, type, field, def, lo, hi, choices, help)                                           \
+    {name, VL_OPT_##type, offsetof(struct gw_opts, field), def, lo, hi, choices, help}
+static const struct vl_opt opts[] = {
+    O("model", STR, model, NULL, 1, 0, NULL, "checkpoint directory (its tokenizer.json is used)"),
+    O("tokenizer", STR, tokenizer, NULL, 1, 0, NULL, "tokenizer.json [default: MODEL/tokenizer.json]"),
+    O("model-name", STR, model_name, NULL, 1, 0, NULL,
+      "model id reported in responses and /v1/models [default: the model directory's name]"),
+    O("http", STR, http, NULL, 1, 0, NULL, "HTTP listen address HOST:PORT (standalone use)"),
+    O("http-fd", INT, http_fd, "-1", -1, 65535, NULL, "inherited listening TCP socket"),
+    O("api-socket", STR, api_socket, NULL, 1, 0, NULL, "msgpack API Unix socket path"),
+    O("api-fd", INT, api_fd, "-1", -1, 65535, NULL, "inherited listening msgpack API socket"),
+    O("worker-sockets", STR, worker_sockets, NULL, 1, 0, NULL,
+      "comma-separated worker sockets, all assumed ready (standalone use)"),
+    O("control-fd", INT, control_fd, "-1", -1, 65535, NULL, "supervisor control channel"),
+    O("max-body", SIZE, max_body, "32M", 1024, 1LL << 32, NULL,
+      "largest HTTP request body; a larger Content-Length is answered 413 before reading"),
+    O("max-header", SIZE, max_header, "32k", 1024, 1 << 20, NULL,
+      "request line + headers (431 above)"),
+    O("max-pipeline", INT, max_pipeline, "32", 1, 1024, NULL,
+      "outstanding requests per HTTP connection (reading pauses beyond)"),
+    O("max-connections", INT, max_connections, "4096", 1, 1 << 20, NULL, "open HTTP connections"),
+    O("api-max-frame", SIZE, api_max_frame, "64M", 1024, 1LL << 31, NULL,
+      "largest msgpack API request frame"),
+    O("header-timeout-s", DOUBLE, header_timeout_s, "10", 0.1, 3600, NULL,
+      "a request head must arrive within this (and a body must not stall longer)"),
+    O("idle-timeout-s", DOUBLE, idle_timeout_s, "60", 0.1, 86400, NULL,
+      "idle keep-alive connections are closed after this"),
+    O("timeout-s", DOUBLE, timeout_s, "60", 0.01, 3600, NULL,
+      "default request deadline (a request's `timeout` may change it)"),
+    O("drain-timeout-s", DOUBLE, drain_timeout_s, "30", 0, 3600, NULL,
+      "longest wait for outstanding requests after SIGTERM"),
+    O("max-items", INT, max_items, "256", 1, 65536, NULL, "items per request"),
+    O("max-visuals", INT, max_visuals, "64", 0, 65536, NULL,
+      "images + videos + video frames per request"),
+    O("max-text-bytes", SIZE, max_text_bytes, "256k", 1, 1 << 30, NULL, "bytes per text part"),
+    O("max-inflight-items", INT, max_inflight_items, "1024", 1, 1 << 24, NULL,
+      "items admitted at once (preprocessing + queued + on workers); beyond: 429"),
+    O("max-tokens", INT, max_tokens, "8192", 16, 8192, NULL, "prompt tokens per item"),
+    O("preprocess-threads", INT, preprocess_threads, "4", 1, 128, NULL,
+      "thread pool for decoding, resizing and tokenizing (UV_THREADPOOL_SIZE)"),
+    O("media-dir", STR, media_dir, NULL, 1, 0, NULL,
+      "local media files allowed under this directory (off by default)"),
+    O("fetch-allow-cidrs", STR, fetch_allow_cidrs, NULL, 1, 0, NULL,
+      "non-global addresses media URLs may point to, e.g. 10.0.0.0/8 (SSRF defence otherwise)"),
+    O("log-level", STR, log_level, "info", 1, 0, "debug|info|warn|error", "log threshold"),
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static struct {
+    uv_loop_t *loop;
+    struct gw_opts o;
+    struct router router;
+    struct pp_ctx pp;
+    struct metrics metrics;
+    struct api_ctx ctx;
+    struct http_server http;
+    struct api_http ah;
+    struct mpapi mp;
+    int have_http, have_mp;
+    uv_pipe_t ctl;
+    int have_ctl;
+    struct vl_frame_reader ctl_rd;
+    uv_timer_t hb, drain_timer;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+    char pp_version[256];
+    char model_name[256];
+} G;
+
+/* ---- supervisor channel ------------------------------------------------------------------- */
+
+struct wbuf {
+    uv_write_t w;
+    char *buf;
+};
+
+static void on_written(uv_write_t *w, int status)
+{
+    free(((struct wbuf *)w)->buf);
+    free(w);
+}
+
+static void ctl_send_simple(const char *type, const char *k, int64_t v)
+{
+    if (!G.have_ctl)
+        return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    vl_mp_pack_kv_str(&pk, "type", type);
+    vl_mp_pack_kv_int(&pk, k, v);
+    struct wbuf *b = vl_malloc(sizeof *b);
+    b->buf = vl_malloc(sb.size + 4);
+    vl_frame_header((uint8_t *)b->buf, (uint32_t)sb.size);
+    memcpy(b->buf + 4, sb.data, sb.size);
+    uv_buf_t ub = uv_buf_init(b->buf, (unsigned)(sb.size + 4));
+    if (uv_write(&b->w, (uv_stream_t *)&G.ctl, &ub, 1, on_written)) {
+        free(b->buf);
+        free(b);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void on_drained(void *user, int id)
+{
+    ctl_send_simple("drained", "id", id);
+}
+
+static void handle_workers(const msgpack_object *root)
+{
+    const msgpack_object *ws = vl_mp_get(root, "workers");
+    if (!ws || ws->type != MSGPACK_OBJECT_ARRAY || ws->via.array.size > 1024)
+        return;
+    uint32_t n = ws->via.array.size;
+    struct router_winfo *wi = vl_calloc(n + 1, sizeof *wi);
+    char **strs = vl_calloc(2 * (size_t)n + 1, sizeof *strs);
+    int k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *w = &ws->via.array.ptr[i];
+        int64_t id = -1, pid = 0;
+        char *sock = vl_mp_strdup(vl_mp_get(w, "socket"));
+        char *state = vl_mp_strdup(vl_mp_get(w, "state"));
+        char *dev = vl_mp_strdup(vl_mp_get(w, "device"));
+        vl_mp_int(vl_mp_get(w, "id"), &id);
+        vl_mp_int(vl_mp_get(w, "pid"), &pid);
+        if (id < 0 || !sock) {
+            free(sock);
+            free(state);
+            free(dev);
+            continue;
+        }
+        wi[k].id = (int)id;
+        wi[k].socket = sock;
+        wi[k].state = router_state_parse(state);
+        wi[k].device = dev;
+        wi[k].pid = (int)pid;
+        strs[2 * k] = sock;
+        strs[2 * k + 1] = dev;
+        free(state);
+        k++;
+    }
+    router_set_workers(&G.router, wi, k);
+    for (int i = 0; i < 2 * k; i++)
+        free(strs[i]);
+    free(strs);
+    free(wi);
+}
+
+static void begin_stop(const char *why);
+
+static void on_ctl_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    b->base = vl_malloc(65536);
+    b->len = 65536;
+}
+
+static void on_ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    if (n < 0) {
+        free(b->base);
+        uv_read_stop(s);
+        begin_stop("the supervisor's control channel closed");
+        return;
+    }
+    int rc = n > 0 ? vl_frame_reader_feed(&G.ctl_rd, b->base, (size_t)n) : 0;
+    free(b->base);
+    if (rc) {
+        vl_error("control channel frame over the cap; ignoring the channel");
+        uv_read_stop(s);
+        return;
+    }
+    const uint8_t *p;
+    size_t len;
+    while (vl_frame_reader_next(&G.ctl_rd, &p, &len) == VL_FRAME_OK) {
+        msgpack_unpacked up;
+        char err[256];
+        if (vl_mp_unpack_map(p, len, &up, err, sizeof err)) {
+            vl_warn("bad control frame: %s", err);
+            continue;
+        }
+        if (vl_mp_str_eq(vl_mp_get(&up.data, "type"), "workers"))
+            handle_workers(&up.data);
+        msgpack_unpacked_destroy(&up);
+    }
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    ctl_send_simple("heartbeat", "pid", getpid());
+}
+
+/* ---- stop ---------------------------------------------------------------------------------- */
+
+static void close_all(void)
+{
+    uv_timer_stop(&G.drain_timer);
+    if (G.have_http)
+        http_server_close(&G.http);
+    if (G.have_mp)
+        mpapi_close(&G.mp);
+    router_close(&G.router);
+    uv_stop(G.loop);
+}
+
+static void maybe_done(void)
+{
+    if (G.stopping && G.ah.active_jobs == 0 && G.mp.active_jobs == 0) {
+        vl_info("all requests answered; exiting");
+        close_all();
+    }
+}
+
+static void on_http_idle(struct api_http *h)
+{
+    maybe_done();
+}
+
+static void on_mp_idle(struct mpapi *m)
+{
+    maybe_done();
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    vl_warn("drain timeout: %d HTTP and %d msgpack requests still outstanding; exiting",
+            G.ah.active_jobs, G.mp.active_jobs);
+    close_all();
+}
+
+static void begin_stop(const char *why)
+{
+    if (G.stopping)
+        return;
+    G.stopping = 1;
+    G.ah.draining = 1;
+    vl_info("stopping (%s): no new connections; answering outstanding requests", why);
+    if (G.have_http && G.http.listening && !uv_is_closing((uv_handle_t *)&G.http.listener))
+        uv_close((uv_handle_t *)&G.http.listener, NULL);
+    if (G.have_mp)
+        mpapi_stop_accepting(&G.mp);
+    uv_timer_start(&G.drain_timer, on_drain_timeout, (uint64_t)(G.o.drain_timeout_s * 1000), 0);
+    maybe_done();
+}
+
+static void on_signal(uv_signal_t *s, int sig)
+{
+    begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
 {
     vl_log_init("gateway", VL_LOG_INFO);
-    vl_error("vlembed-gateway is not implemented yet");
-    return VL_EXIT_PERMANENT;
+    char err[512];
+    struct gw_opts *o = &G.o;
+    int rc = vl_config_load(opts, N_OPTS, o, argc, argv, NULL, NULL, err, sizeof err);
+    if (rc == 1)
+        return VL_EXIT_OK;
+    if (rc < 0) {
+        vl_error("%s", err);
+        return VL_EXIT_PERMANENT;
+    }
+    int ok;
+    vl_log_set_level(vl_log_level_parse(o->log_level, &ok));
+    if (!o->model && !o->tokenizer) {
+        vl_error("--model (or --tokenizer): required");
+        return VL_EXIT_PERMANENT;
+    }
+    char tokpath[4096];
+    if (o->tokenizer)
+        snprintf(tokpath, sizeof tokpath, "%s", o->tokenizer);
+    else
+        snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", o->model);
+    if (o->model_name)
+        snprintf(G.model_name, sizeof G.model_name, "%s", o->model_name);
+    else {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s", o->model ? o->model : "vlembed");
+        size_t l = strlen(tmp);
+        while (l > 1 && tmp[l - 1] == '/')
+            tmp[--l] = 0;
+        snprintf(G.model_name, sizeof G.model_name, "%s", basename(tmp));
+    }
+    char threads[16];
+    snprintf(threads, sizeof threads, "%lld", (long long)o->preprocess_threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    signal(SIGPIPE, SIG_IGN);
+
+    G.loop = uv_default_loop();
+    metrics_init(&G.metrics);
+    router_init(&G.router, G.loop, o->max_inflight_items);
+    G.router.on_drained = on_drained;
+
+    struct pp_config pc = {.tokenizer_path = tokpath,
+                           .max_tokens = (int32_t)o->max_tokens,
+                           .fetch_timeout_s = o->timeout_s,
+                           .media_dir = o->media_dir,
+                           .fetch_allow_cidrs = o->fetch_allow_cidrs};
+    media_limits_default(&pc.media);
+    if (pp_ctx_init(&G.pp, G.loop, &pc, err, sizeof err)) {
+        vl_error("tokenizer \"%s\": %s", tokpath, err);
+        return VL_EXIT_PERMANENT;
+    }
+    const struct media_limits *ml = &pc.media;
+    snprintf(G.pp_version, sizeof G.pp_version,
+             "vlembed-pp1;img=%lld-%lldpx;vid=%.2gfps,%d-%dfr,%lld-%lldpx,total%lld;tok=%lld",
+             (long long)ml->image_min_pixels, (long long)ml->image_max_pixels, ml->video_fps,
+             ml->video_min_frames, ml->video_max_frames, (long long)ml->video_min_pixels,
+             (long long)ml->video_max_pixels, (long long)ml->video_total_pixels,
+             (long long)o->max_tokens);
+
+    G.ctx = (struct api_ctx){.loop = G.loop,
+                             .router = &G.router,
+                             .pp = &G.pp,
+                             .metrics = &G.metrics,
+                             .default_timeout_s = o->timeout_s,
+                             .model_name = G.model_name,
+                             .pp_version = G.pp_version};
+    api_limits_default(&G.ctx.lim);
+    G.ctx.lim.max_items = (int)o->max_items;
+    G.ctx.lim.max_visuals = (int)o->max_visuals;
+    G.ctx.lim.max_text_bytes = (size_t)o->max_text_bytes;
+    G.ctx.lim.max_token_ids = (int)o->max_tokens;
+
+    struct http_limits hl;
+    http_limits_default(&hl);
+    hl.max_body_bytes = (size_t)o->max_body;
+    hl.max_header_bytes = (size_t)o->max_header;
+    hl.max_pipeline = (int)o->max_pipeline;
+    hl.max_conns = (int)o->max_connections;
+    hl.header_timeout_ms = hl.body_timeout_ms = (uint64_t)(o->header_timeout_s * 1000);
+    hl.idle_timeout_ms = (uint64_t)(o->idle_timeout_s * 1000);
+    api_http_init(&G.ah, &G.http, &G.ctx, &hl);
+    G.ah.on_idle = on_http_idle;
+    mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
+    G.mp.on_idle = on_mp_idle;
+
+    if (o->http_fd >= 0)
+        rc = http_server_listen_fd(&G.http, (int)o->http_fd, err, sizeof err);
+    else if (o->http && strcmp(o->http, "none") != 0)
+        rc = http_server_listen(&G.http, o->http, err, sizeof err);
+    else
+        rc = 1;
+    if (rc < 0) {
+        vl_error("%s", err);
+        return VL_EXIT_PERMANENT;
+    }
+    G.have_http = rc == 0;
+    if (o->api_fd >= 0)
+        rc = mpapi_listen_fd(&G.mp, (int)o->api_fd, err, sizeof err);
+    else if (o->api_socket && strcmp(o->api_socket, "none") != 0)
+        rc = mpapi_listen(&G.mp, o->api_socket, err, sizeof err);
+    else
+        rc = 1;
+    if (rc < 0) {
+        vl_error("%s", err);
+        return VL_EXIT_PERMANENT;
+    }
+    G.have_mp = rc == 0;
+    if (!G.have_http && !G.have_mp) {
+        vl_error("nothing to serve: give --http/--http-fd and/or --api-socket/--api-fd");
+        return VL_EXIT_PERMANENT;
+    }
+    if (o->worker_sockets)
+        router_add_static(&G.router, o->worker_sockets);
+
+    uv_signal_init(G.loop, &G.sigterm);
+    uv_signal_start(&G.sigterm, on_signal, SIGTERM);
+    uv_signal_init(G.loop, &G.sigint);
+    uv_signal_start(&G.sigint, on_signal, SIGINT);
+    uv_timer_init(G.loop, &G.drain_timer);
+    uv_timer_init(G.loop, &G.hb);
+    if (o->control_fd >= 0) {
+        uv_pipe_init(G.loop, &G.ctl, 0);
+        if (uv_pipe_open(&G.ctl, (int)o->control_fd) == 0) {
+            G.have_ctl = 1;
+            vl_frame_reader_init(&G.ctl_rd, 1u << 20);
+            uv_read_start((uv_stream_t *)&G.ctl, on_ctl_alloc, on_ctl_read);
+            uv_timer_start(&G.hb, on_heartbeat, 1000, 1000);
+        } else
+            vl_warn("control fd %lld is not usable", (long long)o->control_fd);
+    }
+    if (G.have_http)
+        vl_info("HTTP on %s (port %d)", o->http_fd >= 0 ? "inherited fd" : o->http,
+                http_server_port(&G.http));
+    if (G.have_mp)
+        vl_info("msgpack API on %s", o->api_fd >= 0 ? "inherited fd" : o->api_socket);
+    ctl_send_simple("gateway_ready", "pid", getpid());
+
+    uv_run(G.loop, UV_RUN_DEFAULT);
+    pp_ctx_free(&G.pp);
+    vl_config_free(opts, N_OPTS, o);
+    return VL_EXIT_OK;
 }

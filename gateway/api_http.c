@@ -1,0 +1,194 @@
+/* The HTTP routes of the gateway (docs/api.md): the embeddings API and its preview, health,
+ * readiness, metrics, models and the OpenAPI document. Translation only: validation is
+ * api_parse.c, the pipeline api_job.c. */
+#include "gateway/api_http.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "gateway/api_job.h"
+#include "gateway/openapi.h"
+
+static void respond_json(struct http_req *req, int status, const char *extra, const char *body,
+                         size_t len)
+{
+    http_respond(req, status, "application/json", extra, body, len);
+}
+
+static void respond_err(struct api_http *h, struct http_req *req, const struct api_err *e)
+{
+    size_t len;
+    char *body = api_err_json(e, &len);
+    char extra[256] = "";
+    int n = 0;
+    if (e->status == 429 || e->status == 503)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n",
+                      h->retry_after_s);
+    if (req->request_id)
+        snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n", req->request_id);
+    respond_json(req, e->status, extra, body, len);
+    free(body);
+}
+
+static void job_done(struct api_job *j)
+{
+    struct http_req *req = j->tp;
+    struct api_http *h = j->ctx->user_http;
+    h->active_jobs--;
+    if (j->status != 200) {
+        respond_err(h, req, &j->err);
+    } else {
+        size_t len;
+        char *body = j->preview ? api_job_preview_json(j, &len) : api_job_json(j, &len);
+        char fp[17], extra[256];
+        api_job_fingerprint(j, fp);
+        int n = snprintf(extra, sizeof extra, "X-Embedding-Fingerprint: %s\r\n", fp);
+        if (req->request_id)
+            snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n",
+                     req->request_id);
+        respond_json(req, 200, extra, body, len);
+        free(body);
+    }
+    api_job_release(j);
+    if (h->on_idle && h->active_jobs == 0)
+        h->on_idle(h);
+}
+
+static void embeddings(struct api_http *h, struct http_req *req, int preview)
+{
+    struct api_err e;
+    if (req->content_type && strncmp(req->content_type, "application/json", 16) != 0 &&
+        strncmp(req->content_type, "application/x-www-form-urlencoded", 33) != 0) {
+        api_err_set(&e, 415, "invalid_request_error", "unsupported_media_type", NULL,
+                    "the body must be application/json");
+        metrics_error(h->ctx->metrics, 415, e.code);
+        respond_err(h, req, &e);
+        return;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts((const char *)req->body, req->body_len, &end, 0);
+    if (root) {
+        while (end && end < (const char *)req->body + req->body_len &&
+               (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+            end++;
+        if (end != (const char *)req->body + req->body_len) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        long off = at ? (long)(at - (const char *)req->body) : -1;
+        if (off < 0 || (size_t)off > req->body_len)
+            off = end ? (long)(end - (const char *)req->body) : 0;
+        api_err_set(&e, 400, "invalid_request_error", "invalid_json", NULL,
+                    "the body is not valid JSON (error near byte %ld)", off);
+        metrics_error(h->ctx->metrics, 400, e.code);
+        respond_err(h, req, &e);
+        return;
+    }
+    struct api_job *j = vl_calloc(1, sizeof *j);
+    int rc = api_parse(root, &h->ctx->lim, NULL, 0, &j->req, &e);
+    cJSON_Delete(root);
+    if (rc) {
+        api_req_free(&j->req);
+        free(j);
+        metrics_error(h->ctx->metrics, e.status, e.code);
+        respond_err(h, req, &e);
+        return;
+    }
+    j->ctx = h->ctx;
+    j->api = MA_HTTP;
+    j->preview = preview;
+    j->on_done = job_done;
+    j->tp = req;
+    h->active_jobs++;
+    api_job_start(j);
+}
+
+static void handler(struct http_server *s, struct http_req *req)
+{
+    struct api_http *h = s->user;
+    const char *p = req->path;
+    int get = req->method == HTTP_GET;
+    int post = req->method == HTTP_POST;
+    struct api_err e;
+    if (!strcmp(p, "/v1/embeddings") || !strcmp(p, "/embeddings")) {
+        if (post)
+            return embeddings(h, req, 0);
+    } else if (!strcmp(p, "/v1/embeddings/preview")) {
+        if (post)
+            return embeddings(h, req, 1);
+    } else if (!strcmp(p, "/health")) {
+        if (get)
+            return respond_json(req, 200, NULL, "{\"status\":\"ok\"}", 15);
+    } else if (!strcmp(p, "/ready")) {
+        if (get) {
+            int n = router_ready_count(h->ctx->router);
+            char body[128];
+            int len = snprintf(body, sizeof body, "{\"status\":\"%s\",\"workers_ready\":%d}",
+                               n > 0 && !h->draining ? "ready" : "not_ready", n);
+            if (n > 0 && !h->draining)
+                return respond_json(req, 200, NULL, body, (size_t)len);
+            char extra[64];
+            snprintf(extra, sizeof extra, "Retry-After: %d\r\n", h->retry_after_s);
+            return respond_json(req, 503, extra, body, (size_t)len);
+        }
+    } else if (!strcmp(p, "/metrics")) {
+        if (get) {
+            size_t len;
+            char *body = metrics_render(h->ctx->metrics, h->ctx->router, h->srv->n_conns, &len);
+            http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, len);
+            free(body);
+            return;
+        }
+    } else if (!strcmp(p, "/v1/models") || !strcmp(p, "/models")) {
+        if (get) {
+            const struct router_worker *w = router_any_ready(h->ctx->router);
+            cJSON *root = cJSON_CreateObject();
+            cJSON_AddStringToObject(root, "object", "list");
+            cJSON *data = cJSON_AddArrayToObject(root, "data");
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "id", h->ctx->model_name);
+            cJSON_AddStringToObject(m, "object", "model");
+            cJSON_AddNumberToObject(m, "created", 0);
+            cJSON_AddStringToObject(m, "owned_by", "vlembed");
+            if (w) {
+                cJSON_AddNumberToObject(m, "dimensions", w->dim);
+                cJSON_AddStringToObject(m, "checkpoint", w->fingerprint);
+            }
+            cJSON_AddNumberToObject(m, "max_input_tokens", h->ctx->pp->cfg.max_tokens);
+            cJSON_AddItemToArray(data, m);
+            char *body = cJSON_PrintUnformatted(root);
+            cJSON_Delete(root);
+            respond_json(req, 200, NULL, body, strlen(body));
+            free(body);
+            return;
+        }
+    } else if (!strcmp(p, "/openapi.json")) {
+        if (get)
+            return respond_json(req, 200, NULL, openapi_json, strlen(openapi_json));
+    } else {
+        api_err_set(&e, 404, "invalid_request_error", "not_found", NULL, "no route %s",
+                    strlen(p) > 200 ? "(long path)" : p);
+        return respond_err(h, req, &e);
+    }
+    api_err_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
+                "method not allowed on %s", p);
+    respond_err(h, req, &e);
+}
+
+int api_http_init(struct api_http *h, struct http_server *srv, struct api_ctx *ctx,
+                  const struct http_limits *lim)
+{
+    memset(h, 0, sizeof *h);
+    h->ctx = ctx;
+    h->srv = srv;
+    h->retry_after_s = 1;
+    ctx->user_http = h;
+    return http_server_init(srv, ctx->loop, lim, handler, h);
+}
