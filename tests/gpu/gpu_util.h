@@ -32,7 +32,7 @@ static inline uint16_t *gu_rand_bf16(size_t n, float lo, float hi)
 {
     uint16_t *h = (uint16_t *)malloc(n * 2 + 16);
     for (size_t i = 0; i < n; i++)
-        h[i] = vl_f32_to_bf16(gu_uniform(lo, hi));
+        h[i] = vl_float_to_bf16(gu_uniform(lo, hi));
     return h;
 }
 
@@ -94,7 +94,7 @@ static inline float *gu_bf16_to_f32(const uint16_t *h, size_t n)
 {
     float *f = (float *)malloc(n * sizeof(float) + 16);
     for (size_t i = 0; i < n; i++)
-        f[i] = vl_bf16_to_f32(h[i]);
+        f[i] = vl_bf16_to_float(h[i]);
     return f;
 }
 

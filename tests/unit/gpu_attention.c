@@ -86,7 +86,7 @@ static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int 
                     const uint16_t *k = buf + (size_t)(cu[s] + j) * W + (nh + g) * hd;
                     double d = 0;
                     for (int e = 0; e < hd; e++)
-                        d += (double)vl_bf16_to_f32(q[e]) * vl_bf16_to_f32(k[e]);
+                        d += (double)vl_bf16_to_float(q[e]) * vl_bf16_to_float(k[e]);
                     sc[j] = d / sqrt((double)hd);
                     if (sc[j] > mx)
                         mx = sc[j];
@@ -96,7 +96,7 @@ static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int 
                 for (int e = 0; e < hd; e++) {
                     double o = 0;
                     for (int j = 0; j < nk; j++)
-                        o += sc[j] * vl_bf16_to_f32(buf[(size_t)(cu[s] + j) * W +
+                        o += sc[j] * vl_bf16_to_float(buf[(size_t)(cu[s] + j) * W +
                                                         (nh + nkv + g) * hd + e]);
                     ref[(size_t)(cu[s] + i) * nh * hd + h * hd + e] = (float)(o / sum);
                 }
@@ -117,6 +117,8 @@ TEST(test_lm_attention)
         attn_case(16, 8, 128, 1, lens, 8, w, 1);
         attn_case(32, 8, 128, 1, lens + 3, 3, w, 0);
     }
+    attn_case(6, 2, 16, 1, lens, 8, 4, 1); /* the tiny test checkpoint's shape */
+    attn_case(4, 2, 32, 1, lens, 5, 4, 0);
 }
 
 TEST(test_vit_attention)
@@ -127,6 +129,8 @@ TEST(test_vit_attention)
         attn_case(16, 16, 72, 0, lens, 6, w, 1);
         attn_case(16, 16, 72, 0, lens + 4, 2, w, 0);
     }
+    attn_case(3, 3, 16, 0, lens, 6, 4, 1);
+    attn_case(4, 4, 80, 0, lens, 6, 4, 0);
 }
 
 static void test_all(void)

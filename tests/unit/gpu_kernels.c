@@ -46,14 +46,14 @@ static void gemm_case(struct vl_gemm *g, int M, int N, int K, enum vl_gemm_epilo
         for (int n = 0; n < N; n++) {
             double s = 0;
             for (int k = 0; k < K; k++)
-                s += (double)vl_bf16_to_f32(x[(size_t)m * K + k]) *
-                     vl_bf16_to_f32(w[(size_t)n * K + k]);
+                s += (double)vl_bf16_to_float(x[(size_t)m * K + k]) *
+                     vl_bf16_to_float(w[(size_t)n * K + k]);
             if (epi != VL_GEMM_PLAIN)
-                s += vl_bf16_to_f32(b[n]);
+                s += vl_bf16_to_float(b[n]);
             if (epi == VL_GEMM_BIAS_GELU_TANH)
                 s = 0.5 * s * (1 + tanh(0.7978845608028654 * (s + 0.044715 * s * s * s)));
             if (acc)
-                s += vl_bf16_to_f32(y0[(size_t)m * N + n]);
+                s += vl_bf16_to_float(y0[(size_t)m * N + n]);
             ref[(size_t)m * N + n] = (float)s;
         }
     char name[96];
@@ -93,13 +93,13 @@ TEST(test_norms)
         for (int i = 0; i < R; i++) {
             double ss = 0;
             for (int k = 0; k < D; k++) {
-                float v = vl_bf16_to_f32(x[(size_t)i * D + k]);
+                float v = vl_bf16_to_float(x[(size_t)i * D + k]);
                 ss += (double)v * v;
             }
             float rs = (float)(1.0 / sqrt(ss / D + 1e-6));
             for (int k = 0; k < D; k++)
                 ref[(size_t)i * D + k] =
-                    r(r(vl_bf16_to_f32(x[(size_t)i * D + k]) * rs) * vl_bf16_to_f32(w[k]));
+                    r(r(vl_bf16_to_float(x[(size_t)i * D + k]) * rs) * vl_bf16_to_float(w[k]));
         }
         snprintf(name, sizeof name, "rmsnorm dim=%d", D);
         CHECK(gu_compare_dev_bf16(name, dy, ref, n, EMUL_TOL));
@@ -109,18 +109,18 @@ TEST(test_norms)
         for (int i = 0; i < R; i++) {
             double mean = 0, var = 0;
             for (int k = 0; k < D; k++)
-                mean += vl_bf16_to_f32(x[(size_t)i * D + k]);
+                mean += vl_bf16_to_float(x[(size_t)i * D + k]);
             mean /= D;
             for (int k = 0; k < D; k++) {
-                double d = vl_bf16_to_f32(x[(size_t)i * D + k]) - mean;
+                double d = vl_bf16_to_float(x[(size_t)i * D + k]) - mean;
                 var += d * d;
             }
             double rs = 1.0 / sqrt(var / D + 1e-6);
             for (int k = 0; k < D; k++)
                 ref[(size_t)i * D + k] =
-                    r((float)((vl_bf16_to_f32(x[(size_t)i * D + k]) - mean) * rs *
-                                  vl_bf16_to_f32(w[k]) +
-                              vl_bf16_to_f32(b[k])));
+                    r((float)((vl_bf16_to_float(x[(size_t)i * D + k]) - mean) * rs *
+                                  vl_bf16_to_float(w[k]) +
+                              vl_bf16_to_float(b[k])));
         }
         snprintf(name, sizeof name, "layernorm dim=%d", D);
         CHECK(gu_compare_dev_bf16(name, dy, ref, n, EMUL_TOL));
@@ -137,10 +137,10 @@ TEST(test_norms)
             const uint16_t *xr = x + (size_t)rows[j] * D;
             double ss = 0, nn = 0;
             for (int k = 0; k < D; k++)
-                ss += (double)vl_bf16_to_f32(xr[k]) * vl_bf16_to_f32(xr[k]);
+                ss += (double)vl_bf16_to_float(xr[k]) * vl_bf16_to_float(xr[k]);
             float rs = (float)(1.0 / sqrt(ss / D + 1e-6));
             for (int k = 0; k < D; k++) {
-                pref[j * D + k] = r(r(vl_bf16_to_f32(xr[k]) * rs) * vl_bf16_to_f32(w[k]));
+                pref[j * D + k] = r(r(vl_bf16_to_float(xr[k]) * rs) * vl_bf16_to_float(w[k]));
                 nn += (double)pref[j * D + k] * pref[j * D + k];
             }
             for (int k = 0; k < D; k++)
@@ -154,53 +154,54 @@ TEST(test_norms)
     }
 }
 
-static void mrope_case(int nq, int nkv)
+static void mrope_case(int nq, int nkv, int hd, const int *sec)
 {
-    int R = 45, W = (nq + 2 * nkv) * 128;
+    int R = 45, W = (nq + 2 * nkv) * hd;
     size_t n = (size_t)R * W;
-    uint16_t *x = gu_rand_bf16(n, -2, 2), *qw = gu_rand_bf16(128, 0.5f, 1.5f),
-             *kw = gu_rand_bf16(128, 0.5f, 1.5f);
+    uint16_t *x = gu_rand_bf16(n, -2, 2), *qw = gu_rand_bf16(hd, 0.5f, 1.5f),
+             *kw = gu_rand_bf16(hd, 0.5f, 1.5f);
     int32_t *pos = malloc((size_t)R * 3 * 4);
     for (int i = 0; i < R * 3; i++)
         pos[i] = (int32_t)(gu_next() % 9000);
-    uint16_t *dx = gu_upload(x, n * 2), *dqw = gu_upload(qw, 256), *dkw = gu_upload(kw, 256);
+    uint16_t *dx = gu_upload(x, n * 2), *dqw = gu_upload(qw, hd * 2), *dkw = gu_upload(kw, hd * 2);
     int32_t *dpos = gu_upload(pos, (size_t)R * 12);
-    vl_qk_norm_mrope(NULL, dx, R, nq, nkv, dqw, dkw, dpos, 1e-6f, 5e6f);
+    vl_qk_norm_mrope(NULL, dx, R, nq, nkv, hd, sec, dqw, dkw, dpos, 1e-6f, 5e6f);
     float *ref = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
-        ref[i] = vl_bf16_to_f32(x[i]);
+        ref[i] = vl_bf16_to_float(x[i]);
     for (int row = 0; row < R; row++)
         for (int h = 0; h < nq + nkv; h++) {
-            float *v = ref + (size_t)row * W + h * 128;
+            float *v = ref + (size_t)row * W + h * hd;
             const uint16_t *w = h < nq ? qw : kw;
             double ss = 0;
-            for (int d = 0; d < 128; d++)
+            for (int d = 0; d < hd; d++)
                 ss += (double)v[d] * v[d];
-            float rs = (float)(1.0 / sqrt(ss / 128 + 1e-6));
-            float xn[128];
-            for (int d = 0; d < 128; d++)
-                xn[d] = r(r(v[d] * rs) * vl_bf16_to_f32(w[d]));
-            for (int d = 0; d < 128; d++) {
-                int i = d & 63, p = pos[row * 3];
-                if (i < 60 && i % 3 == 1)
+            float rs = (float)(1.0 / sqrt(ss / hd + 1e-6));
+            float xn[256];
+            for (int d = 0; d < hd; d++)
+                xn[d] = r(r(v[d] * rs) * vl_bf16_to_float(w[d]));
+            int half = hd / 2;
+            for (int d = 0; d < hd; d++) {
+                int i = d % half, p = pos[row * 3];
+                if (i < 3 * sec[1] && i % 3 == 1)
                     p = pos[row * 3 + 1];
-                else if (i < 60 && i % 3 == 2)
+                else if (i < 3 * sec[2] && i % 3 == 2)
                     p = pos[row * 3 + 2];
-                float inv = 1.0f / powf(5e6f, (float)(2 * i) / 128.0f);
+                float inv = 1.0f / powf(5e6f, (float)(2 * i) / (float)hd);
                 float a = (float)p * inv;
                 float c = r(cosf(a)), s = r(sinf(a));
-                float rh = d < 64 ? -xn[d + 64] : xn[d - 64];
+                float rh = d < half ? -xn[d + half] : xn[d - half];
                 v[d] = r(r(xn[d] * c) + r(rh * s));
             }
         }
     char name[64];
-    snprintf(name, sizeof name, "qk_norm_mrope nq=%d nkv=%d", nq, nkv);
+    snprintf(name, sizeof name, "qk_norm_mrope nq=%d nkv=%d hd=%d", nq, nkv, hd);
     CHECK(gu_compare_dev_bf16(name, dx, ref, n, EMUL_TOL));
     /* v must be untouched: compare exactly */
     uint16_t *got = gu_download(dx, n * 2);
     int vsame = 1;
     for (int row = 0; row < R; row++)
-        for (int k = (nq + nkv) * 128; k < W; k++)
+        for (int k = (nq + nkv) * hd; k < W; k++)
             vsame &= got[(size_t)row * W + k] == x[(size_t)row * W + k];
     CHECK(vsame);
     free(got), free(x), free(qw), free(kw), free(pos), free(ref);
@@ -209,8 +210,10 @@ static void mrope_case(int nq, int nkv)
 
 TEST(test_mrope)
 {
-    mrope_case(16, 8);
-    mrope_case(32, 8);
+    int real[3] = {24, 20, 20}, tiny[3] = {4, 2, 2};
+    mrope_case(16, 8, 128, real);
+    mrope_case(32, 8, 128, real);
+    mrope_case(6, 2, 16, tiny);
 }
 
 static void vit_rope_case(int heads, int hd)
@@ -229,7 +232,7 @@ static void vit_rope_case(int heads, int hd)
     vl_vit_rope(NULL, dx, R, heads, hd, dpos);
     float *ref = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
-        ref[i] = vl_bf16_to_f32(x[i]);
+        ref[i] = vl_bf16_to_float(x[i]);
     int half = hd / 2, q4 = half / 2;
     for (int row = 0; row < R; row++)
         for (int qk = 0; qk < 2; qk++)
@@ -276,8 +279,8 @@ TEST(test_activations)
     float *ref = malloc(2 * n * sizeof(float));
     for (int i = 0; i < R; i++)
         for (int k = 0; k < I; k++) {
-            float g = vl_bf16_to_f32(gu[(size_t)i * 2 * I + k]);
-            float u = vl_bf16_to_f32(gu[(size_t)i * 2 * I + I + k]);
+            float g = vl_bf16_to_float(gu[(size_t)i * 2 * I + k]);
+            float u = vl_bf16_to_float(gu[(size_t)i * 2 * I + I + k]);
             ref[(size_t)i * I + k] = r(r((float)(g / (1.0 + exp(-(double)g)))) * u);
         }
     CHECK(gu_compare_dev_bf16("swiglu inter=6144", dout, ref, n, EMUL_TOL));
@@ -289,7 +292,7 @@ TEST(test_activations)
         else
             vl_gelu_erf(NULL, dx, n);
         for (size_t i = 0; i < n; i++) {
-            double a = vl_bf16_to_f32(gu[i]);
+            double a = vl_bf16_to_float(gu[i]);
             double y = t ? 0.5 * a * (1 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a)))
                          : 0.5 * a * (1 + erf(a / sqrt(2.0)));
             ref[i] = r((float)y);
@@ -317,18 +320,18 @@ TEST(test_embed_scatter)
     float *ref = malloc((size_t)R * D * 4);
     for (int i = 0; i < R; i++)
         for (int k = 0; k < D; k++)
-            ref[(size_t)i * D + k] = vl_bf16_to_f32(table[(size_t)ids[i] * D + k]);
+            ref[(size_t)i * D + k] = vl_bf16_to_float(table[(size_t)ids[i] * D + k]);
     CHECK(gu_compare_dev_bf16("embed_gather", dout, ref, (size_t)R * D, 0));
     vl_rows_scatter(NULL, ds, didx, NV, D, dout, 1);
     for (int i = 0; i < NV; i++)
         for (int k = 0; k < D; k++)
             ref[(size_t)idx[i] * D + k] =
-                r(ref[(size_t)idx[i] * D + k] + vl_bf16_to_f32(src[(size_t)i * D + k]));
+                r(ref[(size_t)idx[i] * D + k] + vl_bf16_to_float(src[(size_t)i * D + k]));
     CHECK(gu_compare_dev_bf16("rows_scatter add", dout, ref, (size_t)R * D, 0));
     vl_rows_scatter(NULL, ds, didx, NV, D, dout, 0);
     for (int i = 0; i < NV; i++)
         for (int k = 0; k < D; k++)
-            ref[(size_t)idx[i] * D + k] = vl_bf16_to_f32(src[(size_t)i * D + k]);
+            ref[(size_t)idx[i] * D + k] = vl_bf16_to_float(src[(size_t)i * D + k]);
     CHECK(gu_compare_dev_bf16("rows_scatter copy", dout, ref, (size_t)R * D, 0));
     free(table), free(src), free(ref);
     vl_cuda_free(dt), vl_cuda_free(ds), vl_cuda_free(dids), vl_cuda_free(didx), vl_cuda_free(dout);
@@ -416,10 +419,10 @@ TEST(test_vision_input)
         for (int k = 0; k < D; k++) {
             float s = 0;
             for (int q = 0; q < 4; q++) {
-                float t = r(vl_bf16_to_f32(table[(size_t)i4[q] * D + k]) * w4[q]);
+                float t = r(vl_bf16_to_float(table[(size_t)i4[q] * D + k]) * w4[q]);
                 s = q ? r(s + t) : t;
             }
-            pref[(size_t)p * D + k] = r(vl_bf16_to_f32(x[(size_t)p * D + k]) + s);
+            pref[(size_t)p * D + k] = r(vl_bf16_to_float(x[(size_t)p * D + k]) + s);
         }
     }
     CHECK(gu_compare_dev_bf16("pos_embed_add dim=1152", dx, pref, (size_t)np * D, EMUL_TOL));

@@ -303,6 +303,9 @@ extern "C" void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a
     if (warps == 0)
         warps = 4;
     switch (a->head_dim * 16 + warps) {
+    case 16 * 16 + 4: launch<16, 4>(s, a); break; /* small test checkpoints */
+    case 32 * 16 + 4: launch<32, 4>(s, a); break;
+    case 80 * 16 + 4: launch<80, 4>(s, a); break;
     case 64 * 16 + 4: launch<64, 4>(s, a); break;
     case 64 * 16 + 8: launch<64, 8>(s, a); break;
     case 72 * 16 + 4: launch<72, 4>(s, a); break;

@@ -8,7 +8,8 @@
  * product, as FlashAttention-2 does); causal masks keys after the query within its sequence.
  * Never reads across sequence boundaries.
  *
- * Head dims 64, 72 and 128 (the 2B / 8B vision towers and the language models). Strides must
+ * Head dims 64, 72 and 128 (the 2B / 8B vision towers and the language models), and 16, 32,
+ * 80 (4-warp variant only; small test checkpoints). Strides must
  * keep every head 16-byte aligned. max_seqlen bounds the grid; a larger sequence is an error.
  * Implementation: a FlashAttention-2 style kernel on mma.sync bf16 tensor-core instructions
  * with cp.async double-buffered K/V tiles (docs/cuda.md records the measured TFLOP/s). */

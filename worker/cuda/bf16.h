@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline float vl_bf16_to_f32(uint16_t h)
+static inline float vl_bf16_to_float(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;
     float f;
@@ -15,7 +15,7 @@ static inline float vl_bf16_to_f32(uint16_t h)
     return f;
 }
 
-static inline uint16_t vl_f32_to_bf16(float f)
+static inline uint16_t vl_float_to_bf16(float f)
 {
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -28,7 +28,7 @@ static inline uint16_t vl_f32_to_bf16(float f)
 /* Rounds a float to the nearest bf16 value and returns it as a float. */
 static inline float vl_bf16_round(float f)
 {
-    return vl_bf16_to_f32(vl_f32_to_bf16(f));
+    return vl_bf16_to_float(vl_float_to_bf16(f));
 }
 
 #endif

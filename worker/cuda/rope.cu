@@ -1,5 +1,4 @@
-/* Rotary position embeddings (rope.h). The LM kernel gives each (row, head) one warp: a lane
- * holds 4 of the 128 dims, the rotate_half partner (dim +- 64) is 16 lanes away. */
+/* Rotary position embeddings (rope.h). */
 #include "worker/cuda/rope.h"
 
 #include "worker/cuda/cuda_check.h"
@@ -7,59 +6,53 @@
 
 #define MROPE_WARPS 8
 
+/* One block per row: the block first builds the row's cos/sin table (head_dim / 2 entries,
+ * rounded to bf16 like the reference), then each warp takes heads: RMSNorm over the head in
+ * fp32, the normalised head kept in shared memory for the rotate_half partner. */
 static __global__ void __launch_bounds__(MROPE_WARPS * 32)
-    qk_norm_mrope_kernel(bf16 *__restrict__ qkv, int nq, int nkv, const bf16 *__restrict__ qw,
-                         const bf16 *__restrict__ kw, const int32_t *__restrict__ pos, float eps,
-                         float theta)
+    qk_norm_mrope_kernel(bf16 *__restrict__ qkv, int nq, int nkv, int hd,
+                         const bf16 *__restrict__ qw, const bf16 *__restrict__ kw,
+                         const int32_t *__restrict__ pos, float eps, float theta, int h_end,
+                         int w_end)
 {
+    extern __shared__ float sm[]; /* cos[hd/2], sin[hd/2], then MROPE_WARPS x hd */
     int row = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int stride = (nq + 2 * nkv) * 128;
-    bf16 *base = qkv + (size_t)row * stride;
+    int half = hd / 2;
+    float *cs = sm, *sn = sm + half, *xs = sm + hd + warp * hd;
+    bf16 *base = qkv + (size_t)row * (nq + 2 * nkv) * hd;
     int pt = pos[row * 3 + 0], ph = pos[row * 3 + 1], pw = pos[row * 3 + 2];
-    int d0 = lane * 4;
-    /* cos/sin of this lane's 4 dims: frequency index i = d mod 64 */
-    float c[4], sn[4];
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        int i = (d0 + j) & 63;
-        float inv = 1.0f / powf(theta, (float)(2 * i) / 128.0f);
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        /* interleaved sections: h at i = 1, 4, ... < 3 s_h; w at i = 2, 5, ... < 3 s_w */
         int p = pt;
-        if (i < 60 && i % 3 == 1)
+        if (i % 3 == 1 && i < h_end)
             p = ph;
-        else if (i < 60 && i % 3 == 2)
+        else if (i % 3 == 2 && i < w_end)
             p = pw;
-        float a = (float)p * inv;
         float sa, ca;
-        sincosf(a, &sa, &ca);
-        c[j] = rbf(ca);
-        sn[j] = rbf(sa);
+        sincosf((float)p * inv, &sa, &ca);
+        cs[i] = rbf(ca);
+        sn[i] = rbf(sa);
     }
+    __syncthreads();
     for (int hh = warp; hh < nq + nkv; hh += MROPE_WARPS) {
-        bf16 *hp = base + hh * 128 + d0;
-        const bf16 *w = (hh < nq ? qw : kw) + d0;
-        union {
-            uint2 u;
-            bf16 h[4];
-        } in, out;
-        in.u = *(const uint2 *)hp;
-        float x[4], ss = 0;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            x[j] = bf(in.h[j]);
-            ss += x[j] * x[j];
+        bf16 *hp = base + hh * hd;
+        const bf16 *w = hh < nq ? qw : kw;
+        float ss = 0;
+        for (int d = lane; d < hd; d += 32) {
+            float x = bf(hp[d]);
+            ss += x * x;
         }
-        ss = warp_sum(ss);
-        float r = rsqrtf(ss / 128.0f + eps);
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            x[j] = rbf(rbf(x[j] * r) * bf(w[j]));
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float partner = __shfl_xor_sync(0xffffffffu, x[j], 16);
-            float rh = lane < 16 ? -partner : partner; /* rotate_half */
-            out.h[j] = tobf(rbf(x[j] * c[j]) + rbf(rh * sn[j]));
+        float r = rsqrtf(warp_sum(ss) / (float)hd + eps);
+        for (int d = lane; d < hd; d += 32)
+            xs[d] = rbf(rbf(bf(hp[d]) * r) * bf(w[d]));
+        __syncwarp();
+        for (int d = lane; d < hd; d += 32) {
+            int i = d < half ? d : d - half;
+            float rh = d < half ? -xs[d + half] : xs[d - half]; /* rotate_half */
+            hp[d] = tobf(rbf(xs[d] * cs[i]) + rbf(rh * sn[i]));
         }
-        *(uint2 *)hp = out.u;
+        __syncwarp();
     }
 }
 
@@ -91,13 +84,19 @@ static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int hea
 }
 
 extern "C" void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq, int nkv,
-                                 const uint16_t *qw, const uint16_t *kw, const int32_t *pos,
-                                 float eps, float theta)
+                                 int head_dim, const int *mrope_section, const uint16_t *qw,
+                                 const uint16_t *kw, const int32_t *pos, float eps, float theta)
 {
     if (rows <= 0)
         return;
-    qk_norm_mrope_kernel<<<rows, MROPE_WARPS * 32, 0, s>>>(
-        (bf16 *)qkv, nq, nkv, (const bf16 *)qw, (const bf16 *)kw, pos, eps, theta);
+    if (head_dim % 2 || head_dim > 512) {
+        vl_error("vl_qk_norm_mrope: unsupported head dim %d", head_dim);
+        abort();
+    }
+    size_t smem = (size_t)(head_dim + MROPE_WARPS * head_dim) * sizeof(float);
+    qk_norm_mrope_kernel<<<rows, MROPE_WARPS * 32, smem, s>>>(
+        (bf16 *)qkv, nq, nkv, head_dim, (const bf16 *)qw, (const bf16 *)kw, pos, eps, theta,
+        3 * mrope_section[1], 3 * mrope_section[2]);
     VL_LAUNCH_CHECK("qk_norm_mrope_kernel");
 }
 

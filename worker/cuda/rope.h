@@ -1,11 +1,12 @@
 /* Rotary position embeddings, in place on the fused QKV projection output.
  *
- * vl_qk_norm_mrope (language model, spec §4.3-4.4): qkv is [rows, (nq + 2*nkv) * 128] with the
- * q heads, then k heads, then v heads. Each q and k head gets its RMSNorm (weights qw / kw,
- * [128]) and then the interleaved multimodal RoPE with sections [24, 20, 20]: frequency i
- * (of 64) uses the h position if i < 60 and i % 3 == 1, the w position if i < 60 and
- * i % 3 == 2, else the t position; cos/sin are rounded to bf16 and the rotation is done in bf16
- * roundings like the reference. pos is [rows, 3] int32 (t, h, w). v is not touched.
+ * vl_qk_norm_mrope (language model, spec §4.3-4.4): qkv is [rows, (nq + 2*nkv) * head_dim]
+ * with the q heads, then k heads, then v heads. Each q and k head gets its RMSNorm (weights
+ * qw / kw, [head_dim]) and then the interleaved multimodal RoPE with mrope_section {s_t, s_h,
+ * s_w} ([24, 20, 20] for the released models): frequency i (of head_dim / 2) uses the h
+ * position if i % 3 == 1 and i < 3 s_h, the w position if i % 3 == 2 and i < 3 s_w, else the t
+ * position; cos/sin are rounded to bf16 and the rotation is done in bf16 roundings like the
+ * reference. pos is [rows, 3] int32 (t, h, w). v is not touched. head_dim even, <= 512.
  *
  * vl_vit_rope (vision tower, spec §3.3): qkv is [rows, 3 * heads * head_dim]; q and k of each
  * head are rotated in fp32 (rotate_half pairs i, i + head_dim/2) by angles row * inv_freq and
@@ -22,9 +23,9 @@
 extern "C" {
 #endif
 
-void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq, int nkv,
-                      const uint16_t *qw, const uint16_t *kw, const int32_t *pos, float eps,
-                      float theta);
+void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq, int nkv, int head_dim,
+                      const int *mrope_section, const uint16_t *qw, const uint16_t *kw,
+                      const int32_t *pos, float eps, float theta);
 void vl_vit_rope(vl_stream_t s, uint16_t *qkv, int rows, int heads, int head_dim,
                  const int32_t *pos4);
 

@@ -1,0 +1,420 @@
+/* The CUDA backend's batched forward (cuda_backend.h): token-budget batching, host staging in
+ * pinned memory (two sets, so the host prepares batch k+1 while the device runs batch k), the
+ * vision tower over all patches of a batch, the language model over all its tokens packed
+ * without padding, last-token pooling. Every buffer is allocated in vl_cuda_ctx_create; the
+ * embed path allocates nothing. */
+#ifndef VL_NO_CUDA
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/limits.h"
+#include "common/log.h"
+#include "worker/cuda/act.h"
+#include "worker/cuda/attention.h"
+#include "worker/cuda/embed.h"
+#include "worker/cuda/gemm.h"
+#include "worker/cuda/norm.h"
+#include "worker/cuda/rope.h"
+#include "worker/cuda/vision.h"
+#include "worker/cuda_backend.h"
+#include "worker/positions.h"
+
+#define DEFAULT_BUDGET 16384
+
+struct staging {
+    int32_t *ids, *pos, *cu, *last, *vis_idx, *vpos4, *vcu;
+    int64_t *vframes;
+    uint8_t *pixels;
+    float *out;
+    vl_event_t done;
+    int busy, first_item, n_items;
+};
+
+struct vl_cuda_ctx {
+    struct vl_cuda_config cfg;
+    const struct vl_cuda_weights *w;
+    vl_stream_t stream;
+    struct vl_gemm *gemm;
+    int64_t budget_tokens, budget_patches;
+    int64_t cap_tokens, cap_patches;
+    size_t cap_pixels;
+    /* device workspace */
+    uint16_t *h, *xn, *qkv, *att, *gu, *act;
+    uint16_t *vx, *vxn, *vqkv, *vatt, *vfc, *m1, *vis_out, *ds_out[VL_CUDA_MAX_DEEPSTACK];
+    float *out;
+    int32_t *d_ids, *d_pos, *d_cu, *d_last, *d_vis_idx, *d_vpos4, *d_vcu;
+    int64_t *d_vframes;
+    uint8_t *d_pixels;
+    struct staging st[2];
+    /* host scratch */
+    int32_t *pos_tmp, *img_rows, *vid_rows;
+    struct vl_cuda_stats stats;
+};
+
+static size_t bf(size_t elems)
+{
+    return elems * 2;
+}
+
+struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
+                                       const struct vl_cuda_weights *w, int64_t max_batch_tokens,
+                                       int64_t max_batch_patches, char *err, size_t errlen)
+{
+    if (max_batch_tokens < 0 || max_batch_patches < 0 || max_batch_tokens > (1 << 20) ||
+        max_batch_patches > (1 << 22)) {
+        snprintf(err, errlen, "batch budgets out of range (tokens %lld, patches %lld)",
+                 (long long)max_batch_tokens, (long long)max_batch_patches);
+        return NULL;
+    }
+    struct vl_cuda_ctx *c = vl_calloc(1, sizeof *c);
+    c->cfg = *cfg;
+    c->w = w;
+    c->budget_tokens = max_batch_tokens ? max_batch_tokens : DEFAULT_BUDGET;
+    c->budget_patches = max_batch_patches ? max_batch_patches : DEFAULT_BUDGET;
+    /* any single valid item must fit: <= VL_MAX_SEQ_TOKENS tokens, each visual token 4 patches */
+    c->cap_tokens = c->budget_tokens > VL_MAX_SEQ_TOKENS ? c->budget_tokens : VL_MAX_SEQ_TOKENS;
+    int64_t item_patches = 4 * (int64_t)VL_MAX_SEQ_TOKENS;
+    c->cap_patches = c->budget_patches > item_patches ? c->budget_patches : item_patches;
+    c->cap_pixels = (size_t)c->cap_patches * 2 * 16 * 16 * 3;
+    size_t T = (size_t)c->cap_tokens, P = (size_t)c->cap_patches;
+    size_t H = cfg->hidden, hd = cfg->head_dim, nq = cfg->heads, nkv = cfg->kv_heads;
+    size_t I = cfg->inter, V = cfg->v_hidden, Iv = cfg->v_inter, O = cfg->v_out;
+    size_t before = vl_cuda_mem_used();
+
+    c->stream = vl_cuda_stream_create();
+    c->gemm = vl_gemm_create(32u << 20);
+    c->h = vl_cuda_malloc(bf(T * H));
+    c->xn = vl_cuda_malloc(bf(T * H));
+    c->qkv = vl_cuda_malloc(bf(T * (nq + 2 * nkv) * hd));
+    c->att = vl_cuda_malloc(bf(T * nq * hd));
+    c->gu = vl_cuda_malloc(bf(T * 2 * I));
+    c->act = vl_cuda_malloc(bf(T * I));
+    c->vx = vl_cuda_malloc(bf(P * V));
+    c->vxn = vl_cuda_malloc(bf(P * V));
+    c->vqkv = vl_cuda_malloc(bf(P * 3 * V));
+    c->vatt = vl_cuda_malloc(bf(P * V));
+    c->vfc = vl_cuda_malloc(bf(P * (Iv > VL_PATCH_DIM ? Iv : VL_PATCH_DIM)));
+    c->m1 = vl_cuda_malloc(bf(P * V));
+    c->vis_out = vl_cuda_malloc(bf(P / 4 * O));
+    for (int i = 0; i < cfg->n_deepstack; i++)
+        c->ds_out[i] = vl_cuda_malloc(bf(P / 4 * O));
+    c->out = vl_cuda_malloc(T * H * sizeof(float));
+    c->d_ids = vl_cuda_malloc(T * 4);
+    c->d_pos = vl_cuda_malloc(T * 12);
+    c->d_cu = vl_cuda_malloc((T + 1) * 4);
+    c->d_last = vl_cuda_malloc(T * 4);
+    c->d_vis_idx = vl_cuda_malloc(P / 4 * 4);
+    c->d_vpos4 = vl_cuda_malloc(P * 16);
+    c->d_vcu = vl_cuda_malloc((P / 4 + 1) * 4);
+    c->d_vframes = vl_cuda_malloc(P * 16);
+    c->d_pixels = vl_cuda_malloc(c->cap_pixels);
+    for (int s = 0; s < 2; s++) {
+        struct staging *g = &c->st[s];
+        g->ids = vl_cuda_host_alloc(T * 4);
+        g->pos = vl_cuda_host_alloc(T * 12);
+        g->cu = vl_cuda_host_alloc((T + 1) * 4);
+        g->last = vl_cuda_host_alloc(T * 4);
+        g->vis_idx = vl_cuda_host_alloc(P / 4 * 4);
+        g->vpos4 = vl_cuda_host_alloc(P * 16);
+        g->vcu = vl_cuda_host_alloc((P / 4 + 1) * 4);
+        g->vframes = vl_cuda_host_alloc(P * 16);
+        g->pixels = vl_cuda_host_alloc(c->cap_pixels);
+        g->out = vl_cuda_host_alloc(T * H * sizeof(float));
+        g->done = vl_cuda_event_create();
+    }
+    c->pos_tmp = vl_malloc(T * 12);
+    c->img_rows = vl_malloc(T * 4);
+    c->vid_rows = vl_malloc(T * 4);
+    vl_cuda_device_sync();
+    c->stats.weights_bytes = w->bytes;
+    c->stats.workspace_bytes = vl_cuda_mem_used() - before;
+    c->stats.peak_device_bytes = vl_cuda_mem_used();
+    vl_info("CUDA backend: workspace %.1f MiB for %lld tokens / %lld patches per batch "
+            "(budgets %lld / %lld)",
+            c->stats.workspace_bytes / 1048576.0, (long long)c->cap_tokens,
+            (long long)c->cap_patches, (long long)c->budget_tokens, (long long)c->budget_patches);
+    return c;
+}
+
+void vl_cuda_ctx_free(struct vl_cuda_ctx *c)
+{
+    if (!c)
+        return;
+    if (c->stream)
+        vl_cuda_stream_sync(c->stream);
+    uint16_t *bufs[] = {c->h,   c->xn,   c->qkv, c->att, c->gu, c->act, c->vx,
+                        c->vxn, c->vqkv, c->vatt, c->vfc, c->m1, c->vis_out};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        vl_cuda_free(bufs[i]);
+    for (int i = 0; i < VL_CUDA_MAX_DEEPSTACK; i++)
+        vl_cuda_free(c->ds_out[i]);
+    vl_cuda_free(c->out);
+    vl_cuda_free(c->d_ids), vl_cuda_free(c->d_pos), vl_cuda_free(c->d_cu);
+    vl_cuda_free(c->d_last), vl_cuda_free(c->d_vis_idx), vl_cuda_free(c->d_vpos4);
+    vl_cuda_free(c->d_vcu), vl_cuda_free(c->d_vframes), vl_cuda_free(c->d_pixels);
+    for (int s = 0; s < 2; s++) {
+        struct staging *g = &c->st[s];
+        vl_cuda_host_free(g->ids), vl_cuda_host_free(g->pos), vl_cuda_host_free(g->cu);
+        vl_cuda_host_free(g->last), vl_cuda_host_free(g->vis_idx), vl_cuda_host_free(g->vpos4);
+        vl_cuda_host_free(g->vcu), vl_cuda_host_free(g->vframes), vl_cuda_host_free(g->pixels);
+        vl_cuda_host_free(g->out);
+        vl_cuda_event_destroy(g->done);
+    }
+    if (c->gemm)
+        vl_gemm_free(c->gemm);
+    vl_cuda_stream_destroy(c->stream);
+    free(c->pos_tmp), free(c->img_rows), free(c->vid_rows);
+    free(c);
+}
+
+void vl_cuda_ctx_stats(const struct vl_cuda_ctx *c, struct vl_cuda_stats *st)
+{
+    *st = c->stats;
+}
+
+static int64_t item_patches(const struct vl_item *it)
+{
+    int64_t p = 0;
+    for (int v = 0; v < it->n_visuals; v++)
+        p += (int64_t)it->visuals[v].grid_t * it->visuals[v].grid_h * it->visuals[v].grid_w;
+    return p;
+}
+
+/* The merger MLP: y[n, O] = fc2(gelu_erf(fc1(x[n, 4V]))) with biases. */
+static void merger_mlp(struct vl_cuda_ctx *c, const struct vl_cuda_merger *m, const uint16_t *x,
+                       int n, uint16_t *y)
+{
+    int V4 = 4 * c->cfg.v_hidden;
+    vl_gemm_bf16(c->gemm, c->stream, n, V4, V4, x, m->fc1_w, m->fc1_b, c->m1, VL_GEMM_BIAS, 0);
+    vl_gelu_erf(c->stream, c->m1, (size_t)n * V4);
+    vl_gemm_bf16(c->gemm, c->stream, n, c->cfg.v_out, V4, c->m1, m->fc2_w, m->fc2_b, y,
+                 VL_GEMM_BIAS, 0);
+}
+
+static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
+{
+    const struct vl_cuda_config *k = &c->cfg;
+    const struct vl_cuda_weights *w = c->w;
+    vl_stream_t s = c->stream;
+    int V = k->v_hidden, Iv = k->v_inter;
+    vl_patchify(s, c->d_pixels, c->d_vpos4, c->d_vframes, P, c->vfc);
+    vl_gemm_bf16(c->gemm, s, P, V, VL_PATCH_DIM, c->vfc, w->patch_w, w->patch_b, c->vx,
+                 VL_GEMM_BIAS, 0);
+    vl_pos_embed_add(s, c->vx, w->pos_embed, k->v_pos_side, c->d_vpos4, P, V);
+    struct vl_attn_args a = {0};
+    a.q = c->vqkv, a.k = c->vqkv + V, a.v = c->vqkv + 2 * V;
+    a.q_stride = a.k_stride = a.v_stride = 3 * V;
+    a.o = c->vatt, a.o_stride = V;
+    a.cu_seqlens = c->d_vcu, a.n_seqs = nseg, a.max_seqlen = max_seg;
+    a.n_heads = a.n_kv_heads = k->v_heads, a.head_dim = k->v_head_dim;
+    a.causal = 0;
+    a.scale = 1.0f / sqrtf((float)k->v_head_dim);
+    int ds = 0;
+    for (int b = 0; b < k->v_depth; b++) {
+        const struct vl_cuda_vblock *B = &w->vblock[b];
+        vl_layernorm(s, c->vx, B->norm1_w, B->norm1_b, c->vxn, P, V, k->v_eps);
+        vl_gemm_bf16(c->gemm, s, P, 3 * V, V, c->vxn, B->qkv_w, B->qkv_b, c->vqkv, VL_GEMM_BIAS, 0);
+        vl_vit_rope(s, c->vqkv, P, k->v_heads, k->v_head_dim, c->d_vpos4);
+        vl_attention(s, &a);
+        vl_gemm_bf16(c->gemm, s, P, V, V, c->vatt, B->proj_w, B->proj_b, c->vx, VL_GEMM_BIAS, 1);
+        vl_layernorm(s, c->vx, B->norm2_w, B->norm2_b, c->vxn, P, V, k->v_eps);
+        vl_gemm_bf16(c->gemm, s, P, Iv, V, c->vxn, B->fc1_w, B->fc1_b, c->vfc,
+                     VL_GEMM_BIAS_GELU_TANH, 0);
+        vl_gemm_bf16(c->gemm, s, P, V, Iv, c->vfc, B->fc2_w, B->fc2_b, c->vx, VL_GEMM_BIAS, 1);
+        if (ds < k->n_deepstack && b == k->deepstack_idx[ds]) {
+            /* post-shuffle norm: rows of 4 patches = one 2x2 window, LayerNorm over 4V */
+            vl_layernorm(s, c->vx, w->deepstack[ds].norm_w, w->deepstack[ds].norm_b, c->vxn,
+                         P / 4, 4 * V, k->v_eps);
+            merger_mlp(c, &w->deepstack[ds], c->vxn, P / 4, c->ds_out[ds]);
+            ds++;
+        }
+    }
+    vl_layernorm(s, c->vx, w->merger.norm_w, w->merger.norm_b, c->vxn, P, V, k->v_eps);
+    merger_mlp(c, &w->merger, c->vxn, P / 4, c->vis_out);
+}
+
+static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvis)
+{
+    const struct vl_cuda_config *k = &c->cfg;
+    const struct vl_cuda_weights *w = c->w;
+    vl_stream_t s = c->stream;
+    int H = k->hidden, hd = k->head_dim, nq = k->heads, nkv = k->kv_heads, I = k->inter;
+    int Wq = (nq + 2 * nkv) * hd;
+    vl_embed_gather(s, w->embed, c->d_ids, T, H, c->h);
+    if (nvis)
+        vl_rows_scatter(s, c->vis_out, c->d_vis_idx, nvis, H, c->h, 0);
+    struct vl_attn_args a = {0};
+    a.q = c->qkv, a.k = c->qkv + nq * hd, a.v = c->qkv + (nq + nkv) * hd;
+    a.q_stride = a.k_stride = a.v_stride = Wq;
+    a.o = c->att, a.o_stride = nq * hd;
+    a.cu_seqlens = c->d_cu, a.n_seqs = B, a.max_seqlen = max_len;
+    a.n_heads = nq, a.n_kv_heads = nkv, a.head_dim = hd, a.causal = 1;
+    a.scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < k->layers; l++) {
+        const struct vl_cuda_layer *L = &w->layer[l];
+        vl_rmsnorm(s, c->h, L->in_norm, c->xn, T, H, k->rms_eps);
+        vl_gemm_bf16(c->gemm, s, T, Wq, H, c->xn, L->qkv_w, NULL, c->qkv, VL_GEMM_PLAIN, 0);
+        vl_qk_norm_mrope(s, c->qkv, T, nq, nkv, hd, k->mrope_section, L->q_norm, L->k_norm,
+                         c->d_pos, k->rms_eps, k->rope_theta);
+        vl_attention(s, &a);
+        vl_gemm_bf16(c->gemm, s, T, H, nq * hd, c->att, L->o_w, NULL, c->h, VL_GEMM_PLAIN, 1);
+        vl_rmsnorm(s, c->h, L->post_norm, c->xn, T, H, k->rms_eps);
+        vl_gemm_bf16(c->gemm, s, T, 2 * I, H, c->xn, L->gate_up_w, NULL, c->gu, VL_GEMM_PLAIN, 0);
+        vl_swiglu(s, c->gu, c->act, T, I);
+        vl_gemm_bf16(c->gemm, s, T, H, I, c->act, L->down_w, NULL, c->h, VL_GEMM_PLAIN, 1);
+        if (nvis && l < k->n_deepstack) /* DeepStack: after decoder layer l, at visual rows */
+            vl_rows_scatter(s, c->ds_out[l], c->d_vis_idx, nvis, H, c->h, 1);
+    }
+    vl_pool_last_l2(s, c->h, c->d_last, B, w->final_norm, H, k->rms_eps, c->out);
+}
+
+/* Fills staging set g with items [i0, i1) and enqueues copies, forward and the result copy. */
+static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_item *items,
+                      int i0, int i1)
+{
+    const struct vl_cuda_config *k = &c->cfg;
+    int T = 0, P = 0, nseg = 0, nvis = 0, max_len = 0, max_seg = 0;
+    size_t pix = 0;
+    g->cu[0] = 0;
+    g->vcu[0] = 0;
+    for (int i = i0; i < i1; i++) {
+        const struct vl_item *it = &items[i];
+        int n = it->n_ids;
+        char err[256];
+        memcpy(g->ids + T, it->ids, (size_t)n * 4);
+        if (vl_positions_compute(it, k->image_token_id, k->video_token_id, 2, c->pos_tmp, err,
+                                 sizeof err)) {
+            vl_error("positions of a validated item failed: %s", err); /* checked before */
+            abort();
+        }
+        for (int t = 0; t < n; t++)
+            for (int ax = 0; ax < 3; ax++)
+                g->pos[(size_t)(T + t) * 3 + ax] = c->pos_tmp[(size_t)ax * n + t];
+        int ni = 0, nv = 0, ci = 0, cv = 0;
+        for (int t = 0; t < n; t++) {
+            if (it->ids[t] == k->image_token_id)
+                c->img_rows[ni++] = T + t;
+            else if (it->ids[t] == k->video_token_id)
+                c->vid_rows[nv++] = T + t;
+        }
+        for (int v = 0; v < it->n_visuals; v++) {
+            const struct vl_visual *vis = &it->visuals[v];
+            size_t fbytes = (size_t)vis->height * vis->width * 3;
+            memcpy(g->pixels + pix, vis->pixels, (size_t)vis->n_frames * fbytes);
+            for (int t = 0; t < vis->grid_t; t++) {
+                size_t f0 = vis->kind == VL_VISUAL_IMAGE ? 0 : (size_t)2 * t;
+                size_t f1 = vis->kind == VL_VISUAL_IMAGE ? 0 : (size_t)2 * t + 1;
+                for (int hb = 0; hb < vis->grid_h / 2; hb++)
+                    for (int wb = 0; wb < vis->grid_w / 2; wb++)
+                        for (int hi = 0; hi < 2; hi++)
+                            for (int wi = 0; wi < 2; wi++, P++) {
+                                int32_t *p4 = g->vpos4 + (size_t)P * 4;
+                                p4[0] = hb * 2 + hi, p4[1] = wb * 2 + wi;
+                                p4[2] = vis->grid_h, p4[3] = vis->grid_w;
+                                g->vframes[(size_t)P * 2] = (int64_t)(pix + f0 * fbytes);
+                                g->vframes[(size_t)P * 2 + 1] = (int64_t)(pix + f1 * fbytes);
+                            }
+                g->vcu[++nseg] = P;
+                int seg = vis->grid_h * vis->grid_w;
+                if (seg > max_seg)
+                    max_seg = seg;
+            }
+            int ntok = vis->grid_t * vis->grid_h * vis->grid_w / 4;
+            for (int q = 0; q < ntok; q++)
+                g->vis_idx[nvis++] =
+                    vis->kind == VL_VISUAL_IMAGE ? c->img_rows[ci++] : c->vid_rows[cv++];
+            pix += (size_t)vis->n_frames * fbytes;
+        }
+        T += n;
+        g->cu[i - i0 + 1] = T;
+        g->last[i - i0] = T - 1;
+        if (n > max_len)
+            max_len = n;
+    }
+    int B = i1 - i0;
+    vl_stream_t s = c->stream;
+    vl_cuda_h2d(c->d_ids, g->ids, (size_t)T * 4, s);
+    vl_cuda_h2d(c->d_pos, g->pos, (size_t)T * 12, s);
+    vl_cuda_h2d(c->d_cu, g->cu, (size_t)(B + 1) * 4, s);
+    vl_cuda_h2d(c->d_last, g->last, (size_t)B * 4, s);
+    if (P) {
+        vl_cuda_h2d(c->d_vis_idx, g->vis_idx, (size_t)nvis * 4, s);
+        vl_cuda_h2d(c->d_vpos4, g->vpos4, (size_t)P * 16, s);
+        vl_cuda_h2d(c->d_vframes, g->vframes, (size_t)P * 16, s);
+        vl_cuda_h2d(c->d_vcu, g->vcu, (size_t)(nseg + 1) * 4, s);
+        vl_cuda_h2d(c->d_pixels, g->pixels, pix, s);
+        vit_forward(c, P, nseg, max_seg);
+    }
+    lm_forward(c, T, B, max_len, nvis);
+    vl_cuda_d2h(g->out, c->out, (size_t)B * k->hidden * sizeof(float), s);
+    vl_cuda_event_record(g->done, s);
+    g->busy = 1;
+    g->first_item = i0;
+    g->n_items = B;
+    c->stats.batches++;
+    c->stats.lm_tokens += T;
+    c->stats.vit_patches += P;
+}
+
+static void finish_batch(struct vl_cuda_ctx *c, struct staging *g, float *out)
+{
+    if (!g->busy)
+        return;
+    vl_cuda_event_sync(g->done);
+    memcpy(out + (size_t)g->first_item * c->cfg.hidden, g->out,
+           (size_t)g->n_items * c->cfg.hidden * sizeof(float));
+    g->busy = 0;
+}
+
+int vl_cuda_embed(struct vl_cuda_ctx *c, const struct vl_item *items, int n, float *out, char *err,
+                  size_t errlen)
+{
+    const struct vl_cuda_config *k = &c->cfg;
+    /* validate everything first: an invalid item means nothing is computed */
+    for (int i = 0; i < n; i++) {
+        const struct vl_item *it = &items[i];
+        char e[256];
+        if (vl_item_validate(it, k->image_token_id, k->video_token_id, VL_MAX_SEQ_TOKENS, e,
+                             sizeof e)) {
+            snprintf(err, errlen, "item %d: %s", i, e);
+            return -1;
+        }
+        for (int t = 0; t < it->n_ids; t++)
+            if (it->ids[t] < 0 || it->ids[t] >= k->vocab) {
+                snprintf(err, errlen, "item %d: token id %d at %d is outside the vocabulary", i,
+                         it->ids[t], t);
+                return -1;
+            }
+        if (vl_positions_compute(it, k->image_token_id, k->video_token_id, 2, c->pos_tmp, e,
+                                 sizeof e)) {
+            snprintf(err, errlen, "item %d: %s", i, e);
+            return -1;
+        }
+    }
+    int i = 0, set = 0;
+    while (i < n) {
+        int64_t tok = items[i].n_ids, pat = item_patches(&items[i]);
+        int j = i + 1;
+        while (j < n && tok + items[j].n_ids <= c->budget_tokens &&
+               pat + item_patches(&items[j]) <= c->budget_patches) {
+            tok += items[j].n_ids;
+            pat += item_patches(&items[j]);
+            j++;
+        }
+        struct staging *g = &c->st[set];
+        finish_batch(c, g, out); /* its previous batch; the other set's may still run */
+        run_batch(c, g, items, i, j);
+        set ^= 1;
+        i = j;
+    }
+    finish_batch(c, &c->st[set], out);
+    finish_batch(c, &c->st[set ^ 1], out);
+    size_t used = vl_cuda_mem_used();
+    if (used > c->stats.peak_device_bytes)
+        c->stats.peak_device_bytes = used;
+    return 0;
+}
+#endif
