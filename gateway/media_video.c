@@ -14,11 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/imgutils.h>
-#include <libavutil/log.h>
-#include <libswscale/swscale.h>
+#include "gateway/media_ffmpeg.h" /* FFmpeg's headers; its calls go through dlopen */
 
 #include "common/alloc.h"
 #include "gateway/media.h"
@@ -291,6 +287,8 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
     *timestamps = NULL;
     *frame_indices = NULL;
     *n_indices = 0;
+    if (media_ffmpeg_load(err, errlen) < 0)
+        return -ENOTSUP;
     if ((int64_t)n > l->max_video_bytes) {
         snprintf(err, errlen, "video is %zu bytes; the limit is %lld", n,
                  (long long)l->max_video_bytes);

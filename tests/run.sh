@@ -3,7 +3,7 @@
 # (tests/e2e/*.sh, tests/*/test_*.py) in its own process with a timeout, then prints
 # "N passed, N failed". Exit status is non-zero if anything failed.
 #   tests/run.sh [BUILD]            all tests
-#   TESTS='pattern' tests/run.sh    only tests whose name matches the grep pattern
+#   ONLY=pattern tests/run.sh     only tests whose name matches the grep pattern
 set -u
 BUILD=${1:-build}
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ pass=0; fail=0; failed=()
 
 run_one() {
   local name=$1; shift
-  if [ -n "${TESTS:-}" ] && ! echo "$name" | grep -qE "$TESTS"; then return; fi
+  if [ -n "${ONLY:-}" ] && ! echo "$name" | grep -qE "$ONLY"; then return; fi
   local log=$LOGDIR/$(echo "$name" | tr '/' '_').log
   local t0=$(date +%s.%N)
   timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1 </dev/null
