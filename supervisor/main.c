@@ -1,12 +1,6 @@
-/* vlembed-supervisor: placeholder main until its issue lands. */
-#include <stdio.h>
+/* vlembed-supervisor: the process operators and systemd run. It holds the listening sockets,
+ * starts the gateway and one worker per device, restarts what dies, replaces workers on
+ * reload without downtime, and talks to systemd (docs/operations.md). */
+#include "supervisor/super.h"
 
-#include "common/exitcode.h"
-#include "common/log.h"
-
-int main(void)
-{
-    vl_log_init("supervisor", VL_LOG_INFO);
-    vl_error("vlembed-supervisor is not implemented yet");
-    return VL_EXIT_PERMANENT;
-}
+int main(int argc, char **argv) { return sv_main(argc, argv); }
