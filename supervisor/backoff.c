@@ -30,8 +30,10 @@ double sv_backoff_on_exit(const struct sv_backoff_cfg *cfg, struct sv_backoff *b
         b->perm_fails = 0;
     }
     b->fails++;
-    /* 2^(n-1) overflows nothing: the exponent is capped well before double range matters. */
-    int e = b->fails - 1 < 30 ? b->fails - 1 : 30;
+    if (b->fails == 1)
+        return 0;
+    /* 2^(n-2) overflows nothing: the exponent is capped well before double range matters. */
+    int e = b->fails - 2 < 30 ? b->fails - 2 : 30;
     double d = cfg->delay_min_s * ldexp(1.0, e);
     return d < cfg->delay_max_s ? d : cfg->delay_max_s;
 }

@@ -1,8 +1,10 @@
 /* Restart policy of one slot (a device's worker, or the gateway): exponential backoff on
  * consecutive failures, and giving up on a slot after repeated permanent failures (exit 100).
  *
- *   delay(n) = min(restart_delay_min * 2^(n-1), restart_delay_max)   for the n-th failure in a row
+ *   delay(1) = 0;  delay(n) = min(restart_delay_min * 2^(n-2), restart_delay_max)  for n >= 2
  *
+ * for the n-th failure in a row: the first death after a healthy run is restarted at once (as
+ * s6-supervise does for a service that was up), a crash loop slows down: 0, 1, 2, 4 ... 60 s.
  * A process that stayed ready for at least healthy_s before it died starts a new run of
  * failures (n = 1). max_permanent exits with code 100 in a row mark the slot failed: it is not
  * restarted again until a reload asks for it. systemd's own RestartSec= cannot do this on
