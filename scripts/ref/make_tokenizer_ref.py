@@ -6,9 +6,11 @@ Runs on the GPU machine (HF `tokenizers` + `transformers` live there; no GPU is 
     python3 scripts/ref/make_tokenizer_ref.py --tokenizer PATH/tokenizer.json --out DIR \
         [--bench-bin DIR/bench_tok]
 
-Writes into DIR (commit the first five under tests/data/tokenizer/):
+Writes into DIR (commit the first six under tests/data/tokenizer/):
   corpus.jsonl     >= 2,000 strings (fixed seed) with HF ids for encode(add_special_tokens=False),
                    encode(add_special_tokens=True) and decode(ids, skip_special_tokens=False)
+  flags.jsonl      ids from a copy of tokenizer.json with lstrip/rstrip/single_word/normalized
+                   set on a few added tokens (FLAG_CHANGES), for FLAG_TEXTS and 300 strings
   post_eos.jsonl   ids from a copy of tokenizer.json whose post_processor is a TemplateProcessing
                    appending <|endoftext|> (add_special_tokens True), for the first 300 strings
   prompts.jsonl    rendered prompts + ids from Qwen3VLProcessor (native embedder form) and from
@@ -166,7 +168,7 @@ def make_corpus():
         out.append("".join(map(chr, cps)))
     # contractions in every case
     for w in ["s", "t", "re", "ve", "m", "ll", "d"]:
-        for v in {w, w.upper(), w.capitalize(), w[0] + w[1:].upper()}:
+        for v in sorted({w, w.upper(), w.capitalize(), w[0] + w[1:].upper()}):
             out.append("it'" + v + " x'" + v + "y '" + v)
     # digits / punctuation / spaces systematically
     for n in range(1, 12):
@@ -224,6 +226,27 @@ def eos_tokenizer_json(path):
         "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [151643],
                                              "tokens": ["<|endoftext|>"]}},
     }
+    return j
+
+
+# Added-token flags the real file does not use, set on a copy to check their handling.
+FLAG_CHANGES = {"<think>": {"lstrip": True}, "</think>": {"rstrip": True},
+                "<tool_call>": {"single_word": True}, "<|fim_prefix|>": {"normalized": True},
+                "<|file_sep|>": {"lstrip": True, "rstrip": True}}
+
+FLAG_TEXTS = ["a <think> b", "a   <think>b", "\n\t<think>", "x</think>   y", "x</think>\n\ny",
+              "<tool_call>", "a <tool_call> b", "a<tool_call>b", "_<tool_call>", "1<tool_call>",
+              "<tool_call>x", "é<tool_call> ", "<|fim_prefix|>", "a<|fim_prefix|>b",
+              "  <|file_sep|>  ", "x <|file_sep|> <think> y", "<think></think>",
+              " <think> </think> ", "</think><think>", "a\u3000<think>\u00a0b",
+              "<tool_call><tool_call>", " <tool_call>\t"]
+
+
+def flags_tokenizer_json(path):
+    with open(path, encoding="utf-8") as f:
+        j = json.load(f)
+    for t in j["added_tokens"]:
+        t.update(FLAG_CHANGES.get(t["content"], {}))
     return j
 
 
@@ -297,6 +320,16 @@ def main():
         for s in corpus[:300]:
             f.write(json.dumps({"text": s, "ids": tke.encode(s, add_special_tokens=True).ids,
                                 "ids_plain": tke.encode(s, add_special_tokens=False).ids},
+                               ensure_ascii=False) + "\n")
+
+    # added-token flags (lstrip / rstrip / single_word / normalized) on a modified copy
+    flags_path = os.path.join("/tmp", "tokenizer_flags.json")
+    with open(flags_path, "w", encoding="utf-8") as f:
+        json.dump(flags_tokenizer_json(a.tokenizer), f, ensure_ascii=False)
+    tkf = Tokenizer.from_file(flags_path)
+    with open(os.path.join(a.out, "flags.jsonl"), "w", encoding="utf-8") as f:
+        for s in FLAG_TEXTS + corpus[:300]:
+            f.write(json.dumps({"text": s, "ids": tkf.encode(s, add_special_tokens=False).ids},
                                ensure_ascii=False) + "\n")
 
     # what transformers does with the post-processor (real and modified)

@@ -228,6 +228,51 @@ TEST(test_post_processor_template_eos)
     tok_free(t);
 }
 
+/* The real tokenizer.json with lstrip / rstrip / single_word / normalized set on a few added
+ * tokens (FLAG_CHANGES in scripts/ref/make_tokenizer_ref.py). */
+static struct tok *flags_tokenizer(void)
+{
+    size_t n;
+    char *s = slurp(TOK_PATH, &n);
+    if (!s)
+        return NULL;
+    cJSON *root = cJSON_ParseWithLength(s, n);
+    free(s);
+    static const struct {
+        const char *content, *flag;
+    } ch[] = {{"<think>", "lstrip"},         {"</think>", "rstrip"},
+              {"<tool_call>", "single_word"}, {"<|fim_prefix|>", "normalized"},
+              {"<|file_sep|>", "lstrip"},     {"<|file_sep|>", "rstrip"}};
+    cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "added_tokens"))
+    {
+        const char *c = cJSON_GetObjectItem(e, "content")->valuestring;
+        for (size_t i = 0; i < sizeof ch / sizeof ch[0]; i++)
+            if (strcmp(c, ch[i].content) == 0)
+                cJSON_ReplaceItemInObject(e, ch[i].flag, cJSON_CreateTrue());
+    }
+    char *js = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    char err[256];
+    struct tok *t = tok_load_json(js, strlen(js), err, sizeof err);
+    free(js);
+    if (!t)
+        TEST_FAIL_AT("flags tokenizer: %s", err);
+    return t;
+}
+
+TEST(test_added_token_flags)
+{
+    struct tok *t = flags_tokenizer();
+    if (!t)
+        return;
+    struct corpus_stats st = {.t = t};
+    int n = each_line(DATA "flags.jsonl", check_row, &st);
+    CHECK(n >= 300);
+    CHECK_EQ_INT(st.enc_bad, 0);
+    tok_free(t);
+}
+
 /* Character classes and NFC against the per-code-point tables taken from HF. */
 TEST(test_unicode_tables)
 {
@@ -428,6 +473,6 @@ static void teardown(void)
     tok_free(tk);
 }
 
-TEST_MAIN(setup, test_corpus_parity, test_post_processor_template_eos, test_unicode_tables,
+TEST_MAIN(setup, test_corpus_parity, test_post_processor_template_eos, test_added_token_flags, test_unicode_tables,
           test_lookup_and_decode, test_bad_input, test_bad_tokenizer_files, test_concurrent_encode,
           teardown)
