@@ -112,6 +112,7 @@ int worker_check_main(int argc, char **argv)
     }
     if (rc < 0) {
         vl_error("--check: %s", err);
+        vl_config_free(check_table, sizeof check_table / sizeof check_table[0], &o);
         free(rest);
         return VL_EXIT_PERMANENT;
     }

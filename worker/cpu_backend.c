@@ -20,12 +20,30 @@
 #define CPU_DEFAULT_BATCH_TOKENS 8192
 #define CPU_DEFAULT_BATCH_PATCHES 32768
 
+#define CONV_CHUNK (1 << 18)
+struct conv_job {
+    const struct vl_tensor *t;
+    float *dst;
+};
+static void conv_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const struct conv_job *j = arg;
+    size_t i0 = (size_t)task * CONV_CHUNK, n = (size_t)j->t->numel - i0;
+    if (n > CONV_CHUNK)
+        n = CONV_CHUNK;
+    vl_dtype_to_f32(j->t->dtype, (const uint8_t *)j->t->data + i0 * vl_dtype_size(j->t->dtype),
+                    j->dst + i0, n);
+}
+
+/* A float32 copy of a weight, converted in parallel; owned by the state. */
 static const float *conv(struct cpu_state *s, const struct vl_tensor *t)
 {
     if (!t->data)
         return NULL;
     float *p = vl_malloc(sizeof(float) * (size_t)t->numel);
-    vl_tensor_to_f32(t, p);
+    struct conv_job j = {t, p};
+    cpu_pool_run(s->pool, conv_task, &j, (int)((t->numel + CONV_CHUNK - 1) / CONV_CHUNK));
     if (s->n_allocs == s->cap_allocs) {
         s->cap_allocs = s->cap_allocs ? 2 * s->cap_allocs : 256;
         s->allocs = vl_realloc(s->allocs, sizeof *s->allocs * (size_t)s->cap_allocs);

@@ -15,24 +15,34 @@
 
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
-/* out[i][j] = dot(x[i], w[j]) for 4 x rows and 4 w rows over k in [0, K). */
-__attribute__((target_clones("arch=haswell", "default"))) static void
+/* out[i][j] = dot(x[i], w[j]) for 4 x rows and 4 w rows over k in [0, K). The loops are
+ * unrolled so the 16 accumulators live in registers (32 vector registers with AVX-512). */
+__attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default"))) static void
 kernel4x4(const float *const x[4], const float *const w[4], int K, float out[4][4])
 {
     v8 acc[4][4];
-    memset(acc, 0, sizeof acc);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = (v8){0};
     int k = 0;
     for (; k + VL <= K; k += VL) {
         v8 xv[4], wv;
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
             memcpy(&xv[i], x[i] + k, sizeof(v8));
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             memcpy(&wv, w[j] + k, sizeof(v8));
+#pragma GCC unroll 4
             for (int i = 0; i < 4; i++)
                 acc[i][j] += xv[i] * wv;
         }
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const v8 a = acc[i][j]; /* fixed pairwise order */
             float s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
