@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/alloc.h"
 #include "gateway/tokenizer.h"
 
 static double now(void)
@@ -55,10 +56,10 @@ int main(int argc, char **argv)
         if (cJSON_IsString(s)) {
             if (n == cap) {
                 cap = cap ? 2 * cap : 1024;
-                texts = realloc(texts, cap * sizeof *texts);
-                lens = realloc(lens, cap * sizeof *lens);
+                texts = vl_realloc(texts, cap * sizeof *texts);
+                lens = vl_realloc(lens, cap * sizeof *lens);
             }
-            texts[n] = strdup(s->valuestring);
+            texts[n] = vl_strdup(s->valuestring);
             lens[n] = strlen(s->valuestring);
             bytes += lens[n];
             n++;

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/alloc.h"
 #include "common/config.h"
 #include "common/exitcode.h"
 #include "gateway/tokenizer.h"
@@ -105,11 +106,7 @@ int ctl_cmd_tokenize(int argc, char **argv)
         size_t need = (size_t)n * 12 + 16;
         if (need > out_cap) {
             out_cap = need;
-            out = realloc(out, out_cap);
-            if (!out) {
-                fprintf(stderr, "vlembedctl tokenize: out of memory\n");
-                exit(VL_EXIT_TRANSIENT);
-            }
+            out = vl_realloc(out, out_cap);
         }
         size_t k = (size_t)sprintf(out, "{\"ids\":[");
         for (int32_t i = 0; i < n; i++)

@@ -3,7 +3,8 @@
 # for invalid UTF-8 (and exit status 1), refusal of a missing or malformed tokenizer (exit 100).
 set -u
 B=${VL_BUILD:-build}
-TOK=build/deps/tokenizer-qwen3/tokenizer.json
+TOK=$B/deps/tokenizer-qwen3/tokenizer.json
+[ -f "$TOK" ] || TOK=build/deps/tokenizer-qwen3/tokenizer.json
 CORPUS=tests/data/tokenizer/corpus.jsonl
 fail() { echo "FAIL: $*"; exit 1; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -15,7 +15,22 @@
 #include "gateway/tokenizer.h"
 #include "tests/test.h"
 
-#define TOK_PATH "build/deps/tokenizer-qwen3/tokenizer.json"
+/* make deps puts the real tokenizer under the build directory (tests/run.sh exports VL_BUILD) */
+static const char *tok_path(void)
+{
+    static char buf[4096];
+    const char *b = getenv("VL_BUILD");
+    if (b) {
+        snprintf(buf, sizeof buf, "%s/deps/tokenizer-qwen3/tokenizer.json", b);
+        FILE *f = fopen(buf, "rb");
+        if (f) {
+            fclose(f);
+            return buf;
+        }
+    }
+    return "build/deps/tokenizer-qwen3/tokenizer.json";
+}
+#define TOK_PATH tok_path()
 #define DATA "tests/data/tokenizer/"
 
 static struct tok *tk;
@@ -240,7 +255,7 @@ static struct tok *flags_tokenizer(void)
     free(s);
     static const struct {
         const char *content, *flag;
-    } ch[] = {{"<think>", "lstrip"},         {"</think>", "rstrip"},
+    } ch[] = {{"<think>", "lstrip"},          {"</think>", "rstrip"},
               {"<tool_call>", "single_word"}, {"<|fim_prefix|>", "normalized"},
               {"<|file_sep|>", "lstrip"},     {"<|file_sep|>", "rstrip"}};
     cJSON *e;
@@ -473,6 +488,6 @@ static void teardown(void)
     tok_free(tk);
 }
 
-TEST_MAIN(setup, test_corpus_parity, test_post_processor_template_eos, test_added_token_flags, test_unicode_tables,
-          test_lookup_and_decode, test_bad_input, test_bad_tokenizer_files, test_concurrent_encode,
-          teardown)
+TEST_MAIN(setup, test_corpus_parity, test_post_processor_template_eos, test_added_token_flags,
+          test_unicode_tables, test_lookup_and_decode, test_bad_input, test_bad_tokenizer_files,
+          test_concurrent_encode, teardown)
