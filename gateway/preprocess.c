@@ -14,11 +14,6 @@
 #include "gateway/media_source.h"
 #include "gateway/prompt.h"
 
-/* Video support lands separately (media_video.c); until it is linked in, video items are
- * refused with a clear error instead of failing the build. */
-#pragma weak media_video_prepare_frames
-#pragma weak media_video_prepare_file
-
 /* Field paths and error sentences are bounded buffers; longer ones are cut on purpose. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -271,9 +266,6 @@ static void work_cb(uv_work_t *w)
                     fail(j, media_status(rc), "invalid_media", part->path, err);
                     break;
                 }
-            } else if (!media_video_prepare_frames || !media_video_prepare_file) {
-                fail(j, 400, "invalid_media", part->path, "video input is not built into this gateway");
-                break;
             } else if (part->n_frames > 0) {
                 const uint8_t **fp = vl_calloc((size_t)part->n_frames, sizeof *fp);
                 size_t *fs = vl_calloc((size_t)part->n_frames, sizeof *fs);

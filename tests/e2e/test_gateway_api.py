@@ -37,6 +37,9 @@ def native(name):
     imgs = [IMG(os.path.basename(v["source"])) for v in it["visuals"] if v["kind"] == "image"]
     if imgs:
         o["image"] = imgs if len(imgs) > 1 else imgs[0]
+    vids = [[IMG(os.path.basename(f)) for f in v["frames"]] for v in it["visuals"] if v["kind"] == "video"]
+    if vids:
+        o["video"] = vids[0]  # a video as a list of frames (spec 7.3)
     if it["instruction"] is not None:
         o["instruction"] = it["instruction"]
     return o
@@ -71,7 +74,7 @@ def serve_files(directory):
 def main():
     files = serve_files(os.path.join(GOLD, "media"))
     base = "http://127.0.0.1:%d/" % files.server_address[1]
-    c = Cluster(2, gateway_args=["--max-items", "16", "--max-body", "1M",
+    c = Cluster(2, gateway_args=["--max-items", "16", "--max-body", "4M",
                                  "--fetch-allow-cidrs", "127.0.0.1/32"])
     try:
         # ---- service routes
@@ -87,16 +90,18 @@ def main():
               "/openapi.json")
 
         # ---- golden items through the whole pipeline, batched in one request
-        names = ["text", "text_instruction", "image", "images_text", "rgba", "empty"]
+        names = ["text", "text_instruction", "image", "images_text", "rgba", "empty", "video",
+                 "video_image_text"]
         items = [native(n) if n != "empty" else {"content": []} for n in names]
         vecs, r = c.embed(items)
         for n, v in zip(names, vecs):
             check(cos(v, BY[n]["embedding_f32"]) >= 0.99999,
                   "served %s matches transformers (cos %.7f)" % (n, cos(v, BY[n]["embedding_f32"])))
         u = r["usage"]
-        check(u["prompt_tokens"] == sum(len(BY[n]["ids"]) for n in names) and u["images"] == 4
-              and u["image_tokens"] > 0 and u["text_tokens"] + u["image_tokens"] == u["prompt_tokens"],
-              "usage: prompt tokens equal the reference ids, per modality, 4 images")
+        check(u["prompt_tokens"] == sum(len(BY[n]["ids"]) for n in names) and u["images"] == 5
+              and u["videos"] == 2 and u["image_tokens"] > 0 and u["video_tokens"] > 0
+              and u["text_tokens"] + u["image_tokens"] + u["video_tokens"] == u["prompt_tokens"],
+              "usage: prompt tokens equal the reference ids, per modality, 5 images, 2 videos")
         t = r["timings"]
         check(all(k in t for k in ("preprocess_ms", "inference_ms", "total_ms", "decode_resize_ms")),
               "per-stage timings")
@@ -200,6 +205,13 @@ def main():
               and "<|vision_start|>" in pv["prompt"] and b["timings"]["inference_ms"] == 0,
               "preview: prompt, token count, grids")
 
+        st, _, b = c.post({"input": [native("video")]}, path="/v1/embeddings/preview")
+        vv = b["data"][0]["visuals"][0] if st == 200 else {}
+        check(st == 200 and vv.get("grid_thw") == BY["video"]["visuals"][0]["grid"]
+              and vv.get("timestamps") == BY["video"]["visuals"][0]["timestamps"]
+              and vv.get("frame_indices") == [0, 1, 2, 3] and "<|video_pad|>" in b["data"][0]["prompt"],
+              "preview of a video: grid, frame indices, timestamps")
+
         # ---- bad input: each an OpenAI-shaped error naming the field
         st, _, b = c.post(b'{"input": "x",')
         check(st == 400 and is_error_shape(b, code="invalid_json"), "malformed JSON")
@@ -229,7 +241,7 @@ def main():
         check(st == 405 and is_error_shape(b, code="method_not_allowed"), "405")
         # a client that sends all of an oversize body still reads the 413 (lingering close)
         s = socket.create_connection(("127.0.0.1", c.port))
-        big = b"x" * (2 << 20)
+        big = b"x" * (5 << 20)
         s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big))
         try:
             s.sendall(big)
