@@ -43,8 +43,8 @@ static double now_s(void)
 /* The prompt skeleton of spec §6 with the default instruction elided to a few tokens:
  * <|im_start|>system\n ... <|im_end|>\n<|im_start|>user\n BODY <|im_end|>\n<|im_start|>assistant\n
  * Ids are the Qwen3 tokenizer's; a checkpoint with a smaller vocabulary gets them mod vocab. */
-static const int32_t canary_head[] = {151644, 8948, 198, 82597, 279, 1196, 594, 1946, 13,
-                                      151645, 198, 151644, 872, 198};
+static const int32_t canary_head[] = {151644, 8948, 198,    82597, 279,    1196, 594,
+                                      1946,   13,   151645, 198,   151644, 872,  198};
 static const int32_t canary_text[] = {9707, 11, 1879, 0, 1096, 374, 264, 1779, 1467, 13};
 static const int32_t canary_tail[] = {151645, 198, 151644, 77091, 198};
 
@@ -78,8 +78,13 @@ static void make_canaries(const struct vl_model *m, struct vl_item it[2])
     it[1].ids = ids;
     it[1].n_ids = n;
     struct vl_visual *v = vl_calloc(1, sizeof *v);
-    *v = (struct vl_visual){.kind = VL_VISUAL_IMAGE, .grid_t = 1, .grid_h = 4, .grid_w = 4,
-                            .n_frames = 1, .height = 64, .width = 64};
+    *v = (struct vl_visual){.kind = VL_VISUAL_IMAGE,
+                            .grid_t = 1,
+                            .grid_h = 4,
+                            .grid_w = 4,
+                            .n_frames = 1,
+                            .height = 64,
+                            .width = 64};
     v->pixels = vl_malloc(64 * 64 * 3);
     for (int y = 0; y < 64; y++)
         for (int x = 0; x < 64; x++) {
@@ -99,8 +104,8 @@ int worker_check_main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0); /* keep report lines and log lines in order */
     char **rest = vl_calloc((size_t)argc + 1, sizeof *rest);
     int n_rest = 0;
-    int rc = vl_config_load(check_table, sizeof check_table / sizeof check_table[0], &o, argc,
-                            argv, rest, &n_rest, err, sizeof err);
+    int rc = vl_config_load(check_table, sizeof check_table / sizeof check_table[0], &o, argc, argv,
+                            rest, &n_rest, err, sizeof err);
     if (rc == 1 || (rc == 0 && n_rest != 1)) {
         vl_config_usage(check_table, sizeof check_table / sizeof check_table[0],
                         "vlembed-worker --check MODEL_DIR",
@@ -137,8 +142,8 @@ int worker_check_main(int argc, char **argv)
            c->text.vocab_size, c->text.rope_theta, c->text.mrope_section[0],
            c->text.mrope_section[1], c->text.mrope_section[2]);
     printf("  vision: hidden %d, depth %d, heads %d, mlp %d, pos grid %dx%d, deepstack",
-           c->vision.hidden_size, c->vision.depth, c->vision.num_heads,
-           c->vision.intermediate_size, c->vision.num_grid_per_side, c->vision.num_grid_per_side);
+           c->vision.hidden_size, c->vision.depth, c->vision.num_heads, c->vision.intermediate_size,
+           c->vision.num_grid_per_side, c->vision.num_grid_per_side);
     for (int i = 0; i < c->vision.n_deepstack; i++)
         printf(" %d", c->vision.deepstack_visual_indexes[i]);
     printf("\n");

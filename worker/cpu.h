@@ -44,8 +44,8 @@ void cpu_linear_run(struct cpu_pool *p, const struct cpu_linear *l, const float 
 /* ---- elementwise and norms (row-parallel over the pool) ---- */
 void cpu_layer_norm(struct cpu_pool *p, float *x, int64_t rows, int dim, const float *w,
                     const float *b, float eps, const float *src); /* src may equal x */
-void cpu_rms_norm(struct cpu_pool *p, float *y, const float *x, int64_t rows, int dim,
-                  int64_t ld, const float *w, float eps); /* per row of `dim`, stride ld */
+void cpu_rms_norm(struct cpu_pool *p, float *y, const float *x, int64_t rows, int dim, int64_t ld,
+                  const float *w, float eps); /* per row of `dim`, stride ld */
 void cpu_gelu_tanh(struct cpu_pool *p, float *x, int64_t n);
 void cpu_gelu_erf(struct cpu_pool *p, float *x, int64_t n);
 void cpu_silu_mul(struct cpu_pool *p, float *gate, const float *up, int64_t n); /* g=silu(g)*u */
@@ -119,8 +119,8 @@ void cpu_scratch_reserve(struct cpu_state *s, size_t n);
 struct cpu_vis_batch {
     const struct vl_visual **vis; /* n_vis visuals */
     int n_vis;
-    int64_t n_patches;            /* sum of t*h*w */
-    int64_t n_merged;             /* n_patches / 4 */
+    int64_t n_patches; /* sum of t*h*w */
+    int64_t n_merged;  /* n_patches / 4 */
 };
 /* Floats of workspace the vision forward needs for this batch. */
 size_t cpu_vision_ws_floats(const struct cpu_state *s, const struct cpu_vis_batch *b);
@@ -134,15 +134,14 @@ struct cpu_text_batch {
     const struct vl_item *items;
     int n_items;
     int64_t n_tokens;
-    const int32_t *pos;   /* [3][n_tokens]: t, h, w positions, items concatenated */
+    const int32_t *pos;     /* [3][n_tokens]: t, h, w positions, items concatenated */
     const int64_t *vis_row; /* per token: row in the vision output, or -1 */
-    const float *vis_main; /* [n_merged, H] */
-    const float *vis_ds;   /* [n_deepstack][n_merged, H] */
+    const float *vis_main;  /* [n_merged, H] */
+    const float *vis_ds;    /* [n_deepstack][n_merged, H] */
     int64_t n_merged;
 };
 size_t cpu_text_ws_floats(const struct cpu_state *s, const struct cpu_text_batch *b);
 /* Writes each item's L2-normalised embedding to out[i * H]. */
-void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float *ws,
-                      float *out);
+void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float *ws, float *out);
 
 #endif

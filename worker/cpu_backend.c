@@ -55,8 +55,7 @@ static const float *conv(struct cpu_state *s, const struct vl_tensor *t)
 static struct cpu_linear lin(struct cpu_state *s, const struct vl_tensor *w,
                              const struct vl_tensor *b)
 {
-    struct cpu_linear l = {conv(s, w), b ? conv(s, b) : NULL, (int)w->shape[0],
-                           (int)w->shape[1]};
+    struct cpu_linear l = {conv(s, w), b ? conv(s, b) : NULL, (int)w->shape[0], (int)w->shape[1]};
     return l;
 }
 
@@ -150,8 +149,8 @@ static int map_visual_rows(const struct vl_item *items, int n, const int64_t *vi
     return 0;
 }
 
-static int run_batch(struct cpu_state *s, const struct vl_item *items, int n, float *out,
-                     char *err, size_t errlen)
+static int run_batch(struct cpu_state *s, const struct vl_item *items, int n, float *out, char *err,
+                     size_t errlen)
 {
     const struct vl_model *m = s->m;
     int64_t T = 0, N = 0;
@@ -196,8 +195,8 @@ static int run_batch(struct cpu_state *s, const struct vl_item *items, int n, fl
             merged += (int64_t)vis[k]->grid_t * vis[k]->grid_h * vis[k]->grid_w / 4;
         }
     }
-    if (map_visual_rows(items, n, vis_base, vis_row, m->cfg.image_token_id,
-                        m->cfg.video_token_id, err, errlen) != 0)
+    if (map_visual_rows(items, n, vis_base, vis_row, m->cfg.image_token_id, m->cfg.video_token_id,
+                        err, errlen) != 0)
         goto out;
 
     struct cpu_vis_batch vb = {vis, nv, N, merged};
@@ -239,8 +238,8 @@ static int cpu_embed(struct vl_backend *b, const struct vl_item *items, int n, f
         }
         for (int32_t j = 0; j < items[i].n_ids; j++)
             if (items[i].ids[j] < 0 || items[i].ids[j] >= m->cfg.text.vocab_size) {
-                snprintf(err, errlen, "item %d: token %d has id %d outside the vocabulary (%d)",
-                         i, j, items[i].ids[j], m->cfg.text.vocab_size);
+                snprintf(err, errlen, "item %d: token %d has id %d outside the vocabulary (%d)", i,
+                         j, items[i].ids[j], m->cfg.text.vocab_size);
                 return -1;
             }
     }
@@ -300,8 +299,10 @@ int vl_backend_cpu_create(const struct vl_model *m, const struct vl_backend_opts
             need += (size_t)m->st.tensors[i].numel * sizeof(float);
     size_t avail = mem_available();
     if (avail && need > avail) {
-        snprintf(err, errlen, "cpu backend: the float32 weights need %.1f GB but only %.1f GB of "
-                 "memory is available", need / 1e9, avail / 1e9);
+        snprintf(err, errlen,
+                 "cpu backend: the float32 weights need %.1f GB but only %.1f GB of "
+                 "memory is available",
+                 need / 1e9, avail / 1e9);
         return -1;
     }
     struct cpu_state *s = vl_calloc(1, sizeof *s);

@@ -85,8 +85,8 @@ static void rms_rows(void *c, int64_t r0, int64_t r1)
             y[i] = l->w[i] * (x[i] * rs);
     }
 }
-void cpu_rms_norm(struct cpu_pool *p, float *y, const float *x, int64_t rows, int dim,
-                  int64_t ld, const float *w, float eps)
+void cpu_rms_norm(struct cpu_pool *p, float *y, const float *x, int64_t rows, int dim, int64_t ld,
+                  const float *w, float eps)
 {
     struct rms_ctx c = {y, x, w, dim, ld, eps};
     for_rows(p, rows, ROWS_PER_TASK * 4, rms_rows, &c);
@@ -149,7 +149,8 @@ static void rope_rows(void *c, int64_t r0, int64_t r1)
     int half = a->hd / 2;
     float tmp[1024];
     for (int64_t r = r0; r < r1; r++) {
-        const float *cs = a->cos + (size_t)r * (size_t)a->hd, *sn = a->sin + (size_t)r * (size_t)a->hd;
+        const float *cs = a->cos + (size_t)r * (size_t)a->hd,
+                    *sn = a->sin + (size_t)r * (size_t)a->hd;
         for (int h = 0; h < a->n_heads; h++) {
             float *x = a->x + (size_t)r * (size_t)a->ld + (size_t)h * (size_t)a->hd;
             memcpy(tmp, x, sizeof(float) * (size_t)a->hd);

@@ -18,8 +18,8 @@ struct cpu_pool {
     void *arg;
     int n_tasks;
     atomic_int next;
-    int busy;          /* workers still in the current job */
-    unsigned gen;      /* job generation */
+    int busy;     /* workers still in the current job */
+    unsigned gen; /* job generation */
     int stop;
 };
 

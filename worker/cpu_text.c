@@ -13,8 +13,8 @@ size_t cpu_text_ws_floats(const struct cpu_state *s, const struct cpu_text_batch
     size_t T = (size_t)b->n_tokens, H = (size_t)c->hidden_size;
     size_t qd = (size_t)c->num_attention_heads * (size_t)c->head_dim;
     size_t kvd = (size_t)c->num_key_value_heads * (size_t)c->head_dim;
-    size_t per_row = 2 * H + 2 * qd + 2 * kvd + 2 * (size_t)c->intermediate_size +
-                     2 * (size_t)c->head_dim;
+    size_t per_row =
+        2 * H + 2 * qd + 2 * kvd + 2 * (size_t)c->intermediate_size + 2 * (size_t)c->head_dim;
     return T * per_row + (size_t)b->n_items * (H + 4) + 64;
 }
 
@@ -49,8 +49,7 @@ static void add_rows(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
-void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float *ws,
-                      float *out)
+void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float *ws, float *out)
 {
     const struct vl_text_config *c = &s->m->cfg.text;
     const struct vl_model *m = s->m;
@@ -103,10 +102,22 @@ void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float
         cpu_rms_norm(s->pool, k, k, T * nkv, hd, hd, ly->kn_w, eps);
         cpu_rope(s->pool, q, T, qd, nq, hd, cs, sn);
         cpu_rope(s->pool, k, T, kvd, nkv, hd, cs, sn);
-        struct cpu_attn_args aa = {
-            .q = q, .k = k, .v = v, .out = att, .ldq = qd, .ldk = kvd, .ldv = kvd, .ldo = qd,
-            .nq = nq, .nkv = nkv, .hd = hd, .causal = 1, .scale = 1.0f / sqrtf((float)hd),
-            .seg_start = seg_start, .seg_len = seg_len, .n_segs = b->n_items};
+        struct cpu_attn_args aa = {.q = q,
+                                   .k = k,
+                                   .v = v,
+                                   .out = att,
+                                   .ldq = qd,
+                                   .ldk = kvd,
+                                   .ldv = kvd,
+                                   .ldo = qd,
+                                   .nq = nq,
+                                   .nkv = nkv,
+                                   .hd = hd,
+                                   .causal = 1,
+                                   .scale = 1.0f / sqrtf((float)hd),
+                                   .seg_start = seg_start,
+                                   .seg_len = seg_len,
+                                   .n_segs = b->n_items};
         cpu_attention(s->pool, &aa, s->scratch);
         cpu_linear_run(s->pool, &ly->o, att, qd, T, h, H);
         add_rows(x, h, (size_t)T * (size_t)H);

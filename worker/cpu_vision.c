@@ -18,8 +18,8 @@ size_t cpu_vision_ws_floats(const struct cpu_state *s, const struct cpu_vis_batc
 {
     const struct vl_vision_config *c = &s->m->cfg.vision;
     size_t N = (size_t)b->n_patches, M = (size_t)b->n_merged, V = (size_t)c->hidden_size;
-    size_t per_row = (size_t)c->patch_dim + V * 6 + (size_t)c->intermediate_size +
-                     2 * (size_t)c->head_dim;
+    size_t per_row =
+        (size_t)c->patch_dim + V * 6 + (size_t)c->intermediate_size + 2 * (size_t)c->head_dim;
     size_t segs = 0;
     for (int i = 0; i < b->n_vis; i++)
         segs += (size_t)b->vis[i]->grid_t;
@@ -143,8 +143,8 @@ static void add_rows(float *x, const float *y, size_t n)
 }
 
 /* A merger: `in` is [M, 4V] (post-shuffle norm) or [4M, V] (pre-shuffle, norm per patch). */
-static void run_merger(struct cpu_state *s, const struct cpu_merger *mg, const float *in,
-                       int64_t M, float *t1, float *t2, float *out)
+static void run_merger(struct cpu_state *s, const struct cpu_merger *mg, const float *in, int64_t M,
+                       float *t1, float *t2, float *out)
 {
     const struct vl_vision_config *c = &s->m->cfg.vision;
     int V = c->hidden_size, w4 = 4 * V;
@@ -203,12 +203,22 @@ void cpu_vision_forward(struct cpu_state *s, const struct cpu_vis_batch *b, floa
         cpu_linear_run(s->pool, &bl->qkv, h, V, N, qkv, 3 * V);
         cpu_rope(s->pool, qkv, N, 3 * V, c->num_heads, hd, cs, sn);
         cpu_rope(s->pool, qkv + V, N, 3 * V, c->num_heads, hd, cs, sn);
-        struct cpu_attn_args aa = {
-            .q = qkv, .k = qkv + V, .v = qkv + 2 * V, .out = att,
-            .ldq = 3 * V, .ldk = 3 * V, .ldv = 3 * V, .ldo = V,
-            .nq = c->num_heads, .nkv = c->num_heads, .hd = hd, .causal = 0,
-            .scale = 1.0f / sqrtf((float)hd),
-            .seg_start = seg_start, .seg_len = seg_len, .n_segs = n_segs};
+        struct cpu_attn_args aa = {.q = qkv,
+                                   .k = qkv + V,
+                                   .v = qkv + 2 * V,
+                                   .out = att,
+                                   .ldq = 3 * V,
+                                   .ldk = 3 * V,
+                                   .ldv = 3 * V,
+                                   .ldo = V,
+                                   .nq = c->num_heads,
+                                   .nkv = c->num_heads,
+                                   .hd = hd,
+                                   .causal = 0,
+                                   .scale = 1.0f / sqrtf((float)hd),
+                                   .seg_start = seg_start,
+                                   .seg_len = seg_len,
+                                   .n_segs = n_segs};
         cpu_attention(s->pool, &aa, s->scratch);
         cpu_linear_run(s->pool, &bl->proj, att, V, N, h, V);
         add_rows(x, h, (size_t)N * (size_t)V);

@@ -36,8 +36,8 @@ static int cfg_int(const cJSON *obj, const char *section, const char *key, int d
     }
     double v = cJSON_IsNumber(j) ? j->valuedouble : NAN;
     if (!(v >= min && v <= max) || v != floor(v)) {
-        snprintf(err, errlen, "config.json: %s%s must be an integer in [%d, %d]", section, key,
-                 min, max);
+        snprintf(err, errlen, "config.json: %s%s must be an integer in [%d, %d]", section, key, min,
+                 max);
         return -1;
     }
     *out = (int)v;
@@ -79,7 +79,8 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
     const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
     if (!cJSON_IsObject(tc) || !cJSON_IsObject(vc)) {
-        snprintf(err, errlen, "config.json: text_config and vision_config objects are required "
+        snprintf(err, errlen,
+                 "config.json: text_config and vision_config objects are required "
                  "(is this a Qwen3-VL checkpoint?)");
         goto out;
     }
@@ -92,7 +93,11 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
 
     /* token ids (defaults: the Qwen3-VL tokenizer's) */
     int v;
-    struct { const char *key; int def; int32_t *dst; } ids[] = {
+    struct {
+        const char *key;
+        int def;
+        int32_t *dst;
+    } ids[] = {
         {"image_token_id", 151655, &cfg->image_token_id},
         {"video_token_id", 151656, &cfg->video_token_id},
         {"vision_start_token_id", 151652, &cfg->vision_start_token_id},
@@ -110,25 +115,25 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
     if (cfg_int(tc, ts, "hidden_size", -1, 1, CFG_DIM_MAX, &t->hidden_size, err, errlen) ||
         cfg_int(tc, ts, "num_hidden_layers", -1, 1, CFG_LAYERS_MAX, &t->num_hidden_layers, err,
                 errlen) ||
-        cfg_int(tc, ts, "num_attention_heads", -1, 1, 4096, &t->num_attention_heads, err,
-                errlen) ||
+        cfg_int(tc, ts, "num_attention_heads", -1, 1, 4096, &t->num_attention_heads, err, errlen) ||
         cfg_int(tc, ts, "num_key_value_heads", t->num_attention_heads, 1, 4096,
                 &t->num_key_value_heads, err, errlen) ||
         cfg_int(tc, ts, "intermediate_size", -1, 1, CFG_DIM_MAX, &t->intermediate_size, err,
                 errlen) ||
         cfg_int(tc, ts, "vocab_size", -1, 1, CFG_VOCAB_MAX, &t->vocab_size, err, errlen))
         goto out;
-    if (cfg_int(tc, ts, "head_dim", t->hidden_size / t->num_attention_heads, 2, 4096,
-                &t->head_dim, err, errlen))
+    if (cfg_int(tc, ts, "head_dim", t->hidden_size / t->num_attention_heads, 2, 4096, &t->head_dim,
+                err, errlen))
         goto out;
     if (t->head_dim % 2) {
         snprintf(err, errlen, "config.json: text_config.head_dim must be even");
         goto out;
     }
     if (t->num_attention_heads % t->num_key_value_heads) {
-        snprintf(err, errlen, "config.json: text_config.num_attention_heads (%d) is not a "
-                 "multiple of num_key_value_heads (%d)", t->num_attention_heads,
-                 t->num_key_value_heads);
+        snprintf(err, errlen,
+                 "config.json: text_config.num_attention_heads (%d) is not a "
+                 "multiple of num_key_value_heads (%d)",
+                 t->num_attention_heads, t->num_key_value_heads);
         goto out;
     }
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
@@ -167,8 +172,10 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
     if (!rtype && rp)
         rtype = cJSON_GetObjectItemCaseSensitive(rp, "type");
     if (rtype && (!cJSON_IsString(rtype) || strcmp(rtype->valuestring, "default") != 0)) {
-        snprintf(err, errlen, "config.json: %s.rope_type \"%.32s\" is not supported (only "
-                 "\"default\")", rp_name, cJSON_IsString(rtype) ? rtype->valuestring : "?");
+        snprintf(err, errlen,
+                 "config.json: %s.rope_type \"%.32s\" is not supported (only "
+                 "\"default\")",
+                 rp_name, cJSON_IsString(rtype) ? rtype->valuestring : "?");
         goto out;
     }
     const cJSON *theta = rp ? cJSON_GetObjectItemCaseSensitive(rp, "rope_theta") : NULL;
@@ -178,8 +185,10 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
         theta_name = "rope_theta";
     }
     if (!cJSON_IsNumber(theta) || !(theta->valuedouble > 1)) {
-        snprintf(err, errlen, "config.json: text_config.%s is missing or not a number > 1 "
-                 "(the reference's 5000000 must be explicit)", theta_name);
+        snprintf(err, errlen,
+                 "config.json: text_config.%s is missing or not a number > 1 "
+                 "(the reference's 5000000 must be explicit)",
+                 theta_name);
         goto out;
     }
     t->rope_theta = theta->valuedouble;
@@ -221,27 +230,29 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
         cfg_int(vc, vs, "intermediate_size", -1, 1, CFG_DIM_MAX, &vi->intermediate_size, err,
                 errlen) ||
         cfg_int(vc, vs, "patch_size", 16, 1, 1024, &vi->patch_size, err, errlen) ||
-        cfg_int(vc, vs, "temporal_patch_size", 2, 2, 2, &vi->temporal_patch_size, err,
-                errlen) ||
+        cfg_int(vc, vs, "temporal_patch_size", 2, 2, 2, &vi->temporal_patch_size, err, errlen) ||
         cfg_int(vc, vs, "spatial_merge_size", 2, 2, 2, &vi->spatial_merge_size, err, errlen) ||
         cfg_int(vc, vs, "in_channels", 3, 3, 3, &vi->in_channels, err, errlen) ||
-        cfg_int(vc, vs, "out_hidden_size", -1, 1, CFG_DIM_MAX, &vi->out_hidden_size, err,
-                errlen) ||
-        cfg_int(vc, vs, "num_position_embeddings", -1, 1, 1 << 24,
-                &vi->num_position_embeddings, err, errlen))
+        cfg_int(vc, vs, "out_hidden_size", -1, 1, CFG_DIM_MAX, &vi->out_hidden_size, err, errlen) ||
+        cfg_int(vc, vs, "num_position_embeddings", -1, 1, 1 << 24, &vi->num_position_embeddings,
+                err, errlen))
         goto out;
     if (cfg_act(vc, vs, "hidden_act", "gelu_pytorch_tanh", err, errlen))
         goto out;
     if (vi->hidden_size % vi->num_heads || (vi->hidden_size / vi->num_heads) % 4) {
-        snprintf(err, errlen, "config.json: vision_config.hidden_size (%d) / num_heads (%d) "
-                 "must be an integer multiple of 4", vi->hidden_size, vi->num_heads);
+        snprintf(err, errlen,
+                 "config.json: vision_config.hidden_size (%d) / num_heads (%d) "
+                 "must be an integer multiple of 4",
+                 vi->hidden_size, vi->num_heads);
         goto out;
     }
     vi->head_dim = vi->hidden_size / vi->num_heads;
     int g = (int)lround(sqrt((double)vi->num_position_embeddings));
     if (g * g != vi->num_position_embeddings) {
-        snprintf(err, errlen, "config.json: vision_config.num_position_embeddings (%d) is not a "
-                 "perfect square", vi->num_position_embeddings);
+        snprintf(err, errlen,
+                 "config.json: vision_config.num_position_embeddings (%d) is not a "
+                 "perfect square",
+                 vi->num_position_embeddings);
         goto out;
     }
     vi->num_grid_per_side = g;
@@ -249,25 +260,30 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
     vi->layer_norm_eps = 1e-6f;
     vi->rope_theta = 10000.0f; /* transformers 5 also writes it as rope_parameters.rope_theta */
     const cJSON *vrp = cJSON_GetObjectItemCaseSensitive(vc, "rope_parameters");
-    const cJSON *vth = cJSON_IsObject(vrp) ? cJSON_GetObjectItemCaseSensitive(vrp, "rope_theta")
-                                           : NULL;
+    const cJSON *vth =
+        cJSON_IsObject(vrp) ? cJSON_GetObjectItemCaseSensitive(vrp, "rope_theta") : NULL;
     if (vth) {
         if (!cJSON_IsNumber(vth) || !(vth->valuedouble > 1)) {
-            snprintf(err, errlen, "config.json: vision_config.rope_parameters.rope_theta must be "
+            snprintf(err, errlen,
+                     "config.json: vision_config.rope_parameters.rope_theta must be "
                      "a number > 1");
             goto out;
         }
         vi->rope_theta = (float)vth->valuedouble;
     }
     if (vi->out_hidden_size != t->hidden_size) {
-        snprintf(err, errlen, "config.json: vision_config.out_hidden_size (%d) differs from "
-                 "text_config.hidden_size (%d)", vi->out_hidden_size, t->hidden_size);
+        snprintf(err, errlen,
+                 "config.json: vision_config.out_hidden_size (%d) differs from "
+                 "text_config.hidden_size (%d)",
+                 vi->out_hidden_size, t->hidden_size);
         goto out;
     }
     const cJSON *dsi = cJSON_GetObjectItemCaseSensitive(vc, "deepstack_visual_indexes");
     if (!cJSON_IsArray(dsi) || cJSON_GetArraySize(dsi) > VL_MAX_DEEPSTACK) {
-        snprintf(err, errlen, "config.json: vision_config.deepstack_visual_indexes must be an "
-                 "array of at most %d block indexes", VL_MAX_DEEPSTACK);
+        snprintf(err, errlen,
+                 "config.json: vision_config.deepstack_visual_indexes must be an "
+                 "array of at most %d block indexes",
+                 VL_MAX_DEEPSTACK);
         goto out;
     }
     vi->n_deepstack = cJSON_GetArraySize(dsi);
@@ -276,8 +292,10 @@ int vl_model_config_parse(struct vl_model_config *cfg, const char *json, size_t 
         if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= vi->depth ||
             x->valuedouble != floor(x->valuedouble) ||
             (i > 0 && (int)x->valuedouble <= vi->deepstack_visual_indexes[i - 1])) {
-            snprintf(err, errlen, "config.json: vision_config.deepstack_visual_indexes[%d] must "
-                     "be an increasing block index < depth (%d)", i, vi->depth);
+            snprintf(err, errlen,
+                     "config.json: vision_config.deepstack_visual_indexes[%d] must "
+                     "be an increasing block index < depth (%d)",
+                     i, vi->depth);
             goto out;
         }
         vi->deepstack_visual_indexes[i] = (int)x->valuedouble;
@@ -325,12 +343,12 @@ int vl_model_config_load(struct vl_model_config *cfg, const char *dir, char *err
 /* Binds `name` (printf format) with the expected shape (ndim dims in want[]). A Conv3d patch
  * weight of rank 5 is viewed as 2-D by passing flatten_tail = 1. */
 static int bind(const struct vl_model *m, struct vl_tensor *out, int optional, int ndim,
-                const int64_t *want, int flatten_tail, char *err, size_t errlen,
-                const char *fmt, ...) __attribute__((format(printf, 9, 10)));
+                const int64_t *want, int flatten_tail, char *err, size_t errlen, const char *fmt,
+                ...) __attribute__((format(printf, 9, 10)));
 
 static int bind(const struct vl_model *m, struct vl_tensor *out, int optional, int ndim,
-                const int64_t *want, int flatten_tail, char *err, size_t errlen,
-                const char *fmt, ...)
+                const int64_t *want, int flatten_tail, char *err, size_t errlen, const char *fmt,
+                ...)
 {
     char name[VL_ST_NAME_MAX + 1];
     va_list ap;
@@ -365,8 +383,8 @@ static int bind(const struct vl_model *m, struct vl_tensor *out, int optional, i
             ok = t->shape[d] == want[d];
     }
     if (!ok) {
-        snprintf(err, errlen, "checkpoint: tensor %s has shape [%s], the config needs [%s]%s",
-                 name, got, exp, flatten_tail ? " (flattened)" : "");
+        snprintf(err, errlen, "checkpoint: tensor %s has shape [%s], the config needs [%s]%s", name,
+                 got, exp, flatten_tail ? " (flattened)" : "");
         return -1;
     }
     out->name = t->name;
@@ -389,7 +407,8 @@ static int bind_merger(struct vl_model *m, struct vl_merger *mg, int64_t norm, c
 {
     const struct vl_vision_config *v = &m->cfg.vision;
     int64_t w4 = (int64_t)v->hidden_size * v->spatial_merge_size * v->spatial_merge_size;
-    if (B1(&mg->norm_w, norm, "%s.norm.weight", pre) || B1(&mg->norm_b, norm, "%s.norm.bias", pre) ||
+    if (B1(&mg->norm_w, norm, "%s.norm.weight", pre) ||
+        B1(&mg->norm_b, norm, "%s.norm.bias", pre) ||
         B2(&mg->fc1_w, w4, w4, "%s.linear_fc1.weight", pre) ||
         B1(&mg->fc1_b, w4, "%s.linear_fc1.bias", pre) ||
         B2(&mg->fc2_w, v->out_hidden_size, w4, "%s.linear_fc2.weight", pre) ||
@@ -439,18 +458,20 @@ static int bind_all(struct vl_model *m, char *err, size_t errlen)
             return -1;
     }
     /* A checkpoint with more deepstack mergers than the config names disagrees with it. */
-    snprintf(pre, sizeof pre, "%s.deepstack_merger_list.%d.linear_fc1.weight", vp,
-             v->n_deepstack);
+    snprintf(pre, sizeof pre, "%s.deepstack_merger_list.%d.linear_fc1.weight", vp, v->n_deepstack);
     if (vl_st_find(&m->st, pre)) {
-        snprintf(err, errlen, "checkpoint: tensor %s exists but config.json "
-                 "vision_config.deepstack_visual_indexes names only %d levels", pre,
-                 v->n_deepstack);
+        snprintf(err, errlen,
+                 "checkpoint: tensor %s exists but config.json "
+                 "vision_config.deepstack_visual_indexes names only %d levels",
+                 pre, v->n_deepstack);
         return -1;
     }
     snprintf(pre, sizeof pre, "%s.blocks.%d.norm1.weight", vp, v->depth);
     if (vl_st_find(&m->st, pre)) {
-        snprintf(err, errlen, "checkpoint: tensor %s exists but config.json vision_config.depth "
-                 "is %d", pre, v->depth);
+        snprintf(err, errlen,
+                 "checkpoint: tensor %s exists but config.json vision_config.depth "
+                 "is %d",
+                 pre, v->depth);
         return -1;
     }
 
@@ -474,16 +495,17 @@ static int bind_all(struct vl_model *m, char *err, size_t errlen)
             B2(&y->up_w, I, H, "%s.layers.%d.mlp.up_proj.weight", lp, l) ||
             B2(&y->down_w, H, I, "%s.layers.%d.mlp.down_proj.weight", lp, l))
             return -1;
-        if (t->attention_bias &&
-            (B1(&y->q_b, qd, "%s.layers.%d.self_attn.q_proj.bias", lp, l) ||
-             B1(&y->k_b, kvd, "%s.layers.%d.self_attn.k_proj.bias", lp, l) ||
-             B1(&y->v_b, kvd, "%s.layers.%d.self_attn.v_proj.bias", lp, l)))
+        if (t->attention_bias && (B1(&y->q_b, qd, "%s.layers.%d.self_attn.q_proj.bias", lp, l) ||
+                                  B1(&y->k_b, kvd, "%s.layers.%d.self_attn.k_proj.bias", lp, l) ||
+                                  B1(&y->v_b, kvd, "%s.layers.%d.self_attn.v_proj.bias", lp, l)))
             return -1;
     }
     snprintf(pre, sizeof pre, "%s.layers.%d.input_layernorm.weight", lp, t->num_hidden_layers);
     if (vl_st_find(&m->st, pre)) {
-        snprintf(err, errlen, "checkpoint: tensor %s exists but config.json "
-                 "text_config.num_hidden_layers is %d", pre, t->num_hidden_layers);
+        snprintf(err, errlen,
+                 "checkpoint: tensor %s exists but config.json "
+                 "text_config.num_hidden_layers is %d",
+                 pre, t->num_hidden_layers);
         return -1;
     }
     return 0;

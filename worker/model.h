@@ -40,8 +40,8 @@ struct vl_tensor {
 };
 
 struct vl_vision_config {
-    int depth;                   /* ViT blocks */
-    int hidden_size;             /* V */
+    int depth;       /* ViT blocks */
+    int hidden_size; /* V */
     int num_heads;
     int head_dim;                /* V / num_heads */
     int intermediate_size;       /* ViT MLP width */
@@ -54,13 +54,13 @@ struct vl_vision_config {
     int num_grid_per_side;       /* G */
     int n_deepstack;
     int deepstack_visual_indexes[VL_MAX_DEEPSTACK]; /* block indexes, 0-based, increasing */
-    int patch_dim;               /* in_channels * temporal_patch_size * patch_size^2 (1536) */
-    float layer_norm_eps;        /* 1e-6 (hard-coded in the reference) */
-    float rope_theta;            /* 10000 (hard-coded in the reference) */
+    int patch_dim;        /* in_channels * temporal_patch_size * patch_size^2 (1536) */
+    float layer_norm_eps; /* 1e-6 (hard-coded in the reference) */
+    float rope_theta;     /* 10000 (hard-coded in the reference) */
 };
 
 struct vl_text_config {
-    int hidden_size;             /* H */
+    int hidden_size; /* H */
     int num_hidden_layers;
     int num_attention_heads;
     int num_key_value_heads;
@@ -69,9 +69,9 @@ struct vl_text_config {
     int vocab_size;
     float rms_norm_eps;
     double rope_theta;
-    int mrope_section[3];        /* T, H, W frequency counts; sum = head_dim / 2 */
-    int mrope_interleaved;       /* informational: the reference always interleaves */
-    int attention_bias;          /* q/k/v projections carry biases */
+    int mrope_section[3];  /* T, H, W frequency counts; sum = head_dim / 2 */
+    int mrope_interleaved; /* informational: the reference always interleaves */
+    int attention_bias;    /* q/k/v projections carry biases */
     int tie_word_embeddings;
 };
 
@@ -124,9 +124,9 @@ struct vl_model {
     struct vl_merger *deepstack_mergers; /* [n_deepstack] */
 
     /* language model (model.language_model.*) */
-    struct vl_tensor embed_tokens;  /* [vocab, H] */
-    struct vl_text_layer *layers;   /* [num_hidden_layers] */
-    struct vl_tensor norm_w;        /* [H] final RMSNorm */
+    struct vl_tensor embed_tokens; /* [vocab, H] */
+    struct vl_text_layer *layers;  /* [num_hidden_layers] */
+    struct vl_tensor norm_w;       /* [H] final RMSNorm */
 };
 
 /* Parses DIR/config.json alone into cfg (no weights). Returns 0 or -1 with err naming the

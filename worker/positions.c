@@ -5,8 +5,8 @@
 
 /* The next visual of `kind` at or after *vi whose frame pairs are not all used yet: returns
  * its merged grid through gh/gw and advances the (visual, frame pair) cursor. */
-static int next_block(const struct vl_item *it, enum vl_visual_kind kind, int *vi, int *pair,
-                      int m, int *gh, int *gw)
+static int next_block(const struct vl_item *it, enum vl_visual_kind kind, int *vi, int *pair, int m,
+                      int *gh, int *gw)
 {
     while (*vi < it->n_visuals) {
         const struct vl_visual *v = &it->visuals[*vi];
@@ -25,9 +25,8 @@ static int next_block(const struct vl_item *it, enum vl_visual_kind kind, int *v
     return -1;
 }
 
-int vl_positions_compute(const struct vl_item *it, int32_t image_token_id,
-                         int32_t video_token_id, int spatial_merge_size, int32_t *pos,
-                         char *err, size_t errlen)
+int vl_positions_compute(const struct vl_item *it, int32_t image_token_id, int32_t video_token_id,
+                         int spatial_merge_size, int32_t *pos, char *err, size_t errlen)
 {
     int n = it->n_ids;
     int32_t *pt = pos, *ph = pos + n, *pw = pos + 2 * n;
@@ -43,11 +42,10 @@ int vl_positions_compute(const struct vl_item *it, int32_t image_token_id,
             continue;
         }
         int gh, gw;
-        int rc = id == image_token_id
-                     ? next_block(it, VL_VISUAL_IMAGE, &img_vi, &img_pair, spatial_merge_size,
-                                  &gh, &gw)
-                     : next_block(it, VL_VISUAL_VIDEO, &vid_vi, &vid_pair, spatial_merge_size,
-                                  &gh, &gw);
+        int rc =
+            id == image_token_id
+                ? next_block(it, VL_VISUAL_IMAGE, &img_vi, &img_pair, spatial_merge_size, &gh, &gw)
+                : next_block(it, VL_VISUAL_VIDEO, &vid_vi, &vid_pair, spatial_merge_size, &gh, &gw);
         if (rc != 0) {
             snprintf(err, errlen, "token %d: %s pad with no %s grid left", i,
                      id == image_token_id ? "image" : "video",

@@ -18,8 +18,7 @@
 /* Fills pos[0..n_ids) (t axis), pos[n_ids..2n_ids) (h), pos[2n_ids..3n_ids) (w) for the item.
  * Returns 0, or -1 with err if the pad tokens do not match the grids (a run shorter than its
  * grid needs, or pads with no grid left). */
-int vl_positions_compute(const struct vl_item *it, int32_t image_token_id,
-                         int32_t video_token_id, int spatial_merge_size, int32_t *pos,
-                         char *err, size_t errlen);
+int vl_positions_compute(const struct vl_item *it, int32_t image_token_id, int32_t video_token_id,
+                         int spatial_merge_size, int32_t *pos, char *err, size_t errlen);
 
 #endif

@@ -18,9 +18,12 @@
 size_t vl_dtype_size(enum vl_dtype d)
 {
     switch (d) {
-    case VL_DTYPE_F32: return 4;
-    case VL_DTYPE_F16: return 2;
-    case VL_DTYPE_BF16: return 2;
+    case VL_DTYPE_F32:
+        return 4;
+    case VL_DTYPE_F16:
+        return 2;
+    case VL_DTYPE_BF16:
+        return 2;
     }
     return 0;
 }
@@ -28,9 +31,12 @@ size_t vl_dtype_size(enum vl_dtype d)
 const char *vl_dtype_name(enum vl_dtype d)
 {
     switch (d) {
-    case VL_DTYPE_F32: return "F32";
-    case VL_DTYPE_F16: return "F16";
-    case VL_DTYPE_BF16: return "BF16";
+    case VL_DTYPE_F32:
+        return "F32";
+    case VL_DTYPE_F16:
+        return "F16";
+    case VL_DTYPE_BF16:
+        return "BF16";
     }
     return "?";
 }
@@ -54,7 +60,10 @@ float vl_f16_to_f32(uint16_t h)
     } else {
         u = sign | ((exp + 127 - 15) << 23) | (man << 13);
     }
-    union { uint32_t u; float f; } v = {.u = u};
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = u};
     return v.f;
 }
 
@@ -62,7 +71,9 @@ void vl_dtype_to_f32(enum vl_dtype d, const void *src, float *dst, size_t n)
 {
     const uint16_t *h = src;
     switch (d) {
-    case VL_DTYPE_F32: memcpy(dst, src, n * 4); break;
+    case VL_DTYPE_F32:
+        memcpy(dst, src, n * 4);
+        break;
     case VL_DTYPE_BF16:
         for (size_t i = 0; i < n; i++) {
             uint16_t x;
@@ -165,8 +176,10 @@ int vl_st_parse(const uint8_t *buf, size_t len, int file_index, const char *what
         const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
         const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (!cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo)) {
-            snprintf(err, errlen, "%s: tensor %s: needs string dtype, array shape and array "
-                     "data_offsets", what, name);
+            snprintf(err, errlen,
+                     "%s: tensor %s: needs string dtype, array shape and array "
+                     "data_offsets",
+                     what, name);
             goto fail;
         }
         struct vl_st_tensor *x = &t[n];
@@ -208,8 +221,7 @@ int vl_st_parse(const uint8_t *buf, size_t len, int file_index, const char *what
             goto fail;
         }
         size_t nbytes;
-        if (!vl_mul_ok(numel, vl_dtype_size(x->dtype), &nbytes) || en < b ||
-            en - b != nbytes) {
+        if (!vl_mul_ok(numel, vl_dtype_size(x->dtype), &nbytes) || en < b || en - b != nbytes) {
             snprintf(err, errlen,
                      "%s: tensor %s: data_offsets [%llu, %llu] do not hold %zu elements of %s",
                      what, name, (unsigned long long)b, (unsigned long long)en, numel,
@@ -237,8 +249,8 @@ int vl_st_parse(const uint8_t *buf, size_t len, int file_index, const char *what
     for (int i = 1; i < n; i++) {
         const uint8_t *prev_end = (const uint8_t *)t[i - 1].data + t[i - 1].nbytes;
         if ((const uint8_t *)t[i].data < prev_end) {
-            snprintf(err, errlen, "%s: tensors %s and %s overlap in the file", what,
-                     t[i - 1].name, t[i].name);
+            snprintf(err, errlen, "%s: tensors %s and %s overlap in the file", what, t[i - 1].name,
+                     t[i].name);
             goto fail;
         }
     }
@@ -369,8 +381,10 @@ int vl_st_open_dir(struct vl_safetensors *st, const char *dir, char *err, size_t
         const char *shard = cJSON_IsString(e) ? e->valuestring : NULL;
         if (!shard || !*shard || strchr(shard, '/') || !strcmp(shard, ".") ||
             !strcmp(shard, "..")) {
-            snprintf(err, errlen, "model.safetensors.index.json: weight_map[\"%.200s\"] is not a "
-                     "file name in the model directory", e->string ? e->string : "");
+            snprintf(err, errlen,
+                     "model.safetensors.index.json: weight_map[\"%.200s\"] is not a "
+                     "file name in the model directory",
+                     e->string ? e->string : "");
             rc = -1;
             break;
         }

@@ -36,7 +36,7 @@ struct vl_st_tensor {
     int64_t numel;
     const void *data; /* into the read-only mapping */
     size_t nbytes;
-    int file;         /* index into vl_safetensors.files */
+    int file; /* index into vl_safetensors.files */
 };
 
 struct vl_st_file {
@@ -60,7 +60,10 @@ const char *vl_dtype_name(enum vl_dtype d);
 void vl_dtype_to_f32(enum vl_dtype d, const void *src, float *dst, size_t n);
 static inline float vl_bf16_to_f32(uint16_t h)
 {
-    union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = (uint32_t)h << 16};
     return v.f;
 }
 float vl_f16_to_f32(uint16_t h);

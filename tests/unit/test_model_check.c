@@ -63,8 +63,10 @@ TEST(test_check_fixture_models)
         int st = system(cmd);
         CHECK(WIFEXITED(st));
         CHECK_EQ_INT(WEXITSTATUS(st), VL_EXIT_PERMANENT);
-        snprintf(cmd, sizeof cmd, "%s/vlembed-worker --check %s/tests/data/tiny-model --threads 2"
-                 " >/dev/null 2>&1", b, root());
+        snprintf(cmd, sizeof cmd,
+                 "%s/vlembed-worker --check %s/tests/data/tiny-model --threads 2"
+                 " >/dev/null 2>&1",
+                 b, root());
         st = system(cmd);
         CHECK(WIFEXITED(st));
         CHECK_EQ_INT(WEXITSTATUS(st), VL_EXIT_OK);

@@ -93,8 +93,8 @@ static inline size_t fx_serialise(const struct fx_file *f, uint8_t **out)
         hl += (size_t)snprintf(h + hl, hcap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name,
                                t->dtype);
         for (int d = 0; d < t->ndim; d++)
-            hl += (size_t)snprintf(h + hl, hcap - hl, "%s%lld", d ? "," : "",
-                                   (long long)t->shape[d]);
+            hl +=
+                (size_t)snprintf(h + hl, hcap - hl, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         hl += (size_t)snprintf(h + hl, hcap - hl, "],\"data_offsets\":[%zu,%zu]}", off,
                                off + t->nbytes);
         off += t->nbytes;
@@ -155,10 +155,23 @@ struct fx_cfg {
 
 static inline struct fx_cfg fx_cfg_default(void)
 {
-    struct fx_cfg c = {.v_depth = 3, .v_hidden = 32, .v_heads = 2, .v_inter = 48, .v_npos = 64,
-                       .n_ds = 2, .ds = {0, 2}, .t_hidden = 32, .t_layers = 3, .t_heads = 4,
-                       .t_kv = 2, .t_hd = 16, .t_inter = 64, .vocab = 151680,
-                       .mrope = {4, 2, 2}, .rope_style = 0, .dtype = "BF16"};
+    struct fx_cfg c = {.v_depth = 3,
+                       .v_hidden = 32,
+                       .v_heads = 2,
+                       .v_inter = 48,
+                       .v_npos = 64,
+                       .n_ds = 2,
+                       .ds = {0, 2},
+                       .t_hidden = 32,
+                       .t_layers = 3,
+                       .t_heads = 4,
+                       .t_kv = 2,
+                       .t_hd = 16,
+                       .t_inter = 64,
+                       .vocab = 151680,
+                       .mrope = {4, 2, 2},
+                       .rope_style = 0,
+                       .dtype = "BF16"};
     return c;
 }
 
@@ -201,7 +214,7 @@ static inline void fx_config_json(const struct fx_cfg *c, char *buf, size_t cap)
 static inline void fx_model_tensors(const struct fx_cfg *c, struct fx_file *f)
 {
     const char *dt = c->dtype;
-    int V = c->v_hidden, I = c->v_inter, W4 = 4 * V, O = c->t_hidden, H = c->t_hidden;
+    int V = c->v_hidden, I = c->v_inter, W4 = 4 * V, H = c->t_hidden;
     char n[160];
     float sv = 1.0f / sqrtf((float)V), s4 = 1.0f / sqrtf((float)W4);
     fx_add(f, "model.visual.patch_embed.proj.weight", dt, 5, FX_S(V, 3, 2, 16, 16), 0.05f, 0);
@@ -209,7 +222,7 @@ static inline void fx_model_tensors(const struct fx_cfg *c, struct fx_file *f)
     fx_add(f, "model.visual.pos_embed.weight", dt, 2, FX_S(c->v_npos, V), 0.5f, 0);
     for (int i = 0; i < c->v_depth; i++) {
 #define VB(suffix, nd, sc, of, ...)                                                                \
-    snprintf(n, sizeof n, "model.visual.blocks.%d.%s", i, suffix);                              \
+    snprintf(n, sizeof n, "model.visual.blocks.%d.%s", i, suffix);                                 \
     fx_add(f, n, dt, nd, FX_S(__VA_ARGS__), sc, of)
         VB("norm1.weight", 1, 0.2f, 1, V);
         VB("norm1.bias", 1, 0.1f, 0, V);
@@ -233,14 +246,14 @@ static inline void fx_model_tensors(const struct fx_cfg *c, struct fx_file *f)
             snprintf(pre, sizeof pre, "model.visual.deepstack_merger_list.%d", k);
         int nw = k < 0 ? V : W4;
 #define MB(suffix, nd, sc, of, ...)                                                                \
-    snprintf(n, sizeof n, "%s.%s", pre, suffix);                                                \
+    snprintf(n, sizeof n, "%s.%s", pre, suffix);                                                   \
     fx_add(f, n, dt, nd, FX_S(__VA_ARGS__), sc, of)
         MB("norm.weight", 1, 0.2f, 1, nw);
         MB("norm.bias", 1, 0.1f, 0, nw);
         MB("linear_fc1.weight", 2, s4, 0, W4, W4);
         MB("linear_fc1.bias", 1, 0.1f, 0, W4);
-        MB("linear_fc2.weight", 2, s4, 0, O, W4);
-        MB("linear_fc2.bias", 1, 0.1f, 0, O);
+        MB("linear_fc2.weight", 2, s4, 0, H, W4);
+        MB("linear_fc2.bias", 1, 0.1f, 0, H);
 #undef MB
     }
     fx_add(f, "model.language_model.embed_tokens.weight", dt, 2, FX_S(c->vocab, H), 1.0f, 0);
@@ -248,7 +261,7 @@ static inline void fx_model_tensors(const struct fx_cfg *c, struct fx_file *f)
     int qd = c->t_heads * c->t_hd, kvd = c->t_kv * c->t_hd;
     for (int l = 0; l < c->t_layers; l++) {
 #define LB(suffix, nd, sc, of, ...)                                                                \
-    snprintf(n, sizeof n, "model.language_model.layers.%d.%s", l, suffix);                      \
+    snprintf(n, sizeof n, "model.language_model.layers.%d.%s", l, suffix);                         \
     fx_add(f, n, dt, nd, FX_S(__VA_ARGS__), sc, of)
         LB("input_layernorm.weight", 1, 0.2f, 1, H);
         LB("post_attention_layernorm.weight", 1, 0.2f, 1, H);
@@ -297,8 +310,8 @@ static inline int fx_write_model(const struct fx_cfg *c, const char *dir, int sh
                     part.t = realloc(part.t, (size_t)part.cap * sizeof *part.t);
                 }
                 part.t[part.n++] = all.t[i];
-                il += (size_t)snprintf(idx + il, icap - il, "%s\"%s\":\"%s\"",
-                                       listed++ ? "," : "", all.t[i].name, shard);
+                il += (size_t)snprintf(idx + il, icap - il, "%s\"%s\":\"%s\"", listed++ ? "," : "",
+                                       all.t[i].name, shard);
             }
             snprintf(path, sizeof path, "%s/%s", dir, shard);
             rc |= fx_write_file(&part, path);

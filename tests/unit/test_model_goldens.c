@@ -172,8 +172,8 @@ TEST(test_pixel_sums)
                 sum += ((float)x->pixels[k] - 127.5f) / 127.5f;
             if (x->kind == VL_VISUAL_IMAGE)
                 sum *= 2;
-            double want = cJSON_GetObjectItem(cJSON_GetArrayItem(vis, v), "pixel_values_sum")
-                              ->valuedouble;
+            double want =
+                cJSON_GetObjectItem(cJSON_GetArrayItem(vis, v), "pixel_values_sum")->valuedouble;
             CHECK_NEAR(sum, want, 1e-3 + 1e-6 * fabs(want));
         }
     }
@@ -202,8 +202,10 @@ TEST(test_embeddings_match_transformers)
         const cJSON *gi = cJSON_GetArrayItem(arr, i);
         const char *name = cJSON_GetObjectItem(gi, "name")->valuestring;
         embed_or_fail(&b, &items[i], 1, one + (size_t)i * (size_t)H);
-        double c32 = cosine(one + (size_t)i * (size_t)H, cJSON_GetObjectItem(gi, "embedding_f32"), H);
-        double c16 = cosine(one + (size_t)i * (size_t)H, cJSON_GetObjectItem(gi, "embedding_bf16"), H);
+        double c32 =
+            cosine(one + (size_t)i * (size_t)H, cJSON_GetObjectItem(gi, "embedding_f32"), H);
+        double c16 =
+            cosine(one + (size_t)i * (size_t)H, cJSON_GetObjectItem(gi, "embedding_bf16"), H);
         fprintf(stderr, "  %-18s %4d tokens  1 - cos(f32) = %.2e  cos(bf16 sdpa) = %.6f\n", name,
                 items[i].n_ids, 1 - c32, c16);
         if (!(c32 >= MIN_COSINE))
@@ -214,7 +216,8 @@ TEST(test_embeddings_match_transformers)
     embed_or_fail(&b, items, n_items, all);
     CHECK(memcmp(all, one, sizeof(float) * (size_t)n_items * (size_t)H) == 0);
     b.destroy(&b);
-    struct vl_backend_opts small = {.threads = 3, .max_batch_tokens = 200, .max_batch_patches = 600};
+    struct vl_backend_opts small = {
+        .threads = 3, .max_batch_tokens = 200, .max_batch_patches = 600};
     CHECK_EQ_INT(vl_backend_create("cpu", &model, &small, &b, err, sizeof err), 0);
     memset(all, 0, sizeof(float) * (size_t)n_items * (size_t)H);
     embed_or_fail(&b, items, n_items, all);

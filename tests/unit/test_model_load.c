@@ -97,7 +97,9 @@ TEST(test_config_errors_name_the_key)
     struct fx_cfg c = fx_cfg_default();
     char json[4096], err[256];
     struct vl_model_config cfg;
-    struct { const char *from, *to, *want; } cases[] = {
+    struct {
+        const char *from, *to, *want;
+    } cases[] = {
         {"\"num_key_value_heads\":2", "\"num_key_value_heads\":3", "num_key_value_heads"},
         {"\"mrope_section\":[4,2,2]", "\"mrope_section\":[4,2,3]", "mrope_section"},
         {"\"deepstack_visual_indexes\":[0,2]", "\"deepstack_visual_indexes\":[0,7]",
@@ -128,8 +130,7 @@ TEST(test_config_errors_name_the_key)
 }
 
 /* Rewrites the single model.safetensors of a fixture model with the tensor list changed. */
-static void write_with(const char *dir, const struct fx_cfg *c,
-                       void (*edit)(struct fx_file *f))
+static void write_with(const char *dir, const struct fx_cfg *c, void (*edit)(struct fx_file *f))
 {
     fx_write_model(c, dir, 1);
     struct fx_file f = {0};
@@ -176,7 +177,11 @@ TEST(test_bad_checkpoints)
 {
     struct fx_cfg c = fx_cfg_default();
     char dir[64], err[512];
-    struct { void (*edit)(struct fx_file *); int ok; const char *want; } cases[] = {
+    struct {
+        void (*edit)(struct fx_file *);
+        int ok;
+        const char *want;
+    } cases[] = {
         {drop_norm, 0, "layers.1.post_attention_layernorm.weight is missing"},
         {reshape_k, 0, "layers.0.self_attn.k_proj.weight has shape [16, 64]"},
         {bad_dtype, 0, "unsupported dtype I64"},

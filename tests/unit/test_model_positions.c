@@ -23,8 +23,8 @@ TEST(test_image_then_video)
         {.kind = VL_VISUAL_VIDEO, .grid_t = 2, .grid_h = 2, .grid_w = 4},
         {.kind = VL_VISUAL_IMAGE, .grid_t = 1, .grid_h = 4, .grid_w = 6},
     };
-    int32_t ids[] = {7, VS, IMG, IMG, IMG, IMG, IMG, IMG, VE, 8, VS, VID, VID, VE, VS, VID, VID,
-                     VE, 9};
+    int32_t ids[] = {7,  VS,  IMG, IMG, IMG, IMG, IMG, IMG, VE, 8,
+                     VS, VID, VID, VE,  VS,  VID, VID, VE,  9};
     int n = (int)(sizeof ids / sizeof ids[0]);
     struct vl_item it = {.ids = ids, .n_ids = n, .visuals = vis, .n_visuals = 2};
     int32_t pos[3 * 19];

@@ -52,7 +52,12 @@ static size_t raw_file(const char *hdr, size_t data_len, uint8_t **out)
 
 TEST(test_crafted)
 {
-    struct { const char *hdr; size_t data; int ok; const char *want; } cases[] = {
+    struct {
+        const char *hdr;
+        size_t data;
+        int ok;
+        const char *want;
+    } cases[] = {
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 1, ""},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}", 4, 1, ""},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[0,0]}}", 0, 1, ""},
@@ -61,19 +66,21 @@ TEST(test_crafted)
          "unsupported dtype F64"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, 0, "do not hold"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, 0, "do not hold"},
-        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, 0,
-         "data_offsets"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", 8, 0, "data_offsets"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0.5,8.5]}}", 9, 0,
          "data_offsets"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,8]}}", 8, 0, "shape[0]"},
         {"{\"a\":{\"dtype\":\"BF16\",\"shape\":[4294967296,4294967296,16],"
-         "\"data_offsets\":[0,8]}}", 8, 0, "shape[1]"},
+         "\"data_offsets\":[0,8]}}",
+         8, 0, "shape[1]"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, 0,
          "rank 9"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, 0, "overlap"},
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+         12, 0, "overlap"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-         "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16, 0, "twice"},
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+         16, 0, "twice"},
         {"{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, "name"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, 0,
          "data_offsets"},
@@ -164,9 +171,11 @@ TEST(test_mutations)
     size_t hl = 0;
     for (int i = 7; i >= 0; i--)
         hl = (hl << 8) | orig[i];
-    static const char *tokens[] = {"0", "1", "-1", "1e300", "18446744073709551616", "[", "]",
-                                   "{", "}", ",", ":", "\"", "null", "true", "\"F32\"",
-                                   "\"BF16\"", "\"I8\"", "[0,0]", "[]", "[4294967295]", "\\u0000"};
+    static const char *tokens[] = {"0",        "1",      "-1",    "1e300", "18446744073709551616",
+                                   "[",        "]",      "{",     "}",     ",",
+                                   ":",        "\"",     "null",  "true",  "\"F32\"",
+                                   "\"BF16\"", "\"I8\"", "[0,0]", "[]",    "[4294967295]",
+                                   "\\u0000"};
     char err[512];
     int accepted = 0;
     uint8_t *m = malloc(len + 64);
