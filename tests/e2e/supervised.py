@@ -321,3 +321,28 @@ class Load:
         if not xs:
             return float("nan")
         return xs[min(len(xs) - 1, int(p / 100.0 * len(xs)))]
+
+
+def log_time(line):
+    """Seconds since midnight of a log line's UTC timestamp (2026-11-27T15:42:00.702Z ...)."""
+    ts = line.split(" ", 1)[0]
+    h, m, sec = ts.split("T")[1].rstrip("Z").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def restart_times(log, role="worker"):
+    """From the supervisor's log: for each unexpected death of a `role` process, the seconds
+    until the next process of the same device (the gateway: the next gateway) was ready."""
+    out, pending = [], {}
+    for line in log.splitlines():
+        if "supervisor[" not in line:
+            continue
+        words = line.split()
+        if len(words) < 7 or words[3] != role:
+            continue
+        dev = words[6] if role == "worker" else "gateway"
+        if "exited:" in line and "(unexpected)" in line:
+            pending[dev] = log_time(line)
+        elif " ready after " in line and dev in pending:
+            out.append(log_time(line) - pending.pop(dev))
+    return out
