@@ -27,7 +27,8 @@ TMP=$(mktemp -d /tmp/vl-bench-serve.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
 mkdir -p "$BUILD/bench"
-cc -O2 -D_GNU_SOURCE -pthread "$ROOT/bench/serve/loadgen.c" -o "$BUILD/bench/loadgen" || exit 1
+[ -x "$BUILD/bench/loadgen" ] && [ "$BUILD/bench/loadgen" -nt "$ROOT/bench/serve/loadgen.c" ] || \
+  cc -O2 -D_GNU_SOURCE -pthread "$ROOT/bench/serve/loadgen.c" -o "$BUILD/bench/loadgen" || exit 1
 LG=$BUILD/bench/loadgen
 
 socks=()
@@ -45,12 +46,30 @@ done
   --worker-sockets "$(IFS=,; echo "${socks[*]}")" --max-inflight-items 100000 2>"$TMP/gateway.log" &
 for _ in $(seq 1 200); do grep -q "(port " "$TMP/gateway.log" && break; sleep 0.05; done
 PORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$TMP/gateway.log" | head -1)
-for _ in $(seq 1 600); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$PORT/ready")" = 200 ] && break; sleep 0.1
-done
+$PY - "$PORT" <<'EOF'
+import sys, time, urllib.request
+for _ in range(1200):
+    try:
+        if urllib.request.urlopen("http://127.0.0.1:%s/ready" % sys.argv[1]).status == 200:
+            break
+    except Exception:
+        time.sleep(0.1)
+EOF
 
 $PY - "$TEXT" "$BATCH" "$TMP" "$PORT" "$BUILD" "$MODEL" <<'EOF'
-import json, subprocess, sys, urllib.request, msgpack, struct
+import json, subprocess, sys, urllib.request, struct
+
+def pack(o):  # the few msgpack types a frame needs (no msgpack module on every machine)
+    if isinstance(o, dict):
+        return struct.pack(">BI", 0xdf, len(o)) + b"".join(pack(k) + pack(v) for k, v in o.items())
+    if isinstance(o, list):
+        return struct.pack(">BI", 0xdd, len(o)) + b"".join(pack(v) for v in o)
+    if isinstance(o, str):
+        b = o.encode()
+        return struct.pack(">BI", 0xdb, len(b)) + b
+    if isinstance(o, bytes):
+        return struct.pack(">BI", 0xc6, len(o)) + o
+    return struct.pack(">BQ", 0xcf, o)
 text, batch, tmp, port, build, model = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 open(tmp + "/one.json", "w").write(json.dumps({"input": text, "model": "m"}))
 open(tmp + "/batch.json", "w").write(json.dumps({"input": [text] * batch, "model": "m"}))
@@ -61,8 +80,7 @@ ids = json.loads(subprocess.run([build + "/vlembedctl", "tokenize", "--tokenizer
                                 input=json.dumps({"text": prompt}) + "\n", capture_output=True, text=True).stdout)["ids"]
 b = struct.pack("<%di" % len(ids), *ids)
 for name, n in (("one", 1), ("batch", batch)):
-    m = msgpack.packb({"type": "embed", "items": [{"id": i, "deadline_ms": 600000, "ids": b} for i in range(n)]},
-                      use_bin_type=True)
+    m = pack({"type": "embed", "items": [{"id": i, "deadline_ms": 600000, "ids": b} for i in range(n)]})
     open(tmp + "/%s.frame" % name, "wb").write(struct.pack(">I", len(m)) + m)
 print("prompt tokens per item: %d" % len(ids), file=sys.stderr)
 EOF
