@@ -85,4 +85,10 @@ struct vl_cuda_stats {
 };
 void vl_cuda_ctx_stats(const struct vl_cuda_ctx *c, struct vl_cuda_stats *st);
 
+/* Per-op device-time profiling for the benchmarks: on = 1 resets the counters and records
+ * device events between the forward's ops (each batch then ends synchronised, so there is no
+ * host/device overlap while it is on); the report is one line "device T ms: op ms (%) ...". */
+void vl_cuda_ctx_profile(struct vl_cuda_ctx *c, int on);
+int vl_cuda_ctx_profile_report(const struct vl_cuda_ctx *c, char *buf, size_t n);
+
 #endif

@@ -24,6 +24,20 @@
 
 #define DEFAULT_BUDGET 16384
 
+/* Per-op device time, when profiling is on (vl_cuda_ctx_profile): events between ops. */
+enum prof_tag {
+    P_UPLOAD, P_V_PATCH, P_V_NORM, P_V_QKV, P_V_ROPE, P_V_ATTN, P_V_PROJ, P_V_MLP, P_V_MERGER,
+    P_EMBED, P_NORM, P_QKV, P_QKNORM_ROPE, P_ATTN, P_O, P_GATE_UP, P_SWIGLU, P_DOWN,
+    P_DEEPSTACK, P_POOL, P_END, P_N
+};
+static const char *prof_name[P_N] = {
+    "upload",        "vit.patch_embed", "vit.layernorm", "vit.qkv",      "vit.rope",
+    "vit.attention", "vit.proj",        "vit.mlp",       "vit.mergers",  "lm.embed",
+    "lm.rmsnorm",    "lm.qkv",          "lm.qk_norm_rope", "lm.attention", "lm.o_proj",
+    "lm.gate_up",    "lm.swiglu",       "lm.down",       "lm.deepstack", "pool+download",
+    "end"};
+#define PROF_MAX 4096
+
 struct staging {
     int32_t *ids, *pos, *cu, *last, *vis_idx, *vpos4, *vcu;
     int64_t *vframes;
@@ -42,7 +56,8 @@ struct vl_cuda_ctx {
     int64_t cap_tokens, cap_patches;
     size_t cap_pixels;
     /* device workspace */
-    uint16_t *h, *xn, *qkv, *att, *gu, *act;
+    uint16_t *h, *xn, *qkv, *att, *gu, *act, *rope_cs;
+    float *vrope_cs;
     uint16_t *vx, *vxn, *vqkv, *vatt, *vfc, *m1, *vis_out, *ds_out[VL_CUDA_MAX_DEEPSTACK];
     float *out;
     int32_t *d_ids, *d_pos, *d_cu, *d_last, *d_vis_idx, *d_vpos4, *d_vcu;
@@ -52,7 +67,56 @@ struct vl_cuda_ctx {
     /* host scratch */
     int32_t *pos_tmp, *img_rows, *vid_rows;
     struct vl_cuda_stats stats;
+    int prof, npev;
+    vl_event_t *pev;
+    int *ptag;
+    double prof_ms[P_N];
 };
+
+static void mark(struct vl_cuda_ctx *c, int tag)
+{
+    if (!c->prof || c->npev >= PROF_MAX)
+        return;
+    vl_cuda_event_record(c->pev[c->npev], c->stream);
+    c->ptag[c->npev++] = tag;
+}
+
+void vl_cuda_ctx_profile(struct vl_cuda_ctx *c, int on)
+{
+    if (on && !c->pev) {
+        c->pev = vl_malloc(PROF_MAX * sizeof *c->pev);
+        c->ptag = vl_malloc(PROF_MAX * sizeof *c->ptag);
+        for (int i = 0; i < PROF_MAX; i++)
+            c->pev[i] = vl_cuda_event_create();
+    }
+    memset(c->prof_ms, 0, sizeof c->prof_ms);
+    c->npev = 0;
+    c->prof = on;
+}
+
+int vl_cuda_ctx_profile_report(const struct vl_cuda_ctx *c, char *buf, size_t n)
+{
+    double tot = 0;
+    for (int i = 0; i < P_END; i++)
+        tot += c->prof_ms[i];
+    size_t o = (size_t)snprintf(buf, n, "device %.2f ms:", tot);
+    for (int i = 0; i < P_END && o < n; i++)
+        if (c->prof_ms[i] > 0)
+            o += (size_t)snprintf(buf + o, n - o, " %s %.2f (%.1f%%)", prof_name[i],
+                                  c->prof_ms[i], tot > 0 ? 100 * c->prof_ms[i] / tot : 0);
+    return (int)o;
+}
+
+static void prof_collect(struct vl_cuda_ctx *c)
+{
+    if (!c->prof)
+        return;
+    mark(c, P_END);
+    vl_cuda_stream_sync(c->stream);
+    for (int i = 0; i + 1 < c->npev; i++)
+        c->prof_ms[c->ptag[i]] += vl_cuda_event_ms(c->pev[i], c->pev[i + 1]);
+    c->npev = 0;
+}
 
 static size_t bf(size_t elems)
 {
@@ -92,6 +156,8 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     c->att = vl_cuda_malloc(bf(T * nq * hd));
     c->gu = vl_cuda_malloc(bf(T * 2 * I));
     c->act = vl_cuda_malloc(bf(T * I));
+    c->rope_cs = vl_cuda_malloc(bf(T * hd));
+    c->vrope_cs = vl_cuda_malloc(P * cfg->v_head_dim * sizeof(float));
     c->vx = vl_cuda_malloc(bf(P * V));
     c->vxn = vl_cuda_malloc(bf(P * V));
     c->vqkv = vl_cuda_malloc(bf(P * 3 * V));
@@ -152,6 +218,7 @@ void vl_cuda_ctx_free(struct vl_cuda_ctx *c)
     for (int i = 0; i < VL_CUDA_MAX_DEEPSTACK; i++)
         vl_cuda_free(c->ds_out[i]);
     vl_cuda_free(c->out);
+    vl_cuda_free(c->rope_cs), vl_cuda_free(c->vrope_cs);
     vl_cuda_free(c->d_ids), vl_cuda_free(c->d_pos), vl_cuda_free(c->d_cu);
     vl_cuda_free(c->d_last), vl_cuda_free(c->d_vis_idx), vl_cuda_free(c->d_vpos4);
     vl_cuda_free(c->d_vcu), vl_cuda_free(c->d_vframes), vl_cuda_free(c->d_pixels);
@@ -167,6 +234,11 @@ void vl_cuda_ctx_free(struct vl_cuda_ctx *c)
         vl_gemm_free(c->gemm);
     vl_cuda_stream_destroy(c->stream);
     free(c->pos_tmp), free(c->img_rows), free(c->vid_rows);
+    if (c->pev) {
+        for (int i = 0; i < PROF_MAX; i++)
+            vl_cuda_event_destroy(c->pev[i]);
+        free(c->pev), free(c->ptag);
+    }
     free(c);
 }
 
@@ -200,10 +272,12 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
     const struct vl_cuda_weights *w = c->w;
     vl_stream_t s = c->stream;
     int V = k->v_hidden, Iv = k->v_inter;
+    mark(c, P_V_PATCH);
     vl_patchify(s, c->d_pixels, c->d_vpos4, c->d_vframes, P, c->vfc);
     vl_gemm_bf16(c->gemm, s, P, V, VL_PATCH_DIM, c->vfc, w->patch_w, w->patch_b, c->vx,
                  VL_GEMM_BIAS, 0);
     vl_pos_embed_add(s, c->vx, w->pos_embed, k->v_pos_side, c->d_vpos4, P, V);
+    vl_vit_rope_table(s, c->d_vpos4, P, k->v_head_dim, c->vrope_cs);
     struct vl_attn_args a = {0};
     a.q = c->vqkv, a.k = c->vqkv + V, a.v = c->vqkv + 2 * V;
     a.q_stride = a.k_stride = a.v_stride = 3 * V;
@@ -215,15 +289,23 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
     int ds = 0;
     for (int b = 0; b < k->v_depth; b++) {
         const struct vl_cuda_vblock *B = &w->vblock[b];
+        mark(c, P_V_NORM);
         vl_layernorm(s, c->vx, B->norm1_w, B->norm1_b, c->vxn, P, V, k->v_eps);
+        mark(c, P_V_QKV);
         vl_gemm_bf16(c->gemm, s, P, 3 * V, V, c->vxn, B->qkv_w, B->qkv_b, c->vqkv, VL_GEMM_BIAS, 0);
-        vl_vit_rope(s, c->vqkv, P, k->v_heads, k->v_head_dim, c->d_vpos4);
+        mark(c, P_V_ROPE);
+        vl_vit_rope(s, c->vqkv, P, k->v_heads, k->v_head_dim, c->vrope_cs);
+        mark(c, P_V_ATTN);
         vl_attention(s, &a);
+        mark(c, P_V_PROJ);
         vl_gemm_bf16(c->gemm, s, P, V, V, c->vatt, B->proj_w, B->proj_b, c->vx, VL_GEMM_BIAS, 1);
+        mark(c, P_V_NORM);
         vl_layernorm(s, c->vx, B->norm2_w, B->norm2_b, c->vxn, P, V, k->v_eps);
+        mark(c, P_V_MLP);
         vl_gemm_bf16(c->gemm, s, P, Iv, V, c->vxn, B->fc1_w, B->fc1_b, c->vfc,
                      VL_GEMM_BIAS_GELU_TANH, 0);
         vl_gemm_bf16(c->gemm, s, P, V, Iv, c->vfc, B->fc2_w, B->fc2_b, c->vx, VL_GEMM_BIAS, 1);
+        mark(c, P_V_MERGER);
         if (ds < k->n_deepstack && b == k->deepstack_idx[ds]) {
             /* post-shuffle norm: rows of 4 patches = one 2x2 window, LayerNorm over 4V */
             vl_layernorm(s, c->vx, w->deepstack[ds].norm_w, w->deepstack[ds].norm_b, c->vxn,
@@ -243,7 +325,9 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
     vl_stream_t s = c->stream;
     int H = k->hidden, hd = k->head_dim, nq = k->heads, nkv = k->kv_heads, I = k->inter;
     int Wq = (nq + 2 * nkv) * hd;
+    mark(c, P_EMBED);
     vl_embed_gather(s, w->embed, c->d_ids, T, H, c->h);
+    vl_mrope_table(s, c->d_pos, T, hd, k->mrope_section, k->rope_theta, c->rope_cs);
     if (nvis)
         vl_rows_scatter(s, c->vis_out, c->d_vis_idx, nvis, H, c->h, 0);
     struct vl_attn_args a = {0};
@@ -255,19 +339,29 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
     a.scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < k->layers; l++) {
         const struct vl_cuda_layer *L = &w->layer[l];
+        mark(c, P_NORM);
         vl_rmsnorm(s, c->h, L->in_norm, c->xn, T, H, k->rms_eps);
+        mark(c, P_QKV);
         vl_gemm_bf16(c->gemm, s, T, Wq, H, c->xn, L->qkv_w, NULL, c->qkv, VL_GEMM_PLAIN, 0);
-        vl_qk_norm_mrope(s, c->qkv, T, nq, nkv, hd, k->mrope_section, L->q_norm, L->k_norm,
-                         c->d_pos, k->rms_eps, k->rope_theta);
+        mark(c, P_QKNORM_ROPE);
+        vl_qk_norm_mrope(s, c->qkv, T, nq, nkv, hd, L->q_norm, L->k_norm, c->rope_cs, k->rms_eps);
+        mark(c, P_ATTN);
         vl_attention(s, &a);
+        mark(c, P_O);
         vl_gemm_bf16(c->gemm, s, T, H, nq * hd, c->att, L->o_w, NULL, c->h, VL_GEMM_PLAIN, 1);
+        mark(c, P_NORM);
         vl_rmsnorm(s, c->h, L->post_norm, c->xn, T, H, k->rms_eps);
+        mark(c, P_GATE_UP);
         vl_gemm_bf16(c->gemm, s, T, 2 * I, H, c->xn, L->gate_up_w, NULL, c->gu, VL_GEMM_PLAIN, 0);
+        mark(c, P_SWIGLU);
         vl_swiglu(s, c->gu, c->act, T, I);
+        mark(c, P_DOWN);
         vl_gemm_bf16(c->gemm, s, T, H, I, c->act, L->down_w, NULL, c->h, VL_GEMM_PLAIN, 1);
+        mark(c, P_DEEPSTACK);
         if (nvis && l < k->n_deepstack) /* DeepStack: after decoder layer l, at visual rows */
             vl_rows_scatter(s, c->ds_out[l], c->d_vis_idx, nvis, H, c->h, 1);
     }
+    mark(c, P_POOL);
     vl_pool_last_l2(s, c->h, c->d_last, B, w->final_norm, H, k->rms_eps, c->out);
 }
 
@@ -336,6 +430,7 @@ static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_
     }
     int B = i1 - i0;
     vl_stream_t s = c->stream;
+    mark(c, P_UPLOAD);
     vl_cuda_h2d(c->d_ids, g->ids, (size_t)T * 4, s);
     vl_cuda_h2d(c->d_pos, g->pos, (size_t)T * 12, s);
     vl_cuda_h2d(c->d_cu, g->cu, (size_t)(B + 1) * 4, s);
@@ -351,6 +446,7 @@ static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_
     lm_forward(c, T, B, max_len, nvis);
     vl_cuda_d2h(g->out, c->out, (size_t)B * k->hidden * sizeof(float), s);
     vl_cuda_event_record(g->done, s);
+    prof_collect(c);
     g->busy = 1;
     g->first_item = i0;
     g->n_items = B;

@@ -80,6 +80,9 @@ static void free_items(struct vl_item *its, int n)
     free(its);
 }
 
+static char profs[8][2048];
+static int n_prof;
+
 /* Median seconds of `reps` calls after one warm-up. */
 static double time_embed(struct vl_cuda_ctx *ctx, struct vl_item *its, int n, int dim, int reps)
 {
@@ -105,6 +108,14 @@ static double time_embed(struct vl_cuda_ctx *ctx, struct vl_item *its, int n, in
             exit(1);
         }
     }
+    /* one more call with per-op profiling, reported after the table */
+    vl_cuda_ctx_profile(ctx, 1);
+    vl_cuda_embed(ctx, its, n, out, err, sizeof err);
+    char rep[2048];
+    vl_cuda_ctx_profile_report(ctx, rep, sizeof rep);
+    vl_cuda_ctx_profile(ctx, 0);
+    n_prof++;
+    snprintf(profs[n_prof - 1], sizeof profs[0], "%s", rep);
     free(out);
     qsort(t, reps, sizeof(double), cmp_d);
     return t[reps / 2];
@@ -191,6 +202,9 @@ int main(int argc, char **argv)
     printf("| %s device memory: weights %.2f GiB, workspace %.2f GiB, peak in use %.2f GiB | | |\n",
            which, st.weights_bytes / 1073741824.0, st.workspace_bytes / 1073741824.0,
            st.peak_device_bytes / 1073741824.0);
+    printf("\nPer-op device time of one profiled call per case (%s, in table order):\n\n", which);
+    for (int i = 0; i < n_prof; i++)
+        printf("%d. %s\n", i + 1, profs[i]);
     vl_cuda_ctx_free(ctx);
     vl_cuda_weights_free(&w);
     return 0;

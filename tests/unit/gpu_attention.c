@@ -2,7 +2,7 @@
  * reference on the same bf16 inputs: the language model's shape (head dim 128, GQA 16/8 and
  * 32/8, causal) and the vision towers' (head dims 64 and 72, non-causal), on packed batches
  * of odd lengths (1, tile boundaries +- 1, > several tiles), inputs random, output poisoned.
- * Both block variants (4 and 8 warps) are checked.
+ * Every block variant (16-row warps in blocks of 4 or 8, 32-row warps) is checked.
  * Tolerance: relative L2 error 1e-2. The kernel rounds probabilities to bf16 before the PV
  * product (as FlashAttention-2 does) and rounds the output to bf16: ~3e-3 expected; a wrong
  * mask or index gives > 1e-1. */
@@ -124,13 +124,17 @@ TEST(test_lm_attention)
 TEST(test_vit_attention)
 {
     int lens[] = {4, 64, 100, 1024, 16, 129};
-    for (int w = 4; w <= 8; w += 4) {
+    for (int w = 2; w <= 8; w *= 2) {
         attn_case(16, 16, 64, 0, lens, 6, w, 1);
         attn_case(16, 16, 72, 0, lens, 6, w, 1);
         attn_case(16, 16, 72, 0, lens + 4, 2, w, 0);
     }
     attn_case(3, 3, 16, 0, lens, 6, 4, 1);
+    attn_case(3, 3, 16, 0, lens, 6, 2, 1);
     attn_case(4, 4, 80, 0, lens, 6, 4, 0);
+    attn_case(4, 4, 80, 0, lens, 6, 2, 0);
+    attn_case(4, 2, 32, 1, lens, 6, 2, 0); /* causal with 32-row warps */
+    attn_case(4, 2, 64, 1, lens, 6, 2, 1);
 }
 
 static void test_all(void)

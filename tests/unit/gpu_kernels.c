@@ -165,7 +165,10 @@ static void mrope_case(int nq, int nkv, int hd, const int *sec)
         pos[i] = (int32_t)(gu_next() % 9000);
     uint16_t *dx = gu_upload(x, n * 2), *dqw = gu_upload(qw, hd * 2), *dkw = gu_upload(kw, hd * 2);
     int32_t *dpos = gu_upload(pos, (size_t)R * 12);
-    vl_qk_norm_mrope(NULL, dx, R, nq, nkv, hd, sec, dqw, dkw, dpos, 1e-6f, 5e6f);
+    uint16_t *dcs = vl_cuda_malloc((size_t)R * hd * 2);
+    gu_poison(dcs, (size_t)R * hd * 2);
+    vl_mrope_table(NULL, dpos, R, hd, sec, 5e6f, dcs);
+    vl_qk_norm_mrope(NULL, dx, R, nq, nkv, hd, dqw, dkw, dcs, 1e-6f);
     float *ref = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         ref[i] = vl_bf16_to_float(x[i]);
@@ -205,7 +208,7 @@ static void mrope_case(int nq, int nkv, int hd, const int *sec)
             vsame &= got[(size_t)row * W + k] == x[(size_t)row * W + k];
     CHECK(vsame);
     free(got), free(x), free(qw), free(kw), free(pos), free(ref);
-    vl_cuda_free(dx), vl_cuda_free(dqw), vl_cuda_free(dkw), vl_cuda_free(dpos);
+    vl_cuda_free(dx), vl_cuda_free(dqw), vl_cuda_free(dkw), vl_cuda_free(dpos), vl_cuda_free(dcs);
 }
 
 TEST(test_mrope)
@@ -229,7 +232,10 @@ static void vit_rope_case(int heads, int hd)
     }
     uint16_t *dx = gu_upload(x, n * 2);
     int32_t *dpos = gu_upload(pos4, (size_t)R * 16);
-    vl_vit_rope(NULL, dx, R, heads, hd, dpos);
+    float *dcs = vl_cuda_malloc((size_t)R * hd * 4);
+    gu_poison(dcs, (size_t)R * hd * 4);
+    vl_vit_rope_table(NULL, dpos, R, hd, dcs);
+    vl_vit_rope(NULL, dx, R, heads, hd, dcs);
     float *ref = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         ref[i] = vl_bf16_to_float(x[i]);
@@ -260,6 +266,7 @@ static void vit_rope_case(int heads, int hd)
             vsame &= got[(size_t)row * W + k] == x[(size_t)row * W + k];
     CHECK(vsame);
     free(got), free(x), free(pos4), free(ref), vl_cuda_free(dx), vl_cuda_free(dpos);
+    vl_cuda_free(dcs);
 }
 
 TEST(test_vit_rope)

@@ -1,7 +1,8 @@
 /* Varlen attention (attention.h): a FlashAttention-2 style forward kernel.
  *
- * Block = WARPS warps, each owning 16 query rows of one (sequence, head) tile of
- * BM = 16 * WARPS rows. Q is loaded once into shared memory and kept in registers as mma
+ * Block = WARPS warps, each owning 16 * MT query rows of one (sequence, head) tile of
+ * BM = 16 * MT * WARPS rows (MT = 2 for the vision head dims: each K/V fragment read from
+ * shared memory then feeds two m-tiles). Q is loaded once into shared memory and kept in registers as mma
  * A-fragments; K/V tiles of BN = 64 keys stream through a double-buffered shared-memory ring
  * filled with cp.async (zero-filled past the sequence end, so padded lanes stay finite).
  * S = Q K^T and O += P V use mma.sync.m16n8k16 bf16 -> fp32; the online softmax runs in the
@@ -93,7 +94,7 @@ static __device__ __forceinline__ void load_tile(bf16 *sm, const bf16 *g, int st
     }
 }
 
-template <int D, int WARPS>
+template <int D, int WARPS, int MT>
 static __global__ void __launch_bounds__(WARPS * 32)
     attn_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
                 const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
@@ -102,7 +103,8 @@ static __global__ void __launch_bounds__(WARPS * 32)
 {
     constexpr int DP = (D + 15) / 16 * 16; /* head dim padded for the k-dim of Q K^T */
     constexpr int LD = DP + 8;             /* shared row pitch: conflict-free ldmatrix */
-    constexpr int BM = WARPS * 16;
+    constexpr int WM = 16 * MT;            /* query rows per warp */
+    constexpr int BM = WARPS * WM;
     constexpr int NTHREADS = WARPS * 32;
     constexpr int KS = DP / 16; /* k-steps of Q K^T */
     constexpr int NO = D / 8;   /* n-tiles of the output */
@@ -135,13 +137,18 @@ static __global__ void __launch_bounds__(WARPS * 32)
     cp_async_commit();
 
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    uint32_t qf[KS][4];
-    float o[NO][4];
+    int wrow0 = m0 + warp * WM; /* this warp's first query row */
+    uint32_t qf[MT][KS][4];
+    float o[MT][NO][4];
 #pragma unroll
-    for (int i = 0; i < NO; i++)
-        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
-    int qrow0 = m0 + warp * 16 + (lane >> 2); /* this thread's rows: qrow0, qrow0 + 8 */
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < NO; i++)
+            o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+    float mrow[MT][2], lrow[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        mrow[mt][0] = mrow[mt][1] = -INFINITY, lrow[mt][0] = lrow[mt][1] = 0.0f;
 
     for (int j = 0; j < n_tiles; j++) {
         int buf = j & 1;
@@ -157,134 +164,163 @@ static __global__ void __launch_bounds__(WARPS * 32)
         }
         __syncthreads();
         if (j == 0) {
-            const bf16 *qw = Qs + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8;
 #pragma unroll
-            for (int ks = 0; ks < KS; ks++)
-                ldsm_x4(qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3], qw + ks * 16);
+            for (int mt = 0; mt < MT; mt++) {
+                const bf16 *qw = Qs + (warp * WM + mt * 16 + (lane & 15)) * LD + (lane >> 4) * 8;
+#pragma unroll
+                for (int ks = 0; ks < KS; ks++)
+                    ldsm_x4(qf[mt][ks][0], qf[mt][ks][1], qf[mt][ks][2], qf[mt][ks][3],
+                            qw + ks * 16);
+            }
         }
         const bf16 *Kb = Ks + buf * BN * LD, *Vb = Vs + buf * BN * LD;
+        int n0 = j * BN;
+        /* a warp whose rows all precede this tile's keys has nothing to do in it (causal) */
+        if (!causal || n0 <= wrow0 + WM - 1) {
 
-        /* S = Q K^T for this warp's 16 rows x 64 keys */
-        float s[BN / 8][4];
+        /* S = Q K^T: each K fragment feeds MT m-tiles */
+        float s[MT][BN / 8][4];
 #pragma unroll
         for (int nt = 0; nt < BN / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
             const bf16 *kr = Kb + (nt * 8 + (lane & 7)) * LD;
 #pragma unroll
             for (int ks = 0; ks + 1 < KS; ks += 2) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4(b0, b1, b2, b3, kr + ks * 16 + (lane >> 3) * 8);
-                mma16816(s[nt], qf[ks], b0, b1);
-                mma16816(s[nt], qf[ks + 1], b2, b3);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(s[mt][nt], qf[mt][ks], b0, b1);
+                    mma16816(s[mt][nt], qf[mt][ks + 1], b2, b3);
+                }
             }
             if (KS & 1) {
                 uint32_t b0, b1;
                 ldsm_x2(b0, b1, kr + (KS - 1) * 16 + ((lane >> 3) & 1) * 8);
-                mma16816(s[nt], qf[KS - 1], b0, b1);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    mma16816(s[mt][nt], qf[mt][KS - 1], b0, b1);
             }
         }
 
         /* scale, mask, online softmax */
-        int n0 = j * BN;
-        bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > m0 + warp * 16);
+        bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > wrow0);
+        uint32_t pa[MT][BN / 16][4];
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float v = s[nt][e] * scale_log2;
-                if (need_mask) {
-                    int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-                    int qr = qrow0 + (e >> 1) * 8;
-                    if (key >= len || (causal && key > qr))
-                        v = -INFINITY;
-                }
-                s[nt][e] = v;
-            }
-        float corr[2];
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            float mx = mrow[hr];
+        for (int mt = 0; mt < MT; mt++) {
+            int qrow0 = wrow0 + mt * 16 + (lane >> 2);
 #pragma unroll
             for (int nt = 0; nt < BN / 8; nt++)
-                mx = fmaxf(mx, fmaxf(s[nt][hr * 2], s[nt][hr * 2 + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float base = mx == -INFINITY ? 0.0f : mx;
-            corr[hr] = exp2f(mrow[hr] - base);
-            mrow[hr] = mx;
-            float sum = 0.0f;
 #pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++) {
-                float p0 = exp2f(s[nt][hr * 2] - base), p1 = exp2f(s[nt][hr * 2 + 1] - base);
-                s[nt][hr * 2] = p0;
-                s[nt][hr * 2 + 1] = p1;
-                sum += p0 + p1;
+                for (int e = 0; e < 4; e++) {
+                    float v = s[mt][nt][e] * scale_log2;
+                    if (need_mask) {
+                        int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                        int qr = qrow0 + (e >> 1) * 8;
+                        if (key >= len || (causal && key > qr))
+                            v = -INFINITY;
+                    }
+                    s[mt][nt][e] = v;
+                }
+            float corr[2];
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++) {
+                float mx = mrow[mt][hr];
+#pragma unroll
+                for (int nt = 0; nt < BN / 8; nt++)
+                    mx = fmaxf(mx, fmaxf(s[mt][nt][hr * 2], s[mt][nt][hr * 2 + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                float base = mx == -INFINITY ? 0.0f : mx;
+                corr[hr] = exp2f(mrow[mt][hr] - base);
+                mrow[mt][hr] = mx;
+                float sum = 0.0f;
+#pragma unroll
+                for (int nt = 0; nt < BN / 8; nt++) {
+                    float p0 = exp2f(s[mt][nt][hr * 2] - base);
+                    float p1 = exp2f(s[mt][nt][hr * 2 + 1] - base);
+                    s[mt][nt][hr * 2] = p0;
+                    s[mt][nt][hr * 2 + 1] = p1;
+                    sum += p0 + p1;
+                }
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                lrow[mt][hr] = lrow[mt][hr] * corr[hr] + sum;
             }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            lrow[hr] = lrow[hr] * corr[hr] + sum;
-        }
 #pragma unroll
-        for (int i = 0; i < NO; i++) {
-            o[i][0] *= corr[0];
-            o[i][1] *= corr[0];
-            o[i][2] *= corr[1];
-            o[i][3] *= corr[1];
+            for (int i = 0; i < NO; i++) {
+                o[mt][i][0] *= corr[0];
+                o[mt][i][1] *= corr[0];
+                o[mt][i][2] *= corr[1];
+                o[mt][i][3] *= corr[1];
+            }
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                pa[mt][kk][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][kk][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][kk][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][kk][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
         }
 
-        /* O += P V */
+        /* O += P V: each V fragment feeds MT m-tiles */
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-            uint32_t pa[4];
-            pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
             const bf16 *vr = Vb + (kk * 16 + (lane & 15)) * LD;
 #pragma unroll
             for (int dn = 0; dn + 1 < NO; dn += 2) {
                 uint32_t b0, b1, b2, b3;
                 ldsm_x4_t(b0, b1, b2, b3, vr + dn * 8 + (lane >> 4) * 8);
-                mma16816(o[dn], pa, b0, b1);
-                mma16816(o[dn + 1], pa, b2, b3);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816(o[mt][dn], pa[mt][kk], b0, b1);
+                    mma16816(o[mt][dn + 1], pa[mt][kk], b2, b3);
+                }
             }
             if (NO & 1) {
                 uint32_t b0, b1;
                 ldsm_x2_t(b0, b1, vr + (NO - 1) * 8);
-                mma16816(o[NO - 1], pa, b0, b1);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    mma16816(o[mt][NO - 1], pa[mt][kk], b0, b1);
             }
+        }
         }
         __syncthreads(); /* this buffer is refilled two tiles later */
     }
 
 #pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        int qr = qrow0 + hr * 8;
-        if (qr >= len)
-            continue;
-        float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
-        bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int dn = 0; dn < NO; dn++)
-            *(__nv_bfloat162 *)(orow + dn * 8) =
-                __floats2bfloat162_rn(o[dn][hr * 2] * inv, o[dn][hr * 2 + 1] * inv);
-    }
+        for (int hr = 0; hr < 2; hr++) {
+            int qr = wrow0 + mt * 16 + (lane >> 2) + hr * 8;
+            if (qr >= len)
+                continue;
+            float inv = lrow[mt][hr] > 0.0f ? 1.0f / lrow[mt][hr] : 0.0f;
+            bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
+#pragma unroll
+            for (int dn = 0; dn < NO; dn++)
+                *(__nv_bfloat162 *)(orow + dn * 8) = __floats2bfloat162_rn(
+                    o[mt][dn][hr * 2] * inv, o[mt][dn][hr * 2 + 1] * inv);
+        }
 }
 
-template <int D, int WARPS> static void launch(vl_stream_t s, const struct vl_attn_args *a)
+template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const struct vl_attn_args *a)
 {
-    constexpr int DP = (D + 15) / 16 * 16, LD = DP + 8, BM = WARPS * 16;
+    constexpr int DP = (D + 15) / 16 * 16, LD = DP + 8, BM = WARPS * 16 * MT;
     size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16);
     static bool configured; /* per instantiation; the attribute is per device function */
     if (!configured) {
-        VL_CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<D, WARPS>,
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<D, WARPS, MT>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            (int)smem));
         configured = true;
     }
     dim3 grid((a->max_seqlen + BM - 1) / BM, a->n_heads, a->n_seqs);
     float scale_log2 = a->scale * 1.4426950408889634f;
-    attn_kernel<D, WARPS><<<grid, WARPS * 32, smem, s>>>(
+    attn_kernel<D, WARPS, MT><<<grid, WARPS * 32, smem, s>>>(
         (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
         a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads, a->n_kv_heads,
         a->causal, scale_log2);
@@ -300,20 +336,27 @@ extern "C" void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a
                  a->n_kv_heads);
         abort();
     }
+    /* variants: 4 warps x 16 rows (4), 8 warps x 16 rows (8), 4 warps x 32 rows (2: each K/V
+     * fragment feeds two m-tiles, half the shared-memory traffic; head dims <= 80) */
     if (warps == 0)
-        warps = 4;
+        warps = a->head_dim <= 80 ? 2 : 4;
     switch (a->head_dim * 16 + warps) {
-    case 16 * 16 + 4: launch<16, 4>(s, a); break; /* small test checkpoints */
-    case 32 * 16 + 4: launch<32, 4>(s, a); break;
-    case 80 * 16 + 4: launch<80, 4>(s, a); break;
-    case 64 * 16 + 4: launch<64, 4>(s, a); break;
-    case 64 * 16 + 8: launch<64, 8>(s, a); break;
-    case 72 * 16 + 4: launch<72, 4>(s, a); break;
-    case 72 * 16 + 8: launch<72, 8>(s, a); break;
-    case 128 * 16 + 4: launch<128, 4>(s, a); break;
-    case 128 * 16 + 8: launch<128, 8>(s, a); break;
+    case 16 * 16 + 4: launch<16, 4, 1>(s, a); break; /* small test checkpoints */
+    case 32 * 16 + 4: launch<32, 4, 1>(s, a); break;
+    case 80 * 16 + 4: launch<80, 4, 1>(s, a); break;
+    case 16 * 16 + 2: launch<16, 4, 2>(s, a); break;
+    case 32 * 16 + 2: launch<32, 4, 2>(s, a); break;
+    case 80 * 16 + 2: launch<80, 4, 2>(s, a); break;
+    case 64 * 16 + 2: launch<64, 4, 2>(s, a); break;
+    case 72 * 16 + 2: launch<72, 4, 2>(s, a); break;
+    case 64 * 16 + 4: launch<64, 4, 1>(s, a); break;
+    case 64 * 16 + 8: launch<64, 8, 1>(s, a); break;
+    case 72 * 16 + 4: launch<72, 4, 1>(s, a); break;
+    case 72 * 16 + 8: launch<72, 8, 1>(s, a); break;
+    case 128 * 16 + 4: launch<128, 4, 1>(s, a); break;
+    case 128 * 16 + 8: launch<128, 8, 1>(s, a); break;
     default:
-        vl_error("vl_attention: unsupported head dim %d / %d warps", a->head_dim, warps);
+        vl_error("vl_attention: unsupported head dim %d / variant %d", a->head_dim, warps);
         abort();
     }
 }

@@ -9,7 +9,7 @@
  * Never reads across sequence boundaries.
  *
  * Head dims 64, 72 and 128 (the 2B / 8B vision towers and the language models), and 16, 32,
- * 80 (4-warp variant only; small test checkpoints). Strides must
+ * 80 (small test checkpoints). Strides must
  * keep every head 16-byte aligned. max_seqlen bounds the grid; a larger sequence is an error.
  * Implementation: a FlashAttention-2 style kernel on mma.sync bf16 tensor-core instructions
  * with cp.async double-buffered K/V tiles (docs/cuda.md records the measured TFLOP/s). */
@@ -37,8 +37,9 @@ struct vl_attn_args {
 
 void vl_attention(vl_stream_t s, const struct vl_attn_args *a);
 
-/* Variant selector for benchmarking: 4 or 8 warps per block (64 or 128 query rows); 0 picks
- * the default for the head dim. */
+/* Variant selector for tests and benchmarks: 4 or 8 = warps per block of 16 query rows each
+ * (64 or 128 rows; head dims 64/72/128, and 4 for 16/32/80); 2 = 4 warps of 32 rows each (head
+ * dims <= 80); 0 picks the default (2 for head dims <= 80, else 4). */
 void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int warps);
 
 #ifdef __cplusplus

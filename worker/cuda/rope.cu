@@ -6,35 +6,43 @@
 
 #define MROPE_WARPS 8
 
-/* One block per row: the block first builds the row's cos/sin table (head_dim / 2 entries,
- * rounded to bf16 like the reference), then each warp takes heads: RMSNorm over the head in
- * fp32, the normalised head kept in shared memory for the rotate_half partner. */
+/* cos/sin of every (row, frequency) once per forward: cs[row] = {cos[hd/2], sin[hd/2]} rounded
+ * to bf16 like the reference; the 28-36 layers then only read them. */
+static __global__ void mrope_table_kernel(const int32_t *__restrict__ pos, int rows, int hd,
+                                          float theta, int h_end, int w_end, bf16 *__restrict__ cs)
+{
+    int half = hd / 2;
+    size_t total = (size_t)rows * half;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+         t += (size_t)gridDim.x * blockDim.x) {
+        int row = (int)(t / half), i = (int)(t % half);
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        /* interleaved sections: h at i = 1, 4, ... < 3 s_h; w at i = 2, 5, ... < 3 s_w */
+        int p = pos[row * 3 + 0];
+        if (i % 3 == 1 && i < h_end)
+            p = pos[row * 3 + 1];
+        else if (i % 3 == 2 && i < w_end)
+            p = pos[row * 3 + 2];
+        float sa, ca;
+        sincosf((float)p * inv, &sa, &ca);
+        cs[(size_t)row * hd + i] = tobf(ca);
+        cs[(size_t)row * hd + half + i] = tobf(sa);
+    }
+}
+
+/* One block per row; each warp takes heads: RMSNorm over the head in fp32, the normalised head
+ * kept in shared memory for the rotate_half partner. */
 static __global__ void __launch_bounds__(MROPE_WARPS * 32)
     qk_norm_mrope_kernel(bf16 *__restrict__ qkv, int nq, int nkv, int hd,
                          const bf16 *__restrict__ qw, const bf16 *__restrict__ kw,
-                         const int32_t *__restrict__ pos, float eps, float theta, int h_end,
-                         int w_end)
+                         const bf16 *__restrict__ cs, float eps)
 {
-    extern __shared__ float sm[]; /* cos[hd/2], sin[hd/2], then MROPE_WARPS x hd */
+    extern __shared__ float sm[]; /* MROPE_WARPS x hd */
     int row = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int half = hd / 2;
-    float *cs = sm, *sn = sm + half, *xs = sm + hd + warp * hd;
+    float *xs = sm + warp * hd;
     bf16 *base = qkv + (size_t)row * (nq + 2 * nkv) * hd;
-    int pt = pos[row * 3 + 0], ph = pos[row * 3 + 1], pw = pos[row * 3 + 2];
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-        /* interleaved sections: h at i = 1, 4, ... < 3 s_h; w at i = 2, 5, ... < 3 s_w */
-        int p = pt;
-        if (i % 3 == 1 && i < h_end)
-            p = ph;
-        else if (i % 3 == 2 && i < w_end)
-            p = pw;
-        float sa, ca;
-        sincosf((float)p * inv, &sa, &ca);
-        cs[i] = rbf(ca);
-        sn[i] = rbf(sa);
-    }
-    __syncthreads();
+    const bf16 *cr = cs + (size_t)row * hd, *sr = cr + half;
     for (int hh = warp; hh < nq + nkv; hh += MROPE_WARPS) {
         bf16 *hp = base + hh * hd;
         const bf16 *w = hh < nq ? qw : kw;
@@ -50,14 +58,32 @@ static __global__ void __launch_bounds__(MROPE_WARPS * 32)
         for (int d = lane; d < hd; d += 32) {
             int i = d < half ? d : d - half;
             float rh = d < half ? -xs[d + half] : xs[d - half]; /* rotate_half */
-            hp[d] = tobf(rbf(xs[d] * cs[i]) + rbf(rh * sn[i]));
+            hp[d] = tobf(rbf(xs[d] * bf(cr[i])) + rbf(rh * bf(sr[i])));
         }
         __syncwarp();
     }
 }
 
+static __global__ void vit_rope_table_kernel(const int32_t *__restrict__ pos4, int rows, int hd,
+                                             float *__restrict__ cs)
+{
+    int half = hd / 2, q4 = half / 2;
+    size_t total = (size_t)rows * half;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+         t += (size_t)gridDim.x * blockDim.x) {
+        int row = (int)(t / half), i = (int)(t % half);
+        int j = i < q4 ? i : i - q4;
+        float inv = 1.0f / powf(10000.0f, (float)(2 * j) / (float)half);
+        int p = i < q4 ? pos4[row * 4 + 0] : pos4[row * 4 + 1];
+        float sa, ca;
+        sincosf((float)p * inv, &sa, &ca);
+        cs[(size_t)row * hd + i] = ca;
+        cs[(size_t)row * hd + half + i] = sa;
+    }
+}
+
 static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int heads, int hd,
-                                       const int32_t *__restrict__ pos4)
+                                       const float *__restrict__ cs)
 {
     int half = hd / 2;
     size_t total = (size_t)rows * heads * half;
@@ -66,12 +92,7 @@ static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int hea
         int i = (int)(t % half);
         int h = (int)((t / half) % heads);
         int row = (int)(t / ((size_t)half * heads));
-        int q4 = half / 2; /* frequencies per axis */
-        int j = i < q4 ? i : i - q4;
-        float inv = 1.0f / powf(10000.0f, (float)(2 * j) / (float)half);
-        int p = i < q4 ? pos4[row * 4 + 0] : pos4[row * 4 + 1];
-        float sa, ca;
-        sincosf((float)p * inv, &sa, &ca);
+        float ca = cs[(size_t)row * hd + i], sa = cs[(size_t)row * hd + half + i];
         size_t rowoff = (size_t)row * 3 * heads * hd;
 #pragma unroll
         for (int qk = 0; qk < 2; qk++) {
@@ -83,9 +104,37 @@ static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int hea
     }
 }
 
+static unsigned grid_for(size_t total)
+{
+    size_t blocks = (total + 255) / 256;
+    if (blocks > 65535)
+        blocks = 65535;
+    return blocks ? (unsigned)blocks : 1;
+}
+
+extern "C" void vl_mrope_table(vl_stream_t s, const int32_t *pos, int rows, int head_dim,
+                               const int *mrope_section, float theta, uint16_t *cs)
+{
+    if (rows <= 0)
+        return;
+    mrope_table_kernel<<<grid_for((size_t)rows * head_dim / 2), 256, 0, s>>>(
+        pos, rows, head_dim, theta, 3 * mrope_section[1], 3 * mrope_section[2], (bf16 *)cs);
+    VL_LAUNCH_CHECK("mrope_table_kernel");
+}
+
+extern "C" void vl_vit_rope_table(vl_stream_t s, const int32_t *pos4, int rows, int head_dim,
+                                  float *cs)
+{
+    if (rows <= 0)
+        return;
+    vit_rope_table_kernel<<<grid_for((size_t)rows * head_dim / 2), 256, 0, s>>>(pos4, rows,
+                                                                               head_dim, cs);
+    VL_LAUNCH_CHECK("vit_rope_table_kernel");
+}
+
 extern "C" void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq, int nkv,
-                                 int head_dim, const int *mrope_section, const uint16_t *qw,
-                                 const uint16_t *kw, const int32_t *pos, float eps, float theta)
+                                 int head_dim, const uint16_t *qw, const uint16_t *kw,
+                                 const uint16_t *cs, float eps)
 {
     if (rows <= 0)
         return;
@@ -93,22 +142,18 @@ extern "C" void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq,
         vl_error("vl_qk_norm_mrope: unsupported head dim %d", head_dim);
         abort();
     }
-    size_t smem = (size_t)(head_dim + MROPE_WARPS * head_dim) * sizeof(float);
+    size_t smem = (size_t)MROPE_WARPS * head_dim * sizeof(float);
     qk_norm_mrope_kernel<<<rows, MROPE_WARPS * 32, smem, s>>>(
-        (bf16 *)qkv, nq, nkv, head_dim, (const bf16 *)qw, (const bf16 *)kw, pos, eps, theta,
-        3 * mrope_section[1], 3 * mrope_section[2]);
+        (bf16 *)qkv, nq, nkv, head_dim, (const bf16 *)qw, (const bf16 *)kw, (const bf16 *)cs, eps);
     VL_LAUNCH_CHECK("qk_norm_mrope_kernel");
 }
 
 extern "C" void vl_vit_rope(vl_stream_t s, uint16_t *qkv, int rows, int heads, int head_dim,
-                            const int32_t *pos4)
+                            const float *cs)
 {
     if (rows <= 0)
         return;
-    size_t total = (size_t)rows * heads * (head_dim / 2);
-    size_t blocks = (total + 255) / 256;
-    if (blocks > 65535)
-        blocks = 65535;
-    vit_rope_kernel<<<(unsigned)blocks, 256, 0, s>>>((bf16 *)qkv, rows, heads, head_dim, pos4);
+    vit_rope_kernel<<<grid_for((size_t)rows * heads * (head_dim / 2)), 256, 0, s>>>(
+        (bf16 *)qkv, rows, heads, head_dim, cs);
     VL_LAUNCH_CHECK("vit_rope_kernel");
 }

@@ -1,17 +1,23 @@
-/* Rotary position embeddings, in place on the fused QKV projection output.
+/* Rotary position embeddings, in place on the fused QKV projection output. The cos/sin
+ * tables depend only on positions, so each forward builds them once (vl_*_table) and every
+ * layer reads them.
  *
- * vl_qk_norm_mrope (language model, spec §4.3-4.4): qkv is [rows, (nq + 2*nkv) * head_dim]
- * with the q heads, then k heads, then v heads. Each q and k head gets its RMSNorm (weights
- * qw / kw, [head_dim]) and then the interleaved multimodal RoPE with mrope_section {s_t, s_h,
- * s_w} ([24, 20, 20] for the released models): frequency i (of head_dim / 2) uses the h
- * position if i % 3 == 1 and i < 3 s_h, the w position if i % 3 == 2 and i < 3 s_w, else the t
- * position; cos/sin are rounded to bf16 and the rotation is done in bf16 roundings like the
- * reference. pos is [rows, 3] int32 (t, h, w). v is not touched. head_dim even, <= 512.
+ * vl_mrope_table (language model, spec §4.3): cs[row] = {cos[head_dim/2], sin[head_dim/2]}
+ * (bf16, rounded like the reference) for pos [rows, 3] int32 (t, h, w) and the interleaved
+ * mrope_section {s_t, s_h, s_w} ([24, 20, 20] in the released models): frequency i uses the h
+ * position if i % 3 == 1 and i < 3 s_h, the w position if i % 3 == 2 and i < 3 s_w, else t;
+ * inv_freq[i] = theta^(-2i / head_dim).
  *
- * vl_vit_rope (vision tower, spec §3.3): qkv is [rows, 3 * heads * head_dim]; q and k of each
- * head are rotated in fp32 (rotate_half pairs i, i + head_dim/2) by angles row * inv_freq and
- * col * inv_freq (inv_freq over head_dim/2 with theta 10000), rounded once to bf16. pos4 is
- * [rows, 4] int32 of which [0] = row and [1] = column in full-resolution patch units. */
+ * vl_qk_norm_mrope (spec §4.4): qkv is [rows, (nq + 2*nkv) * head_dim] with the q heads, then k
+ * heads, then v heads. Each q and k head gets its RMSNorm (weights qw / kw, [head_dim]) and
+ * then the rotation q*cos + rotate_half(q)*sin in bf16 roundings like the reference. v is not
+ * touched. head_dim even, <= 512.
+ *
+ * vl_vit_rope_table (vision tower, spec §3.3): cs[row] = {cos[head_dim/2], sin[head_dim/2]} in
+ * fp32 of the angles row * inv_freq and col * inv_freq (inv_freq over head_dim/2 with theta
+ * 10000); pos4 is [rows, 4] int32 of which [0] = row and [1] = column in patch units.
+ * vl_vit_rope: qkv is [rows, 3 * heads * head_dim]; q and k of each head are rotated in fp32
+ * (rotate_half pairs i, i + head_dim/2) and rounded once to bf16. */
 #ifndef VL_WORKER_CUDA_ROPE_H
 #define VL_WORKER_CUDA_ROPE_H
 
@@ -23,11 +29,13 @@
 extern "C" {
 #endif
 
+void vl_mrope_table(vl_stream_t s, const int32_t *pos, int rows, int head_dim,
+                    const int *mrope_section, float theta, uint16_t *cs);
 void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq, int nkv, int head_dim,
-                      const int *mrope_section, const uint16_t *qw, const uint16_t *kw,
-                      const int32_t *pos, float eps, float theta);
+                      const uint16_t *qw, const uint16_t *kw, const uint16_t *cs, float eps);
+void vl_vit_rope_table(vl_stream_t s, const int32_t *pos4, int rows, int head_dim, float *cs);
 void vl_vit_rope(vl_stream_t s, uint16_t *qkv, int rows, int heads, int head_dim,
-                 const int32_t *pos4);
+                 const float *cs);
 
 #ifdef __cplusplus
 }
