@@ -119,6 +119,10 @@ const char *api_encoding_name(enum api_encoding e);
  * to unit length, then quantise. Writes into `out` (float: d floats; int8/uint8: d bytes;
  * binary: ceil(d/8) bytes) and returns the element count written. */
 int api_postprocess(const float *vec, int dim, int d, enum api_encoding enc, void *out);
+/* Writes x as a JSON number with at most 9 significant digits, enough for strtof to give back
+ * exactly x (NaN and infinities, which JSON cannot hold, print as 0). out holds >= 24 bytes.
+ * Returns the length. A faster stand-in for snprintf("%.9g") on the answer's hot path. */
+int api_format_float(float x, char *out);
 /* base64 of n bytes into a NUL-terminated malloc()ed string. */
 char *api_base64(const void *p, size_t n);
 /* Decodes standard base64 (padding optional, no whitespace). Returns bytes or -1. */

@@ -1,6 +1,7 @@
 /* Output post-processing: Matryoshka truncation, renormalisation and quantisation, in that
  * order (docs/api.md, "Output encodings"), and base64. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,4 +100,84 @@ long api_base64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
         }
     }
     return (long)k;
+}
+
+/* Powers of ten 1e-40 .. 1e60 for api_format_float (index k + 40). */
+static double pow10_tab[101];
+static int pow10_ready;
+
+static void pow10_init(void)
+{
+    double p = 1;
+    pow10_tab[40] = 1;
+    for (int k = 1; k <= 60; k++)
+        pow10_tab[40 + k] = (p *= 10);
+    p = 1;
+    for (int k = 1; k <= 40; k++)
+        pow10_tab[40 - k] = (p /= 10);
+    pow10_ready = 1;
+}
+
+int api_format_float(float xf, char *out)
+{
+    if (!pow10_ready)
+        pow10_init();
+    double x = xf;
+    char *o = out;
+    if (!(x == x) || x > 3.5e38 || x < -3.5e38 || x == 0) { /* 0; NaN/inf cannot be JSON */
+        *o++ = '0';
+        *o = 0;
+        return 1;
+    }
+    if (x < 0) {
+        *o++ = '-';
+        x = -x;
+    }
+    int e = (int)floor(log10(x));
+    if (e < -40)
+        e = -40;
+    /* nine significant digits round-trip any float32 */
+    double s = x * pow10_tab[40 + 8 - e];
+    long long d = llround(s);
+    if (d >= 1000000000LL) {
+        d = llround(s / 10);
+        e++;
+    } else if (d < 100000000LL) {
+        e--;
+        d = llround(x * pow10_tab[40 + 8 - e]);
+    }
+    char dig[10];
+    for (int i = 8; i >= 0; i--) {
+        dig[i] = (char)('0' + d % 10);
+        d /= 10;
+    }
+    int nd = 9;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    if (e >= -5 && e < 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -e - 1; i++)
+            *o++ = '0';
+        memcpy(o, dig, (size_t)nd);
+        o += nd;
+    } else if (e >= 0 && e < 9) {
+        for (int i = 0; i <= e; i++)
+            *o++ = i < nd ? dig[i] : '0';
+        if (nd > e + 1) {
+            *o++ = '.';
+            memcpy(o, dig + e + 1, (size_t)(nd - e - 1));
+            o += nd - e - 1;
+        }
+    } else {
+        *o++ = dig[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, dig + 1, (size_t)(nd - 1));
+            o += nd - 1;
+        }
+        o += sprintf(o, "e%d", e);
+    }
+    *o = 0;
+    return (int)(o - out);
 }

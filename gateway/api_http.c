@@ -34,28 +34,63 @@ static void respond_err(struct api_http *h, struct http_req *req, const struct a
     free(body);
 }
 
+/* The success body is rendered on the thread pool: for float output at thousands of vectors
+ * per second, formatting numbers would otherwise keep the loop thread busy. */
+struct render {
+    uv_work_t w;
+    struct api_job *j;
+    char *body;
+    size_t len;
+};
+
+static void render_work(uv_work_t *w)
+{
+    struct render *r = w->data;
+    r->body = r->j->preview ? api_job_preview_json(r->j, &r->len) : api_job_json(r->j, &r->len);
+}
+
+static void answered(struct api_http *h, struct api_job *j)
+{
+    api_job_release(j);
+    h->active_jobs--;
+    if (h->on_idle && h->active_jobs == 0)
+        h->on_idle(h);
+}
+
+static void render_done(uv_work_t *w, int status)
+{
+    struct render *r = w->data;
+    struct api_job *j = r->j;
+    struct http_req *req = j->tp;
+    struct api_http *h = j->ctx->user_http;
+    if (!r->body) { /* the pool refused the work (shutting down): render here */
+        render_work(w);
+    }
+    char fp[17], extra[256];
+    api_job_fingerprint(j, fp);
+    int n = snprintf(extra, sizeof extra, "X-Embedding-Fingerprint: %s\r\n", fp);
+    if (req->request_id)
+        snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n", req->request_id);
+    respond_json(req, 200, extra, r->body, r->len);
+    free(r->body);
+    free(r);
+    answered(h, j);
+}
+
 static void job_done(struct api_job *j)
 {
     struct http_req *req = j->tp;
     struct api_http *h = j->ctx->user_http;
-    h->active_jobs--;
     if (j->status != 200) {
         respond_err(h, req, &j->err);
-    } else {
-        size_t len;
-        char *body = j->preview ? api_job_preview_json(j, &len) : api_job_json(j, &len);
-        char fp[17], extra[256];
-        api_job_fingerprint(j, fp);
-        int n = snprintf(extra, sizeof extra, "X-Embedding-Fingerprint: %s\r\n", fp);
-        if (req->request_id)
-            snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n",
-                     req->request_id);
-        respond_json(req, 200, extra, body, len);
-        free(body);
+        answered(h, j);
+        return;
     }
-    api_job_release(j);
-    if (h->on_idle && h->active_jobs == 0)
-        h->on_idle(h);
+    struct render *r = vl_calloc(1, sizeof *r);
+    r->j = j;
+    r->w.data = r;
+    if (uv_queue_work(j->ctx->loop, &r->w, render_work, render_done) != 0)
+        render_done(&r->w, 0);
 }
 
 static void embeddings(struct api_http *h, struct http_req *req, int preview)

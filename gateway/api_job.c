@@ -356,10 +356,13 @@ char *api_job_json(const struct api_job *j, size_t *len)
         int k = api_postprocess(j->vecs + (size_t)i * j->dim, j->dim, d, j->req.encoding, tmp);
         switch (j->req.encoding) {
         case API_ENC_FLOAT:
-            sb_reserve(&b, (size_t)k * 16 + 2);
+            sb_reserve(&b, (size_t)k * 25 + 2);
             b.p[b.n++] = '[';
-            for (int x = 0; x < k; x++)
-                b.n += (size_t)snprintf(b.p + b.n, 18, x ? ",%.9g" : "%.9g", (double)tmp[x]);
+            for (int x = 0; x < k; x++) {
+                if (x)
+                    b.p[b.n++] = ',';
+                b.n += (size_t)api_format_float(tmp[x], b.p + b.n);
+            }
             b.p[b.n++] = ']';
             break;
         case API_ENC_BASE64: {

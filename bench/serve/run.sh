@@ -71,8 +71,10 @@ def pack(o):  # the few msgpack types a frame needs (no msgpack module on every 
         return struct.pack(">BI", 0xc6, len(o)) + o
     return struct.pack(">BQ", 0xcf, o)
 text, batch, tmp, port, build, model = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-open(tmp + "/one.json", "w").write(json.dumps({"input": text, "model": "m"}))
-open(tmp + "/batch.json", "w").write(json.dumps({"input": [text] * batch, "model": "m"}))
+# base64 is what the OpenAI SDK asks for by default; the float rows show the cost of JSON numbers
+open(tmp + "/one.json", "w").write(json.dumps({"input": text, "model": "m", "encoding_format": "base64"}))
+open(tmp + "/batch.json", "w").write(json.dumps({"input": [text] * batch, "model": "m", "encoding_format": "base64"}))
+open(tmp + "/batchf.json", "w").write(json.dumps({"input": [text] * batch, "model": "m"}))
 req = urllib.request.Request("http://127.0.0.1:%s/v1/embeddings/preview" % port,
                              data=json.dumps({"input": text}).encode(), headers={"content-type": "application/json"})
 prompt = json.load(urllib.request.urlopen(req))["data"][0]["prompt"]
@@ -97,6 +99,9 @@ for c in $CONNS; do
 done
 for c in $CONNS; do
   row "HTTP via gateway" "$BATCH" "$c" "$("$LG" http "127.0.0.1:$PORT" "$TMP/batch.json" "$BATCH" "$c" "$SECONDS_")"
+done
+for c in $CONNS; do
+  row "HTTP via gateway, float JSON" "$BATCH" "$c" "$("$LG" http "127.0.0.1:$PORT" "$TMP/batchf.json" "$BATCH" "$c" "$SECONDS_")"
 done
 if [ "$WORKERS" = 1 ]; then
   for c in $CONNS; do

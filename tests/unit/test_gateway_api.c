@@ -242,5 +242,40 @@ TEST(test_error_json)
     free(s);
 }
 
-TEST_MAIN(test_forms, test_refusals, test_postprocess, test_base64, test_msgpack_check,
+TEST(test_format_float)
+{
+    char buf[32];
+    CHECK_EQ_INT(api_format_float(0.0f, buf), 1);
+    CHECK_EQ_STR(buf, "0");
+    api_format_float(0.5f, buf);
+    CHECK_EQ_STR(buf, "0.5");
+    api_format_float(-1.0f, buf);
+    CHECK_EQ_STR(buf, "-1");
+    api_format_float(0.1f, buf);
+    CHECK_EQ_STR(buf, "0.100000001");
+    api_format_float(1.5e-7f, buf);
+    CHECK_EQ_STR(buf, "1.50000005e-7");
+    api_format_float(123456.0f, buf);
+    CHECK_EQ_STR(buf, "123456");
+    /* every value round-trips through strtof, across magnitudes (and denormals) */
+    uint32_t state = 12345;
+    int bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        state = state * 1664525u + 1013904223u;
+        uint32_t bits = state;
+        float x;
+        memcpy(&x, &bits, 4);
+        if (x != x || isinf(x))
+            continue;
+        api_format_float(x, buf);
+        float y = strtof(buf, NULL);
+        if (y != x && !(x == 0 && y == 0)) {
+            if (bad++ < 5)
+                fprintf(stderr, "round trip: %.9g -> %s -> %.9g\n", (double)x, buf, (double)y);
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+TEST_MAIN(test_format_float, test_forms, test_refusals, test_postprocess, test_base64, test_msgpack_check,
           test_error_json)
