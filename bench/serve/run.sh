@@ -6,7 +6,8 @@
 #   bench/serve/run.sh [BUILD]
 # Environment: MODEL (default tests/data/tiny-model), BACKEND (cpu), WORKERS (1), SECONDS (5),
 #   CONNS ("1 8 32"), THREADS (worker threads for cpu, 0 = all cores), BATCH (items per batch
-#   request, 16), TEXT (the text of every item).
+#   request, 16), TEXT (the text of every item), GATEWAY_ARGS (extra gateway flags), ONE=0 skips
+#   the one-item rows.
 # Prints markdown tables. Run it on an otherwise idle machine: the load generator, the gateway
 # and the workers share the CPUs.
 set -u
@@ -43,7 +44,8 @@ for s in "${socks[@]}"; do
   [ -S "$s" ] || { echo "worker did not start:"; cat "$TMP"/worker*.log; exit 1; }
 done
 "$BUILD/vlembed-gateway" --model "$MODEL" --http 127.0.0.1:0 \
-  --worker-sockets "$(IFS=,; echo "${socks[*]}")" --max-inflight-items 100000 2>"$TMP/gateway.log" &
+  --worker-sockets "$(IFS=,; echo "${socks[*]}")" --max-inflight-items 100000 ${GATEWAY_ARGS:-} \
+  2>"$TMP/gateway.log" &
 for _ in $(seq 1 200); do grep -q "(port " "$TMP/gateway.log" && break; sleep 0.05; done
 PORT=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$TMP/gateway.log" | head -1)
 $PY - "$PORT" <<'EOF'
@@ -94,7 +96,7 @@ echo "|---|---|---|---|---|---|---|---|---|"
 row() { # path items conns output
   echo "$4" | sed -n "s/conns=\([0-9]*\) requests=[0-9]* req\/s=\([0-9.]*\) items\/s=\([0-9.]*\) p50_ms=\([0-9.]*\) p90_ms=\([0-9.]*\) p99_ms=\([0-9.]*\) errors=\([0-9]*\)/| $1 | $2 | \1 | \2 | \3 | \4 | \5 | \6 | \7 |/p"
 }
-for c in $CONNS; do
+[ "${ONE:-1}" = 0 ] || for c in $CONNS; do
   row "HTTP via gateway" 1 "$c" "$("$LG" http "127.0.0.1:$PORT" "$TMP/one.json" 1 "$c" "$SECONDS_")"
 done
 for c in $CONNS; do
