@@ -38,7 +38,10 @@ double sv_backoff_on_exit(const struct sv_backoff_cfg *cfg, struct sv_backoff *b
     return d < cfg->delay_max_s ? d : cfg->delay_max_s;
 }
 
-void sv_backoff_reset(struct sv_backoff *b) { memset(b, 0, sizeof *b); }
+void sv_backoff_reset(struct sv_backoff *b)
+{
+    memset(b, 0, sizeof *b);
+}
 
 void sv_exit_describe(int wstatus, char *buf, unsigned len)
 {

@@ -78,7 +78,10 @@ int sv_chan_send_sbuf(struct sv_chan *c, const msgpack_sbuffer *sb)
     return sv_chan_send(c, sb->data, sb->size);
 }
 
-int sv_chan_want_write(const struct sv_chan *c) { return c->fd >= 0 && c->out_len > 0; }
+int sv_chan_want_write(const struct sv_chan *c)
+{
+    return c->fd >= 0 && c->out_len > 0;
+}
 
 int sv_chan_read(struct sv_chan *c)
 {
@@ -155,24 +158,71 @@ static int walk(const uint8_t *buf, size_t len, size_t *pos, int depth)
         skip = t & 0x1f;
     else
         switch (t) {
-        case 0xc4: case 0xd9: hdr = 1; break;  /* bin8, str8 */
-        case 0xc5: case 0xda: hdr = 2; break;  /* bin16, str16 */
-        case 0xc6: case 0xdb: hdr = 4; break;  /* bin32, str32 */
-        case 0xc7: hdr = 1; skip = 1; break;   /* ext8: length + type */
-        case 0xc8: hdr = 2; skip = 1; break;
-        case 0xc9: hdr = 4; skip = 1; break;
-        case 0xca: skip = 4; break;
-        case 0xcb: skip = 8; break;
-        case 0xcc: case 0xd0: skip = 1; break;
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xce: case 0xd2: skip = 4; break;
-        case 0xcf: case 0xd3: skip = 8; break;
-        case 0xd4: skip = 2; break; /* fixext: type + data */
-        case 0xd5: skip = 3; break;
-        case 0xd6: skip = 5; break;
-        case 0xd7: skip = 9; break;
-        case 0xd8: skip = 17; break;
-        case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+        case 0xc4:
+        case 0xd9:
+            hdr = 1;
+            break; /* bin8, str8 */
+        case 0xc5:
+        case 0xda:
+            hdr = 2;
+            break; /* bin16, str16 */
+        case 0xc6:
+        case 0xdb:
+            hdr = 4;
+            break; /* bin32, str32 */
+        case 0xc7:
+            hdr = 1;
+            skip = 1;
+            break; /* ext8: length + type */
+        case 0xc8:
+            hdr = 2;
+            skip = 1;
+            break;
+        case 0xc9:
+            hdr = 4;
+            skip = 1;
+            break;
+        case 0xca:
+            skip = 4;
+            break;
+        case 0xcb:
+            skip = 8;
+            break;
+        case 0xcc:
+        case 0xd0:
+            skip = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            skip = 2;
+            break;
+        case 0xce:
+        case 0xd2:
+            skip = 4;
+            break;
+        case 0xcf:
+        case 0xd3:
+            skip = 8;
+            break;
+        case 0xd4:
+            skip = 2;
+            break; /* fixext: type + data */
+        case 0xd5:
+            skip = 3;
+            break;
+        case 0xd6:
+            skip = 5;
+            break;
+        case 0xd7:
+            skip = 9;
+            break;
+        case 0xd8:
+            skip = 17;
+            break;
+        case 0xdc:
+        case 0xdd:
+        case 0xde:
+        case 0xdf: {
             int n = (t == 0xdc || t == 0xde) ? 2 : 4;
             if (left < (size_t)n)
                 return -1;

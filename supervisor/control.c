@@ -126,12 +126,14 @@ static void reply_status(struct sv *s, int conn)
     sv_pack_kv_str(&pk, "backend", s->opts.backend);
     sv_pack_kv_str(&pk, "model", s->opts.model);
     sv_pack_kv_str(&pk, "runtime_dir", s->runtime_dir);
-    sv_pack_kv_str(&pk, "http", s->lis.http_activated ? "systemd socket"
-                                : s->lis.http_fd >= 0 ? s->opts.http
-                                                      : "none");
-    sv_pack_kv_str(&pk, "api_socket", s->lis.api_activated ? "systemd socket"
-                                      : s->lis.api_path[0] ? s->lis.api_path
-                                                           : "none");
+    sv_pack_kv_str(&pk, "http",
+                   s->lis.http_activated ? "systemd socket"
+                   : s->lis.http_fd >= 0 ? s->opts.http
+                                         : "none");
+    sv_pack_kv_str(&pk, "api_socket",
+                   s->lis.api_activated ? "systemd socket"
+                   : s->lis.api_path[0] ? s->lis.api_path
+                                        : "none");
     sv_pack_kv_bool(&pk, "reloading", s->rl.phase != SV_RL_IDLE);
     sv_pack_kv_int(&pk, "reloads_ok", s->rl.count_ok);
     sv_pack_kv_int(&pk, "reloads_failed", s->rl.count_failed);

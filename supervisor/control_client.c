@@ -36,8 +36,10 @@ int sv_ctl_request(const char *runtime_dir, const char *type, double timeout_s,
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s (is vlembed-supervisor running with "
-                 "this --runtime-dir?)", sa.sun_path, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot connect to %s: %s (is vlembed-supervisor running with "
+                 "this --runtime-dir?)",
+                 sa.sun_path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -61,7 +63,7 @@ int sv_ctl_request(const char *runtime_dir, const char *type, double timeout_s,
     close(fd);
     if (rc < 0) {
         snprintf(err, errlen, "control socket: %s",
-                 rc == -EAGAIN ? "no reply in time"
+                 rc == -EAGAIN  ? "no reply in time"
                  : rc == -EPIPE ? "the supervisor closed the connection (did it stop?)"
                                 : strerror(-rc));
         return -1;

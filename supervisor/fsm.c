@@ -3,9 +3,9 @@
  * left to a default. */
 #include "supervisor/fsm.h"
 
+/* clang-format off */
 #define T(n, a) {SV_##n, SV_ACT_##a}
 
-/* clang-format off */
 static const struct sv_transition table[SV_N_STATES][SV_N_EVENTS] = {
 /*  event:          READY              HEARTBEAT          HUNG               DRAIN               DRAINED            DRAIN_TIMEOUT      STOP               STOP_TIMEOUT       EXIT */
 [SV_STARTING] = { T(READY,PUBLISH),  T(STARTING,NONE),  T(STOPPING,KILL),  T(STOPPING,TERM),   T(STARTING,IGNORE),T(STARTING,IGNORE),T(STOPPING,TERM),  T(STARTING,IGNORE),T(DEAD,REAP) },
@@ -17,7 +17,7 @@ static const struct sv_transition table[SV_N_STATES][SV_N_EVENTS] = {
 /* clang-format on */
 /* Reading it: a starting process that hangs (not ready by start-timeout) is killed outright,
  * having nothing to finish; a ready or draining one that misses heartbeats gets SIGABRT (a core
- * to look at) and SIGKILL at stop-timeout; DRAIN is only meaningful for a ready process; and
+ * to look at) and SIGKILL 5 s later; DRAIN is only meaningful for a ready process; and
  * every state but DEAD ends in REAP when the process exits, whatever was going on. */
 
 struct sv_transition sv_fsm_step(enum sv_state state, enum sv_event event)
@@ -35,8 +35,8 @@ const char *sv_state_name(enum sv_state s)
 
 const char *sv_event_name(enum sv_event e)
 {
-    static const char *n[] = {"ready",  "heartbeat", "hung", "drain",       "drained",
-                              "drain-timeout", "stop", "stop-timeout", "exit"};
+    static const char *n[] = {"ready",         "heartbeat", "hung",         "drain", "drained",
+                              "drain-timeout", "stop",      "stop-timeout", "exit"};
     return (unsigned)e < SV_N_EVENTS ? n[e] : "?";
 }
 

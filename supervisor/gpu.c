@@ -69,7 +69,8 @@ int sv_gpu_discover_nvml(struct sv_gpu *out, int max, char *err, size_t errlen)
 static int field(const char *text, const char *key, char *dst, size_t cap)
 {
     size_t klen = strlen(key);
-    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
         if (strncmp(line, key, klen) != 0 || line[klen] != ':')
             continue;
         const char *v = line + klen + 1;
@@ -104,8 +105,7 @@ static int cmp_bus(const void *a, const void *b)
     return strcmp(((const struct sv_gpu *)a)->bus, ((const struct sv_gpu *)b)->bus);
 }
 
-int sv_gpu_discover_proc(const char *root, struct sv_gpu *out, int max, char *err,
-                         size_t errlen)
+int sv_gpu_discover_proc(const char *root, struct sv_gpu *out, int max, char *err, size_t errlen)
 {
     DIR *d = opendir(root);
     if (!d) {

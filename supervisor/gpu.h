@@ -27,8 +27,7 @@ int sv_gpu_discover_nvml(struct sv_gpu *out, int max, char *err, size_t errlen);
 
 /* The /proc source alone, under `root` (normally /proc/driver/nvidia/gpus): returns n, or -1
  * if root cannot be read. Devices without a UUID line are skipped. */
-int sv_gpu_discover_proc(const char *root, struct sv_gpu *out, int max, char *err,
-                         size_t errlen);
+int sv_gpu_discover_proc(const char *root, struct sv_gpu *out, int max, char *err, size_t errlen);
 
 /* Parses one `information` file's text. Returns 0, or -1 if it has no "GPU UUID:" line. */
 int sv_gpu_parse_information(const char *text, struct sv_gpu *g);

@@ -3,4 +3,7 @@
  * reload without downtime, and talks to systemd (docs/operations.md). */
 #include "supervisor/super.h"
 
-int main(int argc, char **argv) { return sv_main(argc, argv); }
+int main(int argc, char **argv)
+{
+    return sv_main(argc, argv);
+}

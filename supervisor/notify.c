@@ -61,8 +61,8 @@ int sv_notify_send(struct sv_notify *n, const char *fmt, ...)
         return -EINVAL;
     if ((size_t)len >= sizeof msg)
         len = sizeof msg - 1;
-    ssize_t w = sendto(n->fd, msg, (size_t)len, MSG_NOSIGNAL, (struct sockaddr *)&n->addr,
-                       n->addrlen);
+    ssize_t w =
+        sendto(n->fd, msg, (size_t)len, MSG_NOSIGNAL, (struct sockaddr *)&n->addr, n->addrlen);
     return w < 0 ? -errno : 0;
 }
 

@@ -7,7 +7,9 @@
 #include "common/config.h"
 
 #define O(name, type, field, def, lo, hi, choices, help)                                           \
-    {name, VL_OPT_##type, offsetof(struct sv_opts, field), def, lo, hi, choices, help}
+    {                                                                                              \
+        name, VL_OPT_##type, offsetof(struct sv_opts, field), def, lo, hi, choices, help           \
+    }
 
 const struct vl_opt sv_opt_table[] = {
     O("model", STR, model, NULL, 1, 0, NULL, "checkpoint directory (required)"),
@@ -68,4 +70,7 @@ int sv_opts_load(struct sv_opts *o, int argc, char **argv, char *err, size_t err
     return 0;
 }
 
-void sv_opts_free(struct sv_opts *o) { vl_config_free(sv_opt_table, sv_n_opts, o); }
+void sv_opts_free(struct sv_opts *o)
+{
+    vl_config_free(sv_opt_table, sv_n_opts, o);
+}

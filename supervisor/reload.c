@@ -238,8 +238,9 @@ void sv_reload_advance(struct sv *s)
                 char how[128] = "ended";
                 if (s->rl.succ_status != -1)
                     sv_exit_describe(s->rl.succ_status, how, sizeof how);
-                fail(s, "%s: the new worker exited before it was ready (%s); the old worker "
-                        "keeps serving",
+                fail(s,
+                     "%s: the new worker exited before it was ready (%s); the old worker "
+                     "keeps serving",
                      s->slots[s->rl.slot].device, how);
                 continue;
             }

@@ -61,8 +61,7 @@ pid_t sv_spawn_run(const struct sv_spawn *s, char *err, size_t errlen)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "pipe2() failed while spawning \"%s\": %s", s->path,
-                 strerror(errno));
+        snprintf(err, errlen, "pipe2() failed while spawning \"%s\": %s", s->path, strerror(errno));
         return -1;
     }
     pid_t parent = getpid();

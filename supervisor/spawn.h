@@ -13,9 +13,9 @@
 #define SV_SPAWN_MAX_ENV 4
 
 struct sv_spawn {
-    const char *path;              /* executable */
-    char *const *argv;             /* NULL-terminated */
-    int fds[SV_SPAWN_MAX_FDS];     /* fds[i] becomes fd 3 + i in the child */
+    const char *path;          /* executable */
+    char *const *argv;         /* NULL-terminated */
+    int fds[SV_SPAWN_MAX_FDS]; /* fds[i] becomes fd 3 + i in the child */
     int n_fds;
     const char *env[SV_SPAWN_MAX_ENV]; /* "KEY=value" set in the child's environment */
     int n_env;

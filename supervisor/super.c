@@ -43,9 +43,15 @@ struct sv_proc *sv_proc_by_id(struct sv *s, int id)
     return NULL;
 }
 
-int sv_proc_index(struct sv *s, const struct sv_proc *p) { return (int)(p - s->procs); }
+int sv_proc_index(struct sv *s, const struct sv_proc *p)
+{
+    return (int)(p - s->procs);
+}
 
-static const char *proc_role(const struct sv_proc *p) { return p->kind == SV_GATEWAY ? "gateway" : "worker"; }
+static const char *proc_role(const struct sv_proc *p)
+{
+    return p->kind == SV_GATEWAY ? "gateway" : "worker";
+}
 
 static const char *proc_device(struct sv *s, const struct sv_proc *p)
 {
@@ -285,8 +291,8 @@ void sv_proc_event(struct sv *s, struct sv_proc *p, enum sv_event ev)
             sv_publish(s);
         break;
     case SV_ACT_KILL:
-        vl_warn("%s %d on %s (pid %d): %s; sending SIGKILL", proc_role(p), p->id,
-                proc_device(s, p), (int)p->pid,
+        vl_warn("%s %d on %s (pid %d): %s; sending SIGKILL", proc_role(p), p->id, proc_device(s, p),
+                (int)p->pid,
                 old == SV_STARTING ? "not ready within start-timeout-s" : "did not exit in time");
         signal_proc(p, SIGKILL, 1);
         p->t_deadline = now + s->opts.stop_timeout_s;
@@ -340,7 +346,8 @@ static void reap(struct sv *s, struct sv_proc *p, int wstatus)
         sv_reload_on_exit(s, p, wstatus);
         p->used = 0;
         if (!expected && was_cur) {
-            if (s->rl.phase != SV_RL_IDLE && s->rl.slot == p->slot && sv_proc_by_id(s, s->rl.succ_id)) {
+            if (s->rl.phase != SV_RL_IDLE && s->rl.slot == p->slot &&
+                sv_proc_by_id(s, s->rl.succ_id)) {
                 vl_info("%s: the reload's successor takes over", sl->device);
             } else {
                 double d = sv_backoff_on_exit(&cfg, &sl->bo, wstatus, ready_for);
@@ -492,11 +499,11 @@ void sv_update_status(struct sv *s)
 {
     int ready = count_ready(s), failed = count_failed(s);
     int gw_ready = s->gw.cur >= 0 && s->procs[s->gw.cur].state == SV_READY;
-    const char *what = s->stopping                  ? "stopping"
-                       : s->rl.phase != SV_RL_IDLE  ? "reloading"
-                       : !s->ready_sent             ? "starting"
+    const char *what = s->stopping                       ? "stopping"
+                       : s->rl.phase != SV_RL_IDLE       ? "reloading"
+                       : !s->ready_sent                  ? "starting"
                        : ready < s->n_slots || !gw_ready ? "degraded"
-                                                    : "serving";
+                                                         : "serving";
     int becomes_ready =
         !s->ready_sent && !s->stopping && gw_ready && ready > 0 && ready + failed == s->n_slots;
     if (becomes_ready)
@@ -506,7 +513,10 @@ void sv_update_status(struct sv *s)
         snprintf(failed_txt, sizeof failed_txt, ", %d failed", failed);
     char line[256];
     snprintf(line, sizeof line, "%s: %d/%d workers ready%s, gateway %s", what, ready, s->n_slots,
-             failed_txt, gw_ready ? "ready" : s->gw.cur >= 0 ? "starting" : "down");
+             failed_txt,
+             gw_ready         ? "ready"
+             : s->gw.cur >= 0 ? "starting"
+                              : "down");
     if (becomes_ready) {
         s->ready_sent = 1;
         sv_notify_send(&s->notify, "READY=1\nSTATUS=%s", line);
@@ -611,7 +621,10 @@ static void check_timers(struct sv *s, double now)
     }
 }
 
-static double min_d(double a, double b) { return b > 0 && b < a ? b : a; }
+static double min_d(double a, double b)
+{
+    return b > 0 && b < a ? b : a;
+}
 
 /* The next moment a timer may fire (an upper bound of 1 s keeps it simple and cheap). */
 static int poll_timeout_ms(struct sv *s, double now)
@@ -651,8 +664,10 @@ static int resolve_bins(struct sv *s, char *err, size_t errlen)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = 0;
-    snprintf(s->gateway_bin, sizeof s->gateway_bin, "%s", s->opts.gateway_bin ? s->opts.gateway_bin : "");
-    snprintf(s->worker_bin, sizeof s->worker_bin, "%s", s->opts.worker_bin ? s->opts.worker_bin : "");
+    snprintf(s->gateway_bin, sizeof s->gateway_bin, "%s",
+             s->opts.gateway_bin ? s->opts.gateway_bin : "");
+    snprintf(s->worker_bin, sizeof s->worker_bin, "%s",
+             s->opts.worker_bin ? s->opts.worker_bin : "");
     if (!s->gateway_bin[0])
         snprintf(s->gateway_bin, sizeof s->gateway_bin, "%.4000s/vlembed-gateway", self);
     if (!s->worker_bin[0])
@@ -674,14 +689,17 @@ static int setup_runtime_dir(struct sv *s, char *err, size_t errlen)
     char env[4096] = "";
     if (!d || !d[0]) {
         /* systemd's RuntimeDirectory= sets $RUNTIME_DIRECTORY (several: colon-separated) */
-        snprintf(env, sizeof env, "%s", getenv("RUNTIME_DIRECTORY") ? getenv("RUNTIME_DIRECTORY") : "");
+        snprintf(env, sizeof env, "%s",
+                 getenv("RUNTIME_DIRECTORY") ? getenv("RUNTIME_DIRECTORY") : "");
         env[strcspn(env, ":")] = 0;
         d = env[0] ? env : "/run/vlembed";
     }
     /* worker-<id>.sock and control.sock must fit in sun_path: refuse, never truncate. */
     if (strlen(d) >= sizeof s->runtime_dir) {
-        snprintf(err, errlen, "runtime-dir: \"%.200s\" is longer than %zu bytes (Unix socket "
-                 "paths in it must fit in 108)", d, sizeof s->runtime_dir - 1);
+        snprintf(err, errlen,
+                 "runtime-dir: \"%.200s\" is longer than %zu bytes (Unix socket "
+                 "paths in it must fit in 108)",
+                 d, sizeof s->runtime_dir - 1);
         return -1;
     }
     snprintf(s->runtime_dir, sizeof s->runtime_dir, "%s", d);
@@ -893,8 +911,9 @@ int sv_main(int argc, char **argv)
     char err[1024];
     int rc = sv_opts_load(&s.opts, argc, argv, err, sizeof err);
     if (rc == 1) {
-        vl_config_usage(sv_opt_table, sv_n_opts, "vlembed-supervisor",
-                        "Runs vlembed: the gateway and one worker per device (docs/operations.md).");
+        vl_config_usage(
+            sv_opt_table, sv_n_opts, "vlembed-supervisor",
+            "Runs vlembed: the gateway and one worker per device (docs/operations.md).");
         return VL_EXIT_OK;
     }
     if (rc < 0) {

@@ -42,9 +42,9 @@ struct sv_proc {
 
 /* One device (worker slot) or the gateway: what persists across its processes. */
 struct sv_slot {
-    char device[32];   /* "cpu:0", "cuda:1" */
-    char uuid[96];     /* GPU UUID ("" for cpu) */
-    char name[96];     /* "NVIDIA H100 80GB HBM3", "cpu" */
+    char device[32]; /* "cpu:0", "cuda:1" */
+    char uuid[96];   /* GPU UUID ("" for cpu) */
+    char name[96];   /* "NVIDIA H100 80GB HBM3", "cpu" */
     struct sv_backoff bo;
     int restarts;      /* processes started after the first */
     double restart_at; /* > 0: a restart is scheduled for then */
@@ -57,16 +57,16 @@ enum sv_reload_phase { SV_RL_IDLE, SV_RL_SPAWN, SV_RL_WAIT_READY, SV_RL_WAIT_OLD
 
 struct sv_reload {
     enum sv_reload_phase phase;
-    int slot;          /* the slot being replaced */
+    int slot; /* the slot being replaced */
     int succ_id, old_id;
-    int succ_status;   /* waitpid status of a successor that died; -1 none */
+    int succ_status; /* waitpid status of a successor that died; -1 none */
     double t_start;
     int waiters[SV_MAX_CTL_CONNS]; /* control connection indices waiting for this roll */
     int n_waiters;
-    int pending;       /* another reload was asked for while this one ran */
+    int pending; /* another reload was asked for while this one ran */
     int pending_waiters[SV_MAX_CTL_CONNS];
     int n_pending_waiters;
-    char error[512];   /* why the current roll failed ("" = ok so far) */
+    char error[512]; /* why the current roll failed ("" = ok so far) */
     int count_ok, count_failed;
 };
 
@@ -93,8 +93,8 @@ struct sv {
     struct sv_slot gw; /* the gateway's slot */
     int next_id;
     double t_start;
-    int ready_sent;    /* READY=1 sent once serving */
-    int stopping;      /* 1 = graceful stop, 2 = fast stop */
+    int ready_sent; /* READY=1 sent once serving */
+    int stopping;   /* 1 = graceful stop, 2 = fast stop */
     int exit_code;
     double next_watchdog;
     char last_status[256];

@@ -93,7 +93,8 @@ int ctl_cmd_status(int argc, char **argv)
         printf("%-8s %5s %8s %-9s %-8s %8s %9s %6s %8s  %s\n", "ROLE", "ID", "PID", "STATE",
                "DEVICE", "RESTARTS", "UPTIME", "QUEUE", "INFLIGHT", "NOTE");
         const msgpack_object *ps = sv_msg_get(m, "processes");
-        for (uint32_t i = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && i < ps->via.array.size; i++) {
+        for (uint32_t i = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && i < ps->via.array.size;
+             i++) {
             const msgpack_object *p = &ps->via.array.ptr[i];
             char role[16], state[16], dev[32], name[96], note[160] = "";
             str(p, "role", role, sizeof role);

@@ -4,8 +4,8 @@
 #include "supervisor/backoff.h"
 #include "tests/test.h"
 
-#define EXITED(code) ((code) << 8)  /* a waitpid status for exit(code) */
-#define KILLED(sig) (sig)           /* a waitpid status for death by signal */
+#define EXITED(code) ((code) << 8) /* a waitpid status for exit(code) */
+#define KILLED(sig) (sig)          /* a waitpid status for death by signal */
 
 static const struct sv_backoff_cfg cfg = {1.0, 60.0, 10.0, 3};
 

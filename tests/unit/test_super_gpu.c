@@ -73,7 +73,8 @@ TEST(test_discover_proc_sorted_by_bus)
 
 TEST(test_select)
 {
-    struct sv_gpu all[3] = {{0, "GPU-aaaa-1", "H100", ""}, {1, "GPU-aabb-2", "H100", ""},
+    struct sv_gpu all[3] = {{0, "GPU-aaaa-1", "H100", ""},
+                            {1, "GPU-aabb-2", "H100", ""},
                             {2, "GPU-cccc-3", "H100", ""}};
     int picked[8];
     char err[256];
