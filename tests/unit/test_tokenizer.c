@@ -425,6 +425,70 @@ TEST(test_bad_tokenizer_files)
     }
 }
 
+/* Byte-level BPE loses nothing: decode(encode(s)) is NFC(s) for any valid UTF-8 without added
+ * tokens; random bytes are either refused as invalid UTF-8 or round-trip the same way. */
+TEST(test_round_trip_random)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    int bad = 0, refused = 0;
+    for (int k = 0; k < 3000; k++) {
+        char buf[600];
+        size_t n = 0;
+        int len = 1 + (int)((x >> 33) % 150);
+        for (int i = 0; i < len; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            uint32_t r = (uint32_t)(x >> 33), cp;
+            if (k % 3 == 0) { /* raw bytes */
+                buf[n++] = (char)(r & 0xFF);
+                continue;
+            }
+            switch (r % 5) {
+            case 0:
+                cp = 0x20 + (r >> 8) % 0x5F;
+                break;
+            case 1:
+                cp = " \n\t\r"[(r >> 8) % 4];
+                break;
+            case 2:
+                cp = 0x80 + (r >> 8) % 0x2F80;
+                break;
+            case 3:
+                cp = 0x300 + (r >> 8) % 0x70;
+                break; /* combining marks */
+            default:
+                cp = 1 + (r >> 8) % 0x10FFFF;
+                break;
+            }
+            if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0 || cp == '<')
+                cp = 'x';
+            n += (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)buf + n);
+        }
+        buf[n] = 0;
+        int32_t *ids, m;
+        char err[128];
+        if (tok_encode(tk, buf, n, &ids, &m, err, sizeof err) < 0) {
+            if (tok_utf8_invalid_at(buf, n) < 0) {
+                TEST_FAIL_AT("valid text refused: %s", err);
+                bad++;
+            }
+            refused++;
+            continue;
+        }
+        char *dec = tok_decode(tk, ids, m);
+        utf8proc_uint8_t *nfc = utf8proc_NFC((const utf8proc_uint8_t *)buf);
+        if (!nfc || strcmp(dec, (char *)nfc) != 0) {
+            if (bad < 3)
+                TEST_FAIL_AT("round trip %d: decode(encode(s)) != NFC(s)", k);
+            bad++;
+        }
+        free(nfc);
+        free(dec);
+        free(ids);
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(refused > 500); /* most raw-byte strings are invalid UTF-8 */
+}
+
 /* tok_encode from several threads on one tokenizer gives the single-threaded answer. */
 struct thr {
     const char *text;
@@ -490,4 +554,4 @@ static void teardown(void)
 
 TEST_MAIN(setup, test_corpus_parity, test_post_processor_template_eos, test_added_token_flags,
           test_unicode_tables, test_lookup_and_decode, test_bad_input, test_bad_tokenizer_files,
-          test_concurrent_encode, teardown)
+          test_round_trip_random, test_concurrent_encode, teardown)
