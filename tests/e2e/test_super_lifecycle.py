@@ -6,9 +6,9 @@
 * `vlembedctl status` (table and --json): every process, state, device, restarts, uptime;
 * a SIGKILLed worker is restarted at once (its device's restart count goes up) while the other
   serves; a SIGSTOPped worker misses heartbeats, gets SIGABRT and is replaced;
-* `vlembedctl reload` replaces every worker (new pids) and returns 0; a reload whose new workers
-  cannot load (config now names a broken checkpoint) returns 1 naming the failure, and the old
-  workers keep serving the same vectors;
+* `vlembedctl reload` (and SIGHUP) replaces every worker (new pids) and returns 0; a reload
+  whose new workers cannot load (config now names a broken checkpoint) returns 1 naming the
+  failure, and the old workers keep serving the same vectors;
 * a device whose worker keeps exiting 100 is given up after max-permanent-failures while the
   other device serves; a reload with the checkpoint back revives it;
 * SIGTERM stops everything (exit 0) and removes the control socket.
@@ -111,6 +111,13 @@ def main():
               "RELOADING=1 then READY=1 around the reload")
         check(any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for _, m in n.messages),
               "RELOADING=1 carries MONOTONIC_USEC=")
+
+        # ---- SIGHUP: the same reload, nobody waiting ----
+        before = {w["pid"] for w in svc.workers()}
+        os.kill(svc.proc.pid, signal.SIGHUP)
+        st = svc.wait(lambda s: s["reloads_ok"] == 2 and not s["reloading"], 30)
+        check(st is not None and not (before & {w["pid"] for w in svc.workers(st)}),
+              "SIGHUP reloads every worker too")
 
         # ---- failed reload: the new config names a broken checkpoint ----
         broken = tmp_model + "-broken"
