@@ -1,5 +1,6 @@
-/* Row normalisations (norm.h). One block of 256 threads per row; each thread keeps its
- * 16-byte slices of the row in registers, so the row is read from memory once. */
+/* Row normalisations (norm.h). Rows up to 2048 wide: one warp per row; wider rows: one block
+ * of 256 threads per row. Each thread keeps its 16-byte slices of the row in registers, so the
+ * row is read from memory once. */
 #include "worker/cuda/norm.h"
 
 #include "worker/cuda/cuda_check.h"
@@ -155,6 +156,102 @@ static __global__ void __launch_bounds__(NORM_THREADS)
     }
 }
 
+/* Rows of at most 2048 elements: one warp per row (8 rows per block), no block barriers; the
+ * per-block version leaves most threads idle on 1024-wide rows. */
+#define WROW_MAXV 8 /* 16-byte vectors per lane: dim <= 32 * 8 * 8 = 2048 */
+
+static __global__ void __launch_bounds__(256)
+    rmsnorm_warp_kernel(const bf16 *__restrict__ x, const bf16 *__restrict__ w,
+                        bf16 *__restrict__ y, int rows, int dim, float eps)
+{
+    int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows)
+        return;
+    int nv = dim / 8;
+    const uint4 *xv = (const uint4 *)(x + (size_t)row * dim);
+    bf16x8 buf[WROW_MAXV];
+    float ss = 0;
+#pragma unroll
+    for (int i = 0; i < WROW_MAXV; i++) {
+        int idx = lane + i * 32;
+        if (idx < nv) {
+            buf[i].u = xv[idx];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float v = bf(buf[i].h[j]);
+                ss += v * v;
+            }
+        }
+    }
+    float r = rsqrtf(warp_sum(ss) / (float)dim + eps);
+    const uint4 *wv = (const uint4 *)w;
+    uint4 *yv = (uint4 *)(y + (size_t)row * dim);
+#pragma unroll
+    for (int i = 0; i < WROW_MAXV; i++) {
+        int idx = lane + i * 32;
+        if (idx < nv) {
+            bf16x8 wt, o;
+            wt.u = wv[idx];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                o.h[j] = tobf(rbf(bf(buf[i].h[j]) * r) * bf(wt.h[j]));
+            yv[idx] = o.u;
+        }
+    }
+}
+
+static __global__ void __launch_bounds__(256)
+    layernorm_warp_kernel(const bf16 *__restrict__ x, const bf16 *__restrict__ w,
+                          const bf16 *__restrict__ b, bf16 *__restrict__ y, int rows, int dim,
+                          float eps)
+{
+    int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows)
+        return;
+    int nv = dim / 8;
+    const uint4 *xv = (const uint4 *)(x + (size_t)row * dim);
+    bf16x8 buf[WROW_MAXV];
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < WROW_MAXV; i++) {
+        int idx = lane + i * 32;
+        if (idx < nv) {
+            buf[i].u = xv[idx];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                sum += bf(buf[i].h[j]);
+        }
+    }
+    float mean = warp_sum(sum) / (float)dim;
+    float sq = 0;
+#pragma unroll
+    for (int i = 0; i < WROW_MAXV; i++) {
+        int idx = lane + i * 32;
+        if (idx < nv)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float d = bf(buf[i].h[j]) - mean;
+                sq += d * d;
+            }
+    }
+    float rstd = rsqrtf(warp_sum(sq) / (float)dim + eps);
+    const uint4 *wv = (const uint4 *)w, *bv = (const uint4 *)b;
+    uint4 *yv = (uint4 *)(y + (size_t)row * dim);
+#pragma unroll
+    for (int i = 0; i < WROW_MAXV; i++) {
+        int idx = lane + i * 32;
+        if (idx < nv) {
+            bf16x8 wt, bt, o;
+            wt.u = wv[idx];
+            bt.u = bv[idx];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                o.h[j] = tobf((bf(buf[i].h[j]) - mean) * rstd * bf(wt.h[j]) + bf(bt.h[j]));
+            yv[idx] = o.u;
+        }
+    }
+}
+
 static void check_dim(const char *what, int dim)
 {
     if (dim % 8 || dim > NORM_THREADS * NORM_MAXV * 8 || dim <= 0) {
@@ -169,6 +266,12 @@ extern "C" void vl_rmsnorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, 
     check_dim("vl_rmsnorm", dim);
     if (rows <= 0)
         return;
+    if (dim <= 32 * WROW_MAXV * 8) {
+        rmsnorm_warp_kernel<<<(rows + 7) / 8, 256, 0, s>>>((const bf16 *)x, (const bf16 *)w,
+                                                          (bf16 *)y, rows, dim, eps);
+        VL_LAUNCH_CHECK("rmsnorm_warp_kernel");
+        return;
+    }
     rmsnorm_kernel<<<rows, NORM_THREADS, 0, s>>>((const bf16 *)x, (const bf16 *)w, (bf16 *)y, dim,
                                                  eps);
     VL_LAUNCH_CHECK("rmsnorm_kernel");
@@ -180,6 +283,12 @@ extern "C" void vl_layernorm(vl_stream_t s, const uint16_t *x, const uint16_t *w
     check_dim("vl_layernorm", dim);
     if (rows <= 0)
         return;
+    if (dim <= 32 * WROW_MAXV * 8) {
+        layernorm_warp_kernel<<<(rows + 7) / 8, 256, 0, s>>>(
+            (const bf16 *)x, (const bf16 *)w, (const bf16 *)b, (bf16 *)y, rows, dim, eps);
+        VL_LAUNCH_CHECK("layernorm_warp_kernel");
+        return;
+    }
     layernorm_kernel<<<rows, NORM_THREADS, 0, s>>>((const bf16 *)x, (const bf16 *)w,
                                                    (const bf16 *)b, (bf16 *)y, dim, eps);
     VL_LAUNCH_CHECK("layernorm_kernel");

@@ -104,6 +104,83 @@ static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int hea
     }
 }
 
+/* head_dim 128 (the released models): one warp per (row, head), a lane holds 4 consecutive
+ * dims (8-byte accesses); the rotate_half partner (dim +- 64) is 16 lanes away. */
+static __global__ void __launch_bounds__(256)
+    qk_norm_mrope128_kernel(bf16 *__restrict__ qkv, int rows, int nq, int nkv,
+                            const bf16 *__restrict__ qw, const bf16 *__restrict__ kw,
+                            const bf16 *__restrict__ cs, float eps)
+{
+    int gw = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    int nh = nq + nkv;
+    if (gw >= rows * nh)
+        return;
+    int row = gw / nh, hh = gw % nh;
+    bf16 *hp = qkv + (size_t)row * (nq + 2 * nkv) * 128 + hh * 128 + lane * 4;
+    const bf16 *w = (hh < nq ? qw : kw) + lane * 4;
+    int i0 = (lane * 4) & 63;
+    union v4 {
+        uint2 u;
+        bf16 h[4];
+    } in, wt, c, sn, out;
+    in.u = *(const uint2 *)hp;
+    wt.u = *(const uint2 *)w;
+    c.u = *(const uint2 *)(cs + (size_t)row * 128 + i0);
+    sn.u = *(const uint2 *)(cs + (size_t)row * 128 + 64 + i0);
+    float x[4], ss = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        x[j] = bf(in.h[j]);
+        ss += x[j] * x[j];
+    }
+    float r = rsqrtf(warp_sum(ss) / 128.0f + eps);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        x[j] = rbf(rbf(x[j] * r) * bf(wt.h[j]));
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float partner = __shfl_xor_sync(0xffffffffu, x[j], 16);
+        float rh = lane < 16 ? -partner : partner; /* rotate_half */
+        out.h[j] = tobf(rbf(x[j] * bf(c.h[j])) + rbf(rh * bf(sn.h[j])));
+    }
+    *(uint2 *)hp = out.u;
+}
+
+/* 4 consecutive rotation pairs per thread (8-byte bf16 and 16-byte table accesses). */
+static __global__ void vit_rope4_kernel(bf16 *__restrict__ qkv, int rows, int heads, int hd,
+                                        const float *__restrict__ cs)
+{
+    int half = hd / 2, g = half / 4;
+    size_t total = (size_t)rows * heads * 2 * g;
+    for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total;
+         t += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(t % g) * 4;
+        size_t rest = t / g;
+        int qk = (int)(rest % 2);
+        rest /= 2;
+        int h = (int)(rest % heads);
+        int row = (int)(rest / heads);
+        float4 ca = *(const float4 *)(cs + (size_t)row * hd + i);
+        float4 sa = *(const float4 *)(cs + (size_t)row * hd + half + i);
+        bf16 *hp = qkv + (size_t)row * 3 * heads * hd + (size_t)qk * heads * hd + (size_t)h * hd;
+        union {
+            uint2 u;
+            bf16 h[4];
+        } a, b, oa, ob;
+        a.u = *(const uint2 *)(hp + i);
+        b.u = *(const uint2 *)(hp + i + half);
+        float cv[4] = {ca.x, ca.y, ca.z, ca.w}, sv[4] = {sa.x, sa.y, sa.z, sa.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float x = bf(a.h[j]), y = bf(b.h[j]);
+            oa.h[j] = tobf(x * cv[j] - y * sv[j]);
+            ob.h[j] = tobf(y * cv[j] + x * sv[j]);
+        }
+        *(uint2 *)(hp + i) = oa.u;
+        *(uint2 *)(hp + i + half) = ob.u;
+    }
+}
+
 static unsigned grid_for(size_t total)
 {
     size_t blocks = (total + 255) / 256;
@@ -142,6 +219,13 @@ extern "C" void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq,
         vl_error("vl_qk_norm_mrope: unsupported head dim %d", head_dim);
         abort();
     }
+    if (head_dim == 128) {
+        qk_norm_mrope128_kernel<<<(unsigned)(((size_t)rows * (nq + nkv) + 7) / 8), 256, 0, s>>>(
+            (bf16 *)qkv, rows, nq, nkv, (const bf16 *)qw, (const bf16 *)kw, (const bf16 *)cs,
+            eps);
+        VL_LAUNCH_CHECK("qk_norm_mrope128_kernel");
+        return;
+    }
     size_t smem = (size_t)MROPE_WARPS * head_dim * sizeof(float);
     qk_norm_mrope_kernel<<<rows, MROPE_WARPS * 32, smem, s>>>(
         (bf16 *)qkv, nq, nkv, head_dim, (const bf16 *)qw, (const bf16 *)kw, (const bf16 *)cs, eps);
@@ -153,6 +237,12 @@ extern "C" void vl_vit_rope(vl_stream_t s, uint16_t *qkv, int rows, int heads, i
 {
     if (rows <= 0)
         return;
+    if (head_dim % 8 == 0) {
+        vit_rope4_kernel<<<grid_for((size_t)rows * heads * (head_dim / 8) * 2), 256, 0, s>>>(
+            (bf16 *)qkv, rows, heads, head_dim, cs);
+        VL_LAUNCH_CHECK("vit_rope4_kernel");
+        return;
+    }
     vit_rope_kernel<<<grid_for((size_t)rows * heads * (head_dim / 2)), 256, 0, s>>>(
         (bf16 *)qkv, rows, heads, head_dim, cs);
     VL_LAUNCH_CHECK("vit_rope_kernel");
