@@ -145,7 +145,8 @@ int ctl_cmd_embed(int argc, char **argv)
     free(line);
     free(vec);
     pp_ctx_free(&pp);
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the fetcher's close callbacks */
+    uv_loop_close(&loop);
     if (be.destroy)
         be.destroy(&be);
     vl_model_free(&m);
