@@ -47,27 +47,76 @@ int vl_mp_check(const uint8_t *buf, size_t len, int max_depth, char *err, size_t
         } else {
             int hn = 0;
             switch (t) {
-            case 0xc4: case 0xd9: hn = 1; break;                     /* bin8, str8 */
-            case 0xc5: case 0xda: hn = 2; break;                     /* bin16, str16 */
-            case 0xc6: case 0xdb: hn = 4; break;                     /* bin32, str32 */
-            case 0xc7: hn = 1; break;                                /* ext8 */
-            case 0xc8: hn = 2; break;                                /* ext16 */
-            case 0xc9: hn = 4; break;                                /* ext32 */
-            case 0xca: skip = 4; break;
-            case 0xcb: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: container = 1, hn = 2; break;
-            case 0xdd: container = 1, hn = 4; break;
-            case 0xde: container = 2, hn = 2; break;
-            case 0xdf: container = 2, hn = 4; break;
+            case 0xc4:
+            case 0xd9:
+                hn = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                hn = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                hn = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                hn = 1;
+                break; /* ext8 */
+            case 0xc8:
+                hn = 2;
+                break; /* ext16 */
+            case 0xc9:
+                hn = 4;
+                break; /* ext32 */
+            case 0xca:
+                skip = 4;
+                break;
+            case 0xcb:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break;
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+                container = 1, hn = 2;
+                break;
+            case 0xdd:
+                container = 1, hn = 4;
+                break;
+            case 0xde:
+                container = 2, hn = 2;
+                break;
+            case 0xdf:
+                container = 2, hn = 4;
+                break;
             default:
                 snprintf(err, errlen, "msgpack: invalid type byte 0x%02x at %zu", t, pos - 1);
                 return -1;

@@ -22,10 +22,10 @@ struct api_src {
 
 struct api_part {
     enum api_part_kind kind;
-    char path[96];           /* "input[2].content[1].image_url": named in errors */
-    char *text;              /* API_PART_TEXT */
-    struct api_src src;      /* an image, or a video file */
-    struct api_src *frames;  /* a video given as frames (n_frames > 0) */
+    char path[96];          /* "input[2].content[1].image_url": named in errors */
+    char *text;             /* API_PART_TEXT */
+    struct api_src src;     /* an image, or a video file */
+    struct api_src *frames; /* a video given as frames (n_frames > 0) */
     int n_frames;
 };
 
@@ -38,14 +38,14 @@ struct api_msg {
 
 /* One input item: one vector out. */
 struct api_item {
-    char path[48];         /* "input[3]" or "messages": used in error messages */
+    char path[48]; /* "input[3]" or "messages": used in error messages */
     struct api_part *parts;
     int n_parts;
-    char *instruction;     /* NULL: the request's, else the model default */
-    int32_t *tokens;       /* token-array input (OpenAI form): spliced as the user text */
+    char *instruction; /* NULL: the request's, else the model default */
+    int32_t *tokens;   /* token-array input (OpenAI form): spliced as the user text */
     int n_tokens;
     int is_tokens;
-    struct api_msg *msgs;  /* the messages form */
+    struct api_msg *msgs; /* the messages form */
     int n_msgs;
     int continue_final_message, add_generation_prompt, add_special_tokens;
 };
@@ -59,8 +59,8 @@ enum api_encoding {
 };
 
 struct api_video_opts {
-    double fps;       /* 0: default */
-    int max_frames;   /* 0: default */
+    double fps;         /* 0: default */
+    int max_frames;     /* 0: default */
     int64_t max_pixels; /* 0: default */
 };
 
@@ -79,11 +79,11 @@ struct api_req {
 };
 
 struct api_limits {
-    int max_items;           /* items per request */
-    int max_visuals;         /* images + videos (and video frames) per request */
-    size_t max_text_bytes;   /* per text part */
-    int max_dimensions;      /* upper bound before the model's width is known */
-    int max_token_ids;       /* token-array input length */
+    int max_items;         /* items per request */
+    int max_visuals;       /* images + videos (and video frames) per request */
+    size_t max_text_bytes; /* per text part */
+    int max_dimensions;    /* upper bound before the model's width is known */
+    int max_token_ids;     /* token-array input length */
 };
 
 void api_limits_default(struct api_limits *l);

@@ -26,8 +26,7 @@ static void respond_err(struct api_http *h, struct http_req *req, const struct a
     char extra[256] = "";
     int n = 0;
     if (e->status == 429 || e->status == 503)
-        n += snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n",
-                      h->retry_after_s);
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n", h->retry_after_s);
     if (req->request_id)
         snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n", req->request_id);
     respond_json(req, e->status, extra, body, len);

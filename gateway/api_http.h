@@ -9,8 +9,8 @@ struct api_http {
     struct api_ctx *ctx;
     struct http_server *srv;
     int active_jobs;
-    int draining;       /* /ready answers 503 while the gateway stops */
-    int retry_after_s;  /* Retry-After on 429 and 503 */
+    int draining;                        /* /ready answers 503 while the gateway stops */
+    int retry_after_s;                   /* Retry-After on 429 and 503 */
     void (*on_idle)(struct api_http *h); /* called when the last active job is answered */
 };
 

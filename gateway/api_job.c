@@ -122,9 +122,9 @@ static void route(struct api_job *j)
     for (int i = 0; i < j->n; i++)
         items[i] = j->pp[i]->item; /* shallow: the pp_out keeps ownership */
     j->vec_pending = j->n;
-    uint64_t deadline = j->t0 + (uint64_t)((j->req.timeout_s > 0 ? j->req.timeout_s
-                                                                 : j->ctx->default_timeout_s) *
-                                           1e9);
+    uint64_t deadline =
+        j->t0 +
+        (uint64_t)((j->req.timeout_s > 0 ? j->req.timeout_s : j->ctx->default_timeout_s) * 1e9);
     /* the router keeps a pointer to items until release: both are freed with the job */
     j->items = items;
     j->rq = router_submit(j->ctx->router, j, items, j->n, deadline, on_vector);
@@ -210,8 +210,8 @@ void api_job_start(struct api_job *j)
     }
     if (rc == -2) {
         c->metrics->rejected_overloaded++;
-        api_err_set(&e, 429, "rate_limit_error", "overloaded",
-                    NULL, "the server is at its limit of %lld items in flight; retry shortly",
+        api_err_set(&e, 429, "rate_limit_error", "overloaded", NULL,
+                    "the server is at its limit of %lld items in flight; retry shortly",
                     (long long)c->router->max_items_inflight);
         fail(j, &e);
         return;

@@ -25,7 +25,7 @@ struct api_ctx {
     struct metrics *metrics;
     double default_timeout_s;
     const char *model_name;
-    const char *pp_version; /* preprocessing description, part of the fingerprint */
+    const char *pp_version;     /* preprocessing description, part of the fingerprint */
     struct api_http *user_http; /* the HTTP front end (api_http.c) */
     struct mpapi *user_mp;      /* the msgpack front end (mpapi.c) */
 };
@@ -39,11 +39,11 @@ struct api_job {
     void *tp; /* the transport's */
 
     /* results (valid in on_done) */
-    int status;           /* 200 or the error's */
+    int status; /* 200 or the error's */
     struct api_err err;
     int n;
-    struct pp_out **pp;   /* per item */
-    float *vecs;          /* n * dim, unit vectors as the worker returned them */
+    struct pp_out **pp; /* per item */
+    float *vecs;        /* n * dim, unit vectors as the worker returned them */
     int dim;
     char checkpoint[64];
     uint64_t t0, t_pp, t_end;

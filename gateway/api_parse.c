@@ -59,11 +59,16 @@ char *api_err_json(const struct api_err *e, size_t *len)
 const char *api_encoding_name(enum api_encoding e)
 {
     switch (e) {
-    case API_ENC_FLOAT: return "float";
-    case API_ENC_BASE64: return "base64";
-    case API_ENC_INT8: return "int8";
-    case API_ENC_UINT8: return "uint8";
-    case API_ENC_BINARY: return "binary";
+    case API_ENC_FLOAT:
+        return "float";
+    case API_ENC_BASE64:
+        return "base64";
+    case API_ENC_INT8:
+        return "int8";
+    case API_ENC_UINT8:
+        return "uint8";
+    case API_ENC_BINARY:
+        return "binary";
     }
     return "float";
 }
@@ -102,7 +107,8 @@ static const char *type_name(const cJSON *j)
 }
 
 /* Rejects keys not in `allowed` (NULL-terminated) and duplicate keys. */
-static int check_keys(struct pctx *c, const cJSON *obj, const char *const *allowed, const char *where)
+static int check_keys(struct pctx *c, const cJSON *obj, const char *const *allowed,
+                      const char *where)
 {
     for (const cJSON *k = obj->child; k; k = k->next) {
         int ok = 0;
@@ -150,7 +156,12 @@ static int get_src(struct pctx *c, const cJSON *j, const char *param, struct api
     const char *s = j->valuestring;
     if (s[0] == '\x01') {
         int idx;
-        if (c->bins && sscanf(s, "\x01" "bin:%d", &idx) == 1 && idx >= 0 && idx < c->n_bins) {
+        if (c->bins &&
+            sscanf(s,
+                   "\x01"
+                   "bin:%d",
+                   &idx) == 1 &&
+            idx >= 0 && idx < c->n_bins) {
             out->bytes = c->bins[idx].ptr;
             out->len = c->bins[idx].len;
             return 0;
@@ -225,8 +236,7 @@ static int parse_part(struct pctx *c, const cJSON *j, const char *param, struct 
         return get_string(c, j, param, &p->text, c->lim->max_text_bytes);
     }
     if (!cJSON_IsObject(j))
-        BAD(param, "%s: a content part must be an object or a string, got %s", param,
-            type_name(j));
+        BAD(param, "%s: a content part must be an object or a string, got %s", param, type_name(j));
     char sub[96];
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
     if (type) {
@@ -272,8 +282,8 @@ static int parse_part(struct pctx *c, const cJSON *j, const char *param, struct 
             return parse_video_value(c, v, sub, p);
         }
         snprintf(sub, sizeof sub, "%s.type", param);
-        BAD(sub, "%s: unknown content type \"%s\" (text, image_url, video_url, image, video)",
-            sub, t);
+        BAD(sub, "%s: unknown content type \"%s\" (text, image_url, video_url, image, video)", sub,
+            t);
     }
     static const char *const k[] = {"text", "image", "video", NULL};
     if (check_keys(c, j, k, param))
@@ -365,7 +375,8 @@ static int parse_item(struct pctx *c, const cJSON *j, struct api_item *it)
             continue;
         snprintf(sub, sizeof sub, "%s.%s", param, k->string);
         int is_video = !strcmp(k->string, "video");
-        /* "video": [frames] is one video; "image": [a, b] is two images; "text": [a, b] two texts */
+        /* "video": [frames] is one video; "image": [a, b] is two images; "text": [a, b] two texts
+         */
         int list = cJSON_IsArray(k) && !is_video;
         int n = list ? cJSON_GetArraySize(k) : 1;
         if (it->n_parts + n > 64)
@@ -446,8 +457,7 @@ static int parse_input(struct pctx *c, const cJSON *in, struct api_req *r)
         return parse_item(c, in, &r->items[0]);
     }
     if (!cJSON_IsArray(in))
-        BAD("input", "input: must be a string, an array or an item object, got %s",
-            type_name(in));
+        BAD("input", "input: must be a string, an array or an item object, got %s", type_name(in));
     int n = cJSON_GetArraySize(in);
     if (n == 0)
         BAD("input", "input: an empty array");
@@ -539,10 +549,19 @@ int api_parse(const cJSON *root, const struct api_limits *lim, const struct api_
     struct pctx *c = &cc;
     if (!cJSON_IsObject(root))
         BAD(NULL, "the request body must be a JSON object");
-    static const char *const keys[] = {
-        "input", "model", "dimensions", "encoding_format", "user", "instruction", "messages",
-        "continue_final_message", "add_generation_prompt", "add_special_tokens", "timeout",
-        "video", NULL};
+    static const char *const keys[] = {"input",
+                                       "model",
+                                       "dimensions",
+                                       "encoding_format",
+                                       "user",
+                                       "instruction",
+                                       "messages",
+                                       "continue_final_message",
+                                       "add_generation_prompt",
+                                       "add_special_tokens",
+                                       "timeout",
+                                       "video",
+                                       NULL};
     if (check_keys(c, root, keys, ""))
         return -1;
     const cJSON *j;
@@ -632,8 +651,8 @@ int api_parse(const cJSON *root, const struct api_limits *lim, const struct api_
     if (in) {
         if (have_cfm || have_agp)
             BAD(have_cfm ? "continue_final_message" : "add_generation_prompt",
-                "%s: only with messages", have_cfm ? "continue_final_message"
-                                                   : "add_generation_prompt");
+                "%s: only with messages",
+                have_cfm ? "continue_final_message" : "add_generation_prompt");
         if (parse_input(c, in, r))
             return -1;
     } else if (msgs) {

@@ -72,25 +72,44 @@ void http_limits_default(struct http_limits *l)
 const char *http_status_text(int s)
 {
     switch (s) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }
 
@@ -111,11 +130,11 @@ static char *build_response(int status, const char *ctype, const char *extra, co
                             size_t len, int keep_alive, size_t *out_len)
 {
     char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%sConnection: %s\r\n%s\r\n",
-                     status, http_status_text(status), len, ctype ? "Content-Type: " : "",
-                     ctype ? ctype : "", ctype ? "\r\n" : "", keep_alive ? "keep-alive" : "close",
-                     extra ? extra : "");
+    int n =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%sConnection: %s\r\n%s\r\n", status,
+                 http_status_text(status), len, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                 ctype ? "\r\n" : "", keep_alive ? "keep-alive" : "close", extra ? extra : "");
     size_t hl = (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
     char *out = vl_malloc(hl + len);
     memcpy(out, head, hl);
@@ -153,10 +172,11 @@ static void conn_refuse(struct http_conn *c, int status, const char *msg)
     int n = snprintf(body, sizeof body,
                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\","
                      "\"param\":null,\"code\":\"%s\"}}",
-                     msg, status == 413   ? "request_too_large"
-                          : status == 431 ? "headers_too_large"
-                          : status == 408 ? "request_timeout"
-                                          : "bad_request");
+                     msg,
+                     status == 413   ? "request_too_large"
+                     : status == 431 ? "headers_too_large"
+                     : status == 408 ? "request_timeout"
+                                     : "bad_request");
     r->keep_alive = 0;
     r->close_after = 1;
     r->resp = build_response(status, "application/json", NULL, body, (size_t)n, 0, &r->resp_len);
@@ -482,7 +502,8 @@ static void conn_linger(struct http_conn *c)
         return;
     }
     if (c->reading)
-        uv_read_stop((uv_stream_t *)&c->tcp), uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard);
+        uv_read_stop((uv_stream_t *)&c->tcp),
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_discard);
     c->reading = 1;
     c->lingering = 1;
     uv_timer_start(&c->timer, on_linger_timeout, 2000, 0);
@@ -587,8 +608,7 @@ static void conn_arm_timer(struct http_conn *c)
     } else
         ms = c->srv->lim.idle_timeout_ms;
     /* the header deadline is from the first byte: do not restart it on every read */
-    if (c->cur && !c->in_body && uv_is_active((uv_handle_t *)&c->timer) &&
-        c->head_bytes > 0)
+    if (c->cur && !c->in_body && uv_is_active((uv_handle_t *)&c->timer) && c->head_bytes > 0)
         return;
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }

@@ -21,12 +21,12 @@ struct http_server;
 struct http_conn;
 
 struct http_req {
-    int method;          /* enum http_method from http_parser.h */
-    char *path;          /* NUL-terminated, without the query string */
-    char *query;         /* NUL-terminated, "" when absent */
-    char *content_type;  /* lower-cased value or NULL */
-    char *request_id;    /* X-Request-Id value or NULL */
-    uint8_t *body;       /* NUL-terminated for convenience; body_len excludes the NUL */
+    int method;         /* enum http_method from http_parser.h */
+    char *path;         /* NUL-terminated, without the query string */
+    char *query;        /* NUL-terminated, "" when absent */
+    char *content_type; /* lower-cased value or NULL */
+    char *request_id;   /* X-Request-Id value or NULL */
+    uint8_t *body;      /* NUL-terminated for convenience; body_len excludes the NUL */
     size_t body_len;
     int keep_alive;
     uint64_t t_start_ns; /* uv_hrtime() when the first byte of the request arrived */
@@ -42,11 +42,11 @@ struct http_req {
 };
 
 struct http_limits {
-    size_t max_header_bytes;  /* request line + all headers */
-    int max_headers;          /* header fields */
-    size_t max_body_bytes;    /* 413 above this */
-    int max_pipeline;         /* outstanding requests per connection */
-    int max_conns;            /* open connections; more are accepted and closed at once */
+    size_t max_header_bytes;    /* request line + all headers */
+    int max_headers;            /* header fields */
+    size_t max_body_bytes;      /* 413 above this */
+    int max_pipeline;           /* outstanding requests per connection */
+    int max_conns;              /* open connections; more are accepted and closed at once */
     uint64_t header_timeout_ms; /* whole request head must arrive within this */
     uint64_t body_timeout_ms;   /* at most this between two reads of a body */
     uint64_t idle_timeout_ms;   /* keep-alive connection with nothing outstanding */

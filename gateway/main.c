@@ -39,10 +39,13 @@ struct gw_opts {
 };
 
 #define O(name, type, field, def, lo, hi, choices, help)                                           \
-    {name, VL_OPT_##type, offsetof(struct gw_opts, field), def, lo, hi, choices, help}
+    {                                                                                              \
+        name, VL_OPT_##type, offsetof(struct gw_opts, field), def, lo, hi, choices, help           \
+    }
 static const struct vl_opt opts[] = {
     O("model", STR, model, NULL, 1, 0, NULL, "checkpoint directory (its tokenizer.json is used)"),
-    O("tokenizer", STR, tokenizer, NULL, 1, 0, NULL, "tokenizer.json [default: MODEL/tokenizer.json]"),
+    O("tokenizer", STR, tokenizer, NULL, 1, 0, NULL,
+      "tokenizer.json [default: MODEL/tokenizer.json]"),
     O("model-name", STR, model_name, NULL, 1, 0, NULL,
       "model id reported in responses and /v1/models [default: the model directory's name]"),
     O("http", STR, http, NULL, 1, 0, NULL, "HTTP listen address HOST:PORT (standalone use)"),

@@ -10,7 +10,7 @@
 #include "gateway/router.h"
 
 static const double bounds[METRICS_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                 0.25,  0.5,    1,     2.5,  5,     10,  30};
+                                                 0.25,  0.5,    1,     2.5,  5,     10,   30};
 
 void metrics_init(struct metrics *m)
 {
@@ -71,7 +71,8 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
     b.p[0] = 0;
     put(&b, "# HELP vlembed_requests_total Embedding requests received, by API.\n"
             "# TYPE vlembed_requests_total counter\n");
-    put(&b, "vlembed_requests_total{api=\"http\"} %llu\n", (unsigned long long)m->requests[MA_HTTP]);
+    put(&b, "vlembed_requests_total{api=\"http\"} %llu\n",
+        (unsigned long long)m->requests[MA_HTTP]);
     put(&b, "vlembed_requests_total{api=\"msgpack\"} %llu\n",
         (unsigned long long)m->requests[MA_MSGPACK]);
     put(&b, "# HELP vlembed_errors_total Requests answered with an error, by status and code.\n"
@@ -90,14 +91,16 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
     for (int i = 0; i < 3; i++)
         put(&b, "vlembed_tokens_total{kind=\"%s\"} %llu\n", ik[i],
             (unsigned long long)m->tokens[i]);
-    put(&b, "# HELP vlembed_visuals_total Images and videos embedded.\n"
-            "# TYPE vlembed_visuals_total counter\n"
-            "vlembed_visuals_total{kind=\"image\"} %llu\nvlembed_visuals_total{kind=\"video\"} %llu\n",
+    put(&b,
+        "# HELP vlembed_visuals_total Images and videos embedded.\n"
+        "# TYPE vlembed_visuals_total counter\n"
+        "vlembed_visuals_total{kind=\"image\"} %llu\nvlembed_visuals_total{kind=\"video\"} %llu\n",
         (unsigned long long)m->images, (unsigned long long)m->videos);
-    put(&b, "# HELP vlembed_rejected_total Requests refused at admission, before any work.\n"
-            "# TYPE vlembed_rejected_total counter\n"
-            "vlembed_rejected_total{reason=\"overloaded\"} %llu\n"
-            "vlembed_rejected_total{reason=\"no_ready_worker\"} %llu\n",
+    put(&b,
+        "# HELP vlembed_rejected_total Requests refused at admission, before any work.\n"
+        "# TYPE vlembed_rejected_total counter\n"
+        "vlembed_rejected_total{reason=\"overloaded\"} %llu\n"
+        "vlembed_rejected_total{reason=\"no_ready_worker\"} %llu\n",
         (unsigned long long)m->rejected_overloaded, (unsigned long long)m->rejected_no_worker);
     static const char *sn[MS_N] = {"preprocess", "inference", "total"};
     put(&b, "# HELP vlembed_stage_seconds Time per request spent in each stage.\n"
@@ -106,8 +109,8 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
         uint64_t cum = 0;
         for (int i = 0; i < METRICS_N_BUCKETS; i++) {
             cum += m->stage[s].buckets[i];
-            put(&b, "vlembed_stage_seconds_bucket{stage=\"%s\",le=\"%g\"} %llu\n", sn[s],
-                bounds[i], (unsigned long long)cum);
+            put(&b, "vlembed_stage_seconds_bucket{stage=\"%s\",le=\"%g\"} %llu\n", sn[s], bounds[i],
+                (unsigned long long)cum);
         }
         put(&b, "vlembed_stage_seconds_bucket{stage=\"%s\",le=\"+Inf\"} %llu\n", sn[s],
             (unsigned long long)m->stage[s].count);
@@ -115,11 +118,13 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
         put(&b, "vlembed_stage_seconds_count{stage=\"%s\"} %llu\n", sn[s],
             (unsigned long long)m->stage[s].count);
     }
-    put(&b, "# HELP vlembed_queue_items Items admitted and not yet answered (preprocessing, "
-            "queued or on a worker).\n# TYPE vlembed_queue_items gauge\nvlembed_queue_items %lld\n",
+    put(&b,
+        "# HELP vlembed_queue_items Items admitted and not yet answered (preprocessing, "
+        "queued or on a worker).\n# TYPE vlembed_queue_items gauge\nvlembed_queue_items %lld\n",
         (long long)r->admitted);
-    put(&b, "# HELP vlembed_queue_capacity_items Admission limit on vlembed_queue_items.\n"
-            "# TYPE vlembed_queue_capacity_items gauge\nvlembed_queue_capacity_items %lld\n",
+    put(&b,
+        "# HELP vlembed_queue_capacity_items Admission limit on vlembed_queue_items.\n"
+        "# TYPE vlembed_queue_capacity_items gauge\nvlembed_queue_capacity_items %lld\n",
         (long long)r->max_items_inflight);
     int per_state[5] = {0};
     for (int i = 0; i < r->n_w; i++)
@@ -129,25 +134,30 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
     for (int s = 0; s < 5; s++)
         put(&b, "vlembed_workers{state=\"%s\"} %d\n", router_state_name((enum router_wstate)s),
             per_state[s]);
-    put(&b, "# HELP vlembed_workers_connected Workers with an open connection that said hello.\n"
-            "# TYPE vlembed_workers_connected gauge\nvlembed_workers_connected %d\n",
+    put(&b,
+        "# HELP vlembed_workers_connected Workers with an open connection that said hello.\n"
+        "# TYPE vlembed_workers_connected gauge\nvlembed_workers_connected %d\n",
         router_ready_count(r));
     put(&b, "# HELP vlembed_worker_inflight_items Items sent to a worker and not yet answered.\n"
             "# TYPE vlembed_worker_inflight_items gauge\n");
     for (int i = 0; i < r->n_w; i++)
         put(&b, "vlembed_worker_inflight_items{worker=\"%d\"} %d\n", r->w[i]->id,
             r->w[i]->inflight);
-    put(&b, "# HELP vlembed_worker_retries_total Items re-sent after their worker died.\n"
-            "# TYPE vlembed_worker_retries_total counter\nvlembed_worker_retries_total %llu\n",
+    put(&b,
+        "# HELP vlembed_worker_retries_total Items re-sent after their worker died.\n"
+        "# TYPE vlembed_worker_retries_total counter\nvlembed_worker_retries_total %llu\n",
         (unsigned long long)r->n_retries);
-    put(&b, "# HELP vlembed_worker_losses_total Worker connections lost with items in flight.\n"
-            "# TYPE vlembed_worker_losses_total counter\nvlembed_worker_losses_total %llu\n",
+    put(&b,
+        "# HELP vlembed_worker_losses_total Worker connections lost with items in flight.\n"
+        "# TYPE vlembed_worker_losses_total counter\nvlembed_worker_losses_total %llu\n",
         (unsigned long long)r->n_worker_deaths);
-    put(&b, "# HELP vlembed_worker_frames_total Embed frames sent to workers.\n"
-            "# TYPE vlembed_worker_frames_total counter\nvlembed_worker_frames_total %llu\n",
+    put(&b,
+        "# HELP vlembed_worker_frames_total Embed frames sent to workers.\n"
+        "# TYPE vlembed_worker_frames_total counter\nvlembed_worker_frames_total %llu\n",
         (unsigned long long)r->n_frames);
-    put(&b, "# HELP vlembed_http_connections Open HTTP connections.\n"
-            "# TYPE vlembed_http_connections gauge\nvlembed_http_connections %d\n",
+    put(&b,
+        "# HELP vlembed_http_connections Open HTTP connections.\n"
+        "# TYPE vlembed_http_connections gauge\nvlembed_http_connections %d\n",
         http_conns);
     *len = b.n;
     return b.p;

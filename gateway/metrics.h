@@ -41,7 +41,6 @@ void metrics_init(struct metrics *m);
 void metrics_observe(struct metrics *m, enum metrics_stage s, double seconds);
 void metrics_error(struct metrics *m, int status, const char *code);
 /* Renders the exposition text (malloc'd). */
-char *metrics_render(const struct metrics *m, const struct router *r, int http_conns,
-                     size_t *len);
+char *metrics_render(const struct metrics *m, const struct router *r, int http_conns, size_t *len);
 
 #endif

@@ -127,12 +127,17 @@ static cJSON *to_json(const msgpack_object *o, struct mp_req *r, int *n_bins, in
                       char *err, size_t errlen)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return cJSON_CreateNull();
-    case MSGPACK_OBJECT_BOOLEAN: return cJSON_CreateBool(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return cJSON_CreateNumber((double)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return cJSON_CreateNumber((double)o->via.i64);
+    case MSGPACK_OBJECT_NIL:
+        return cJSON_CreateNull();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return cJSON_CreateBool(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return cJSON_CreateNumber((double)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return cJSON_CreateNumber((double)o->via.i64);
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return cJSON_CreateNumber(o->via.f64);
+    case MSGPACK_OBJECT_FLOAT64:
+        return cJSON_CreateNumber(o->via.f64);
     case MSGPACK_OBJECT_STR: {
         if (memchr(o->via.str.ptr, 0, o->via.str.size) ||
             (o->via.str.size && o->via.str.ptr[0] == '\x01')) {
@@ -152,7 +157,10 @@ static cJSON *to_json(const msgpack_object *o, struct mp_req *r, int *n_bins, in
         r->bins[*n_bins].ptr = (const uint8_t *)o->via.bin.ptr;
         r->bins[*n_bins].len = o->via.bin.size;
         char ref[32];
-        snprintf(ref, sizeof ref, "\x01" "bin:%d", (*n_bins)++);
+        snprintf(ref, sizeof ref,
+                 "\x01"
+                 "bin:%d",
+                 (*n_bins)++);
         return cJSON_CreateString(ref);
     }
     case MSGPACK_OBJECT_ARRAY: {
@@ -280,8 +288,8 @@ static void job_done(struct api_job *j)
             int d = api_job_out_dim(j);
             float *tmp = vl_malloc((size_t)(d + 8) * sizeof(float));
             for (int i = 0; i < j->n; i++) {
-                int k = api_postprocess(j->vecs + (size_t)i * j->dim, j->dim, d, j->req.encoding,
-                                        tmp);
+                int k =
+                    api_postprocess(j->vecs + (size_t)i * j->dim, j->dim, d, j->req.encoding, tmp);
                 size_t bytes = j->req.encoding <= API_ENC_BASE64 ? (size_t)k * 4 : (size_t)k;
                 msgpack_pack_map(&pk, 2);
                 vl_mp_pack_kv_int(&pk, "index", i);

@@ -2,6 +2,7 @@
 #include "gateway/openapi.h"
 
 #define S(...) #__VA_ARGS__
+// clang-format off
 const char openapi_json[] = S({
   "openapi": "3.1.0",
   "info": {"title": "vlembed", "version": "1",
@@ -71,3 +72,4 @@ const char openapi_json[] = S({
     }
   }
 });
+// clang-format on

@@ -20,12 +20,12 @@
 /* One media source of the item, in part order (a frame list contributes one per frame). */
 struct pp_src {
     const struct api_src *src;
-    const char *path;  /* for errors */
-    char fpath[112];   /* path of a frame: "input[0].video[3]" */
+    const char *path; /* for errors */
+    char fpath[112];  /* path of a frame: "input[0].video[3]" */
     int is_video_file;
     const uint8_t *ptr;
     size_t len;
-    uint8_t *owned;    /* decoded data: URI or fetched body */
+    uint8_t *owned; /* decoded data: URI or fetched body */
     struct pp_job *job;
 };
 
@@ -106,8 +106,8 @@ static int load_source(struct pp_ctx *c, struct pp_src *s, struct api_err *e)
                                      sizeof err);
     if (rc) {
         api_err_set(e, rc == -E2BIG ? 413 : 400, "invalid_request_error",
-                    rc == -E2BIG ? "media_too_large" : "invalid_media", s->path, "%s: %s",
-                    s->path, err);
+                    rc == -E2BIG ? "media_too_large" : "invalid_media", s->path, "%s: %s", s->path,
+                    err);
         return -1;
     }
     s->ptr = s->owned;
@@ -156,8 +156,8 @@ static int render_tokens(struct pp_job *j, const char *instruction, int32_t **id
             return -1;
         }
     }
-    char *ins = prompt_instruction(instruction, instruction ? strlen(instruction) : 0, err,
-                                   sizeof err);
+    char *ins =
+        prompt_instruction(instruction, instruction ? strlen(instruction) : 0, err, sizeof err);
     if (!ins) {
         fail(j, 400, "invalid_value", it->path, err);
         return -1;
@@ -337,8 +337,8 @@ static void work_cb(uv_work_t *w)
                     pparts[k].text = ap->text;
                     pparts[k].text_len = strlen(ap->text);
                 } else {
-                    pparts[k].kind = ap->kind == API_PART_IMAGE ? PROMPT_PART_IMAGE
-                                                                : PROMPT_PART_VIDEO;
+                    pparts[k].kind =
+                        ap->kind == API_PART_IMAGE ? PROMPT_PART_IMAGE : PROMPT_PART_VIDEO;
                     pparts[k].visual = &pv[vi++];
                 }
             }
@@ -411,8 +411,8 @@ static void work_cb(uv_work_t *w)
             cJSON_AddNumberToObject(x, "height", vis[i].height);
             int32_t g[3] = {vis[i].grid_t, vis[i].grid_h, vis[i].grid_w};
             cJSON_AddItemToObject(x, "grid_thw", ints_json(g, 3));
-            cJSON_AddNumberToObject(x, "tokens", (double)vis[i].grid_t * vis[i].grid_h *
-                                                     vis[i].grid_w / 4);
+            cJSON_AddNumberToObject(x, "tokens",
+                                    (double)vis[i].grid_t * vis[i].grid_h * vis[i].grid_w / 4);
             cJSON_AddNumberToObject(x, "frames", vis[i].n_frames);
             if (vis[i].kind == VL_VISUAL_VIDEO) {
                 if (fidx[i])
@@ -498,9 +498,9 @@ static void on_fetched(void *data, int status, const uint8_t *body, size_t n, co
         x->ptr = x->owned ? x->owned : (const uint8_t *)"";
         x->len = n;
     } else if (!j->failed) {
-        int st = status == FETCH_ERR_TOO_LARGE ? 413
-                 : status == FETCH_ERR_TIMEOUT ? 504
-                 : status == FETCH_ERR_NETWORK ? 502
+        int st = status == FETCH_ERR_TOO_LARGE  ? 413
+                 : status == FETCH_ERR_TIMEOUT  ? 504
+                 : status == FETCH_ERR_NETWORK  ? 502
                  : status == FETCH_ERR_CANCELED ? 503
                                                 : 400;
         const char *code = status == FETCH_ERR_TOO_LARGE ? "media_too_large"
@@ -583,8 +583,8 @@ void pp_start(struct pp_ctx *c, const struct api_req *req, int index, int want_p
         if (x->ptr)
             continue;
         enum media_source_kind k = media_source_classify(x->src->url);
-        if (k == MEDIA_SRC_DATA || k == MEDIA_SRC_FILE || (k == MEDIA_SRC_INVALID &&
-                                                           x->src->url[0] == '/'))
+        if (k == MEDIA_SRC_DATA || k == MEDIA_SRC_FILE ||
+            (k == MEDIA_SRC_INVALID && x->src->url[0] == '/'))
             continue; /* read on the pool */
         if (k != MEDIA_SRC_URL) {
             api_err_set(&j->err, 400, "invalid_request_error", "invalid_media", x->path,
@@ -603,11 +603,10 @@ void pp_start(struct pp_ctx *c, const struct api_req *req, int index, int want_p
                 break;
             }
         }
-        struct fetch_opts fo = {
-            .max_bytes = x->is_video_file ? c->cfg.media.max_video_bytes
-                                          : c->cfg.media.max_input_bytes,
-            .timeout_ms = (int64_t)(c->cfg.fetch_timeout_s * 1000),
-            .max_redirects = -1};
+        struct fetch_opts fo = {.max_bytes = x->is_video_file ? c->cfg.media.max_video_bytes
+                                                              : c->cfg.media.max_input_bytes,
+                                .timeout_ms = (int64_t)(c->cfg.fetch_timeout_s * 1000),
+                                .max_redirects = -1};
         x->job = j;
         j->pending++;
         int rc = fetch_start(c->fetcher, x->src->url, &fo, on_fetched, x);

@@ -18,11 +18,11 @@
 #include "gateway/tokenizer.h"
 
 struct pp_config {
-    const char *tokenizer_path;  /* DIR/tokenizer.json */
+    const char *tokenizer_path; /* DIR/tokenizer.json */
     struct media_limits media;
-    int32_t max_tokens;          /* per item, <= 8192 */
-    double fetch_timeout_s;      /* per URL */
-    const char *media_dir;       /* local files allowed only under this directory; NULL: none */
+    int32_t max_tokens;            /* per item, <= 8192 */
+    double fetch_timeout_s;        /* per URL */
+    const char *media_dir;         /* local files allowed only under this directory; NULL: none */
     const char *fetch_allow_cidrs; /* non-global addresses that may be fetched (tests) */
 };
 
@@ -39,7 +39,7 @@ struct pp_out {
     struct vl_item item;
     int32_t text_tokens, image_tokens, video_tokens;
     int32_t n_images, n_videos;
-    cJSON *preview;       /* when asked: prompt, token counts, sizes, grids, frames, timestamps */
+    cJSON *preview; /* when asked: prompt, token counts, sizes, grids, frames, timestamps */
     uint64_t fetch_ns, media_ns, tokenize_ns;
 };
 void pp_out_free(struct pp_out *o);

@@ -159,7 +159,7 @@ static struct router_worker *next_ready(struct router *r, const struct router_wo
 {
     for (int k = 0; k < r->n_w; k++) {
         struct router_worker *w = r->w[(r->rr + k) % r->n_w];
-        if (usable(w) && w != avoid) {
+        if (w != avoid && usable(w)) {
             r->rr = (r->rr + k + 1) % r->n_w;
             return w;
         }
@@ -195,7 +195,8 @@ static size_t item_bytes(const struct vl_item *it)
 {
     size_t n = (size_t)it->n_ids * 4 + 64;
     for (int v = 0; v < it->n_visuals; v++)
-        n += (size_t)it->visuals[v].n_frames * it->visuals[v].height * it->visuals[v].width * 3 + 64;
+        n +=
+            (size_t)it->visuals[v].n_frames * it->visuals[v].height * it->visuals[v].width * 3 + 64;
     return n;
 }
 

@@ -31,7 +31,7 @@ struct router_worker {
     uv_timer_t retry;
     int handle_open, connecting, connected, hello;
     int backoff_ms;
-    void *rd; /* struct vl_frame_reader */
+    void *rd;     /* struct vl_frame_reader */
     int inflight; /* items sent, not answered */
     int removed;  /* no longer listed: close when idle */
     int drained_sent;

@@ -19,7 +19,6 @@
 #include "worker/model.h"
 #include "worker/serve.h"
 
-
 struct worker_opts {
     char *model;
     char *backend;
@@ -34,11 +33,14 @@ struct worker_opts {
 };
 
 #define O(name, type, field, def, lo, hi, choices, help)                                           \
-    {name, VL_OPT_##type, offsetof(struct worker_opts, field), def, lo, hi, choices, help}
+    {                                                                                              \
+        name, VL_OPT_##type, offsetof(struct worker_opts, field), def, lo, hi, choices, help       \
+    }
 static const struct vl_opt opts[] = {
     O("model", STR, model, NULL, 1, 0, NULL, "checkpoint directory (required)"),
     O("backend", STR, backend, "cpu", 1, 0, "cpu|cuda", "inference backend"),
-    O("socket", STR, socket, NULL, 1, 0, NULL, "Unix socket path to serve the gateway on (required)"),
+    O("socket", STR, socket, NULL, 1, 0, NULL,
+      "Unix socket path to serve the gateway on (required)"),
     O("control-fd", INT, control_fd, "-1", -1, 65535, NULL,
       "inherited socketpair end for the supervisor's control channel (-1: none)"),
     O("threads", INT, threads, "0", 0, 1024, NULL, "CPU backend threads (0: all cores)"),

@@ -122,8 +122,8 @@ static void embed_batch(struct job **jobs, int n)
             snprintf(j->err, sizeof j->err, "the item's deadline passed before it was embedded");
             continue;
         }
-        if (vl_item_validate(&j->item, o->image_token_id, o->video_token_id, o->max_tokens,
-                             j->err, sizeof j->err)) {
+        if (vl_item_validate(&j->item, o->image_token_id, o->video_token_id, o->max_tokens, j->err,
+                             sizeof j->err)) {
             j->code = "invalid_item";
             continue;
         }
@@ -380,7 +380,8 @@ static int decode_item(const msgpack_object *it, struct job *j, char *err, size_
         }
         int64_t g[3];
         if (!grid || grid->type != MSGPACK_OBJECT_ARRAY || grid->via.array.size != 3 ||
-            vl_mp_int(&grid->via.array.ptr[0], &g[0]) || vl_mp_int(&grid->via.array.ptr[1], &g[1]) ||
+            vl_mp_int(&grid->via.array.ptr[0], &g[0]) ||
+            vl_mp_int(&grid->via.array.ptr[1], &g[1]) ||
             vl_mp_int(&grid->via.array.ptr[2], &g[2]) || g[0] < 1 || g[1] < 2 || g[2] < 2 ||
             g[0] > 4096 || g[1] > 4096 || g[2] > 4096) {
             snprintf(err, errlen, "visual %u: grid must be [t, h, w] within 1..4096", v);
@@ -481,8 +482,8 @@ static void on_conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     if (n > 0 && vl_frame_reader_feed(&c->rd, b->base, (size_t)n) != 0) {
-        vl_warn("gateway frame over the %u-byte cap (declared %zu); closing",
-                VL_FRAME_MAX_INTERNAL, c->rd.bad_len);
+        vl_warn("gateway frame over the %u-byte cap (declared %zu); closing", VL_FRAME_MAX_INTERNAL,
+                c->rd.bad_len);
         free(b->base);
         conn_close(c);
         return;
@@ -702,9 +703,8 @@ int serve_run(const struct serve_opts *o, struct vl_backend *backend)
         return VL_EXIT_TRANSIENT;
     }
     vl_info("serving on %s (backend %s, device %s, dim %d, batch %lld tokens / %d items)",
-            o->socket_path, o->backend_name ? o->backend_name : "?",
-            o->device ? o->device : "?", o->hidden, (long long)o->max_batch_tokens,
-            o->max_batch_items);
+            o->socket_path, o->backend_name ? o->backend_name : "?", o->device ? o->device : "?",
+            o->hidden, (long long)o->max_batch_tokens, o->max_batch_items);
     send_ready();
 
     uv_run(S.loop, UV_RUN_DEFAULT);
@@ -761,7 +761,7 @@ int serve_fingerprint(const char *dir, char out[17])
     DIR *d = opendir(dir);
     if (!d)
         return -1;
-    char *names[256];
+    char *names[256] = {0};
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) && n < 256) {

@@ -14,14 +14,14 @@
 
 struct serve_opts {
     const char *socket_path;
-    int control_fd;            /* -1: none */
-    int hidden;                /* embedding width the backend returns */
+    int control_fd; /* -1: none */
+    int hidden;     /* embedding width the backend returns */
     int32_t image_token_id, video_token_id;
-    int32_t max_tokens;        /* per item */
-    int64_t max_batch_tokens;  /* tokens per backend call (an item larger than this runs alone) */
-    int max_batch_items;       /* items per backend call */
-    const char *device;        /* "cpu", "cuda:0 (NVIDIA H100 ...)" */
-    const char *fingerprint;   /* checkpoint fingerprint, see serve_fingerprint() */
+    int32_t max_tokens;       /* per item */
+    int64_t max_batch_tokens; /* tokens per backend call (an item larger than this runs alone) */
+    int max_batch_items;      /* items per backend call */
+    const char *device;       /* "cpu", "cuda:0 (NVIDIA H100 ...)" */
+    const char *fingerprint;  /* checkpoint fingerprint, see serve_fingerprint() */
     const char *backend_name;
 };
 

@@ -157,7 +157,10 @@ static int worker_once(int fd, char **buf, size_t *cap)
         for (size_t i = 0; i + 3 <= n; i++) {
             if (memcmp(p + i, "\xa2id", 3) == 0)
                 ids++;
-            if (i + 10 <= n && memcmp(p + i, "\xa9" "embedding", 10) == 0)
+            if (i + 10 <= n && memcmp(p + i,
+                                      "\xa9"
+                                      "embedding",
+                                      10) == 0)
                 ok++;
         }
         if (ids == 0)
@@ -239,9 +242,12 @@ int main(int argc, char **argv)
     long blen = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *body = malloc((size_t)blen);
-    if (fread(body, 1, (size_t)blen, f) != (size_t)blen)
-        return 2;
+    size_t got = fread(body, 1, (size_t)blen, f);
     fclose(f);
+    if (got != (size_t)blen) {
+        free(body);
+        return 2;
+    }
     int argi = 4;
     items_per_req = atoi(argv[argi++]);
     int conns = atoi(argv[argi++]);

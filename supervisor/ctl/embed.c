@@ -27,12 +27,16 @@ struct embed_opts {
 };
 
 #define O(name, type, field, def, lo, hi, choices, help)                                           \
-    {name, VL_OPT_##type, offsetof(struct embed_opts, field), def, lo, hi, choices, help}
+    {                                                                                              \
+        name, VL_OPT_##type, offsetof(struct embed_opts, field), def, lo, hi, choices, help        \
+    }
 static const struct vl_opt opts[] = {
     O("model", STR, model, NULL, 1, 0, NULL, "checkpoint directory (required)"),
     O("backend", STR, backend, "cpu", 1, 0, "cpu|cuda", "inference backend"),
-    O("tokenizer", STR, tokenizer, NULL, 1, 0, NULL, "tokenizer.json [default: MODEL/tokenizer.json]"),
-    O("media-dir", STR, media_dir, NULL, 1, 0, NULL, "local media files allowed under this directory"),
+    O("tokenizer", STR, tokenizer, NULL, 1, 0, NULL,
+      "tokenizer.json [default: MODEL/tokenizer.json]"),
+    O("media-dir", STR, media_dir, NULL, 1, 0, NULL,
+      "local media files allowed under this directory"),
     O("threads", INT, threads, "0", 0, 1024, NULL, "CPU backend threads (0: all cores)"),
     O("device", INT, device, "0", 0, 64, NULL, "CUDA device ordinal"),
     O("max-tokens", INT, max_tokens, "8192", 16, 8192, NULL, "prompt tokens per item"),

@@ -149,10 +149,8 @@ TEST(test_refusals)
     expect_bad("{\"input\":[{\"text\":\"a\",\"content\":[]}]}", "input[0].content", NULL);
     expect_bad("{}", "input", NULL);
     expect_bad("[1,2]", NULL, NULL);
-    expect_bad("{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", "messages[0].role",
-               NULL);
-    expect_bad("{\"input\":\"x\",\"continue_final_message\":true}", "continue_final_message",
-               NULL);
+    expect_bad("{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", "messages[0].role", NULL);
+    expect_bad("{\"input\":\"x\",\"continue_final_message\":true}", "continue_final_message", NULL);
     expect_bad("{\"input\":\"x\",\"messages\":[]}", "messages", NULL);
     expect_bad("{\"input\":\"x\",\"video\":{\"fps\":0}}", "video.fps", NULL);
     expect_bad("{\"input\":\"x\",\"timeout\":-1}", "timeout", NULL);
@@ -277,5 +275,5 @@ TEST(test_format_float)
     CHECK_EQ_INT(bad, 0);
 }
 
-TEST_MAIN(test_format_float, test_forms, test_refusals, test_postprocess, test_base64, test_msgpack_check,
-          test_error_json)
+TEST_MAIN(test_format_float, test_forms, test_refusals, test_postprocess, test_base64,
+          test_msgpack_check, test_error_json)

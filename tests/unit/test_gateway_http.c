@@ -120,12 +120,14 @@ static void *client(void *arg)
     /* keep-alive: two requests, one connection */
     int fd = dial();
     CHECK(fd >= 0);
-    send_all(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    send_all(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+             strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
     char *r = read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "path=/a");
     CHECK_CONTAINS(r, "Connection: keep-alive");
-    send_all(fd, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", strlen("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+    send_all(fd, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+             strlen("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
     r = read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "path=/b");
@@ -167,7 +169,8 @@ static void *client(void *arg)
 
     /* declared body over the cap: 413 before we send any of it */
     fd = dial();
-    send_all(fd, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n", strlen("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"));
+    send_all(fd, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
+             strlen("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"));
     r = read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "HTTP/1.1 413");
@@ -177,7 +180,9 @@ static void *client(void *arg)
 
     /* Expect: 100-continue gets the interim response, then the answer */
     fd = dial();
-    send_all(fd, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", strlen("POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
+    send_all(
+        fd, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        strlen("POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
     char cont[64] = {0};
     ssize_t k = read(fd, cont, 25);
     CHECK(k == 25 && strncmp(cont, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
@@ -209,7 +214,9 @@ static void *client(void *arg)
 
     /* Connection: close is honoured (the server closes after answering) */
     fd = dial();
-    send_all(fd, "GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n", strlen("GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n"));
+    send_all(
+        fd, "GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n",
+        strlen("GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n"));
     r = read_responses(fd, 2, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "Connection: close");
