@@ -53,8 +53,9 @@ static int config_from_model(const struct vl_model *m, struct vl_cuda_config *c,
     }
     if (v->patch_size != 16 || v->temporal_patch_size != 2 || v->spatial_merge_size != 2 ||
         v->in_channels != 3 || (v->rope_theta != 0 && v->rope_theta != 10000.0f)) {
-        snprintf(err, errlen, "CUDA backend: vision patching other than 3x2x16x16 with 2x2 merge "
-                              "and rope theta 10000 is not supported");
+        snprintf(err, errlen,
+                 "CUDA backend: vision patching other than 3x2x16x16 with 2x2 merge "
+                 "and rope theta 10000 is not supported");
         return -1;
     }
     if (v->n_deepstack > VL_CUDA_MAX_DEEPSTACK || v->n_deepstack > t->num_hidden_layers) {
@@ -174,8 +175,8 @@ int vl_backend_cuda_create(const struct vl_model *m, const struct vl_backend_opt
         free(cb);
         return -1;
     }
-    vl_info("CUDA backend on %s (%d SMs): %.1f MiB of bf16 weights", cb->dev.name,
-            cb->dev.sm_count, cb->w.bytes / 1048576.0);
+    vl_info("CUDA backend on %s (%d SMs): %.1f MiB of bf16 weights", cb->dev.name, cb->dev.sm_count,
+            cb->w.bytes / 1048576.0);
     memset(out, 0, sizeof *out);
     out->name = "cuda";
     out->state = cb;

@@ -26,16 +26,36 @@
 
 /* Per-op device time, when profiling is on (vl_cuda_ctx_profile): events between ops. */
 enum prof_tag {
-    P_UPLOAD, P_V_PATCH, P_V_NORM, P_V_QKV, P_V_ROPE, P_V_ATTN, P_V_PROJ, P_V_MLP, P_V_MERGER,
-    P_EMBED, P_NORM, P_QKV, P_QKNORM_ROPE, P_ATTN, P_O, P_GATE_UP, P_SWIGLU, P_DOWN,
-    P_DEEPSTACK, P_POOL, P_END, P_N
+    P_UPLOAD,
+    P_V_PATCH,
+    P_V_NORM,
+    P_V_QKV,
+    P_V_ROPE,
+    P_V_ATTN,
+    P_V_PROJ,
+    P_V_MLP,
+    P_V_MERGER,
+    P_EMBED,
+    P_NORM,
+    P_QKV,
+    P_QKNORM_ROPE,
+    P_ATTN,
+    P_O,
+    P_GATE_UP,
+    P_SWIGLU,
+    P_DOWN,
+    P_DEEPSTACK,
+    P_POOL,
+    P_END,
+    P_N
 };
-static const char *prof_name[P_N] = {
-    "upload",        "vit.patch_embed", "vit.layernorm", "vit.qkv",      "vit.rope",
-    "vit.attention", "vit.proj",        "vit.mlp",       "vit.mergers",  "lm.embed",
-    "lm.rmsnorm",    "lm.qkv",          "lm.qk_norm_rope", "lm.attention", "lm.o_proj",
-    "lm.gate_up",    "lm.swiglu",       "lm.down",       "lm.deepstack", "pool+download",
-    "end"};
+static const char *prof_name[P_N] = {"upload",          "vit.patch_embed", "vit.layernorm",
+                                     "vit.qkv",         "vit.rope",        "vit.attention",
+                                     "vit.proj",        "vit.mlp",         "vit.mergers",
+                                     "lm.embed",        "lm.rmsnorm",      "lm.qkv",
+                                     "lm.qk_norm_rope", "lm.attention",    "lm.o_proj",
+                                     "lm.gate_up",      "lm.swiglu",       "lm.down",
+                                     "lm.deepstack",    "pool+download",   "end"};
 #define PROF_MAX 4096
 
 struct staging {
@@ -102,8 +122,8 @@ int vl_cuda_ctx_profile_report(const struct vl_cuda_ctx *c, char *buf, size_t n)
     size_t o = (size_t)snprintf(buf, n, "device %.2f ms:", tot);
     for (int i = 0; i < P_END && o < n; i++)
         if (c->prof_ms[i] > 0)
-            o += (size_t)snprintf(buf + o, n - o, " %s %.2f (%.1f%%)", prof_name[i],
-                                  c->prof_ms[i], tot > 0 ? 100 * c->prof_ms[i] / tot : 0);
+            o += (size_t)snprintf(buf + o, n - o, " %s %.2f (%.1f%%)", prof_name[i], c->prof_ms[i],
+                                  tot > 0 ? 100 * c->prof_ms[i] / tot : 0);
     return (int)o;
 }
 
@@ -211,7 +231,7 @@ void vl_cuda_ctx_free(struct vl_cuda_ctx *c)
         return;
     if (c->stream)
         vl_cuda_stream_sync(c->stream);
-    uint16_t *bufs[] = {c->h,   c->xn,   c->qkv, c->att, c->gu, c->act, c->vx,
+    uint16_t *bufs[] = {c->h,   c->xn,   c->qkv,  c->att, c->gu, c->act,    c->vx,
                         c->vxn, c->vqkv, c->vatt, c->vfc, c->m1, c->vis_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         vl_cuda_free(bufs[i]);
@@ -308,8 +328,8 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
         mark(c, P_V_MERGER);
         if (ds < k->n_deepstack && b == k->deepstack_idx[ds]) {
             /* post-shuffle norm: rows of 4 patches = one 2x2 window, LayerNorm over 4V */
-            vl_layernorm(s, c->vx, w->deepstack[ds].norm_w, w->deepstack[ds].norm_b, c->vxn,
-                         P / 4, 4 * V, k->v_eps);
+            vl_layernorm(s, c->vx, w->deepstack[ds].norm_w, w->deepstack[ds].norm_b, c->vxn, P / 4,
+                         4 * V, k->v_eps);
             merger_mlp(c, &w->deepstack[ds], c->vxn, P / 4, c->ds_out[ds]);
             ds++;
         }
@@ -366,8 +386,8 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
 }
 
 /* Fills staging set g with items [i0, i1) and enqueues copies, forward and the result copy. */
-static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_item *items,
-                      int i0, int i1)
+static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_item *items, int i0,
+                      int i1)
 {
     const struct vl_cuda_config *k = &c->cfg;
     int T = 0, P = 0, nseg = 0, nvis = 0, max_len = 0, max_seg = 0;

@@ -22,7 +22,7 @@ static int cmp_f(const void *a, const void *b)
 static float time_ms(void (*fn)(void *), void *ctx, int warm, int reps)
 {
     vl_event_t e0 = vl_cuda_event_create(), e1 = vl_cuda_event_create();
-    float t[64];
+    float t[64] = {0};
     if (reps > 64)
         reps = 64;
     for (int i = 0; i < warm; i++)
@@ -116,12 +116,17 @@ int main(void)
     struct {
         const char *name;
         int N, K;
-    } shp[] = {{"2B qkv", 4096, 2048},   {"2B o", 2048, 2048},     {"2B gate_up", 12288, 2048},
-               {"2B down", 2048, 6144},  {"8B qkv", 6144, 4096},   {"8B gate_up", 24576, 4096},
+    } shp[] = {{"2B qkv", 4096, 2048},   {"2B o", 2048, 2048},       {"2B gate_up", 12288, 2048},
+               {"2B down", 2048, 6144},  {"8B qkv", 6144, 4096},     {"8B gate_up", 24576, 4096},
                {"8B down", 4096, 12288}, {"ViT-2B fc1", 4096, 1024}, {"ViT-2B qkv", 3072, 1024}};
     int Ms[] = {512, 4096, 16384};
     size_t maxn = 24576, maxk = 12288, maxm = 16384;
-    struct gemm_ctx c = {g, 0, 0, 0, vl_cuda_malloc(maxm * maxk * 2), vl_cuda_malloc(maxn * maxk * 2),
+    struct gemm_ctx c = {g,
+                         0,
+                         0,
+                         0,
+                         vl_cuda_malloc(maxm * maxk * 2),
+                         vl_cuda_malloc(maxn * maxk * 2),
                          vl_cuda_malloc(maxm * maxn * 2)};
     vl_cuda_fill_random_bf16(c.x, maxm * maxk, 1, 1.0f, NULL);
     vl_cuda_fill_random_bf16(c.w, maxn * maxk, 2, 0.05f, NULL);

@@ -88,7 +88,7 @@ static double time_embed(struct vl_cuda_ctx *ctx, struct vl_item *its, int n, in
 {
     float *out = malloc((size_t)n * dim * 4);
     char err[256];
-    double t[32];
+    double t[32] = {0};
     if (vl_cuda_embed(ctx, its, n, out, err, sizeof err)) {
         fprintf(stderr, "embed failed: %s\n", err);
         exit(1);

@@ -96,8 +96,8 @@ static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int 
                 for (int e = 0; e < hd; e++) {
                     double o = 0;
                     for (int j = 0; j < nk; j++)
-                        o += sc[j] * vl_bf16_to_float(buf[(size_t)(cu[s] + j) * W +
-                                                        (nh + nkv + g) * hd + e]);
+                        o += sc[j] * vl_bf16_to_float(
+                                         buf[(size_t)(cu[s] + j) * W + (nh + nkv + g) * hd + e]);
                     ref[(size_t)(cu[s] + i) * nh * hd + h * hd + e] = (float)(o / sum);
                 }
             }

@@ -117,10 +117,9 @@ TEST(test_norms)
             }
             double rs = 1.0 / sqrt(var / D + 1e-6);
             for (int k = 0; k < D; k++)
-                ref[(size_t)i * D + k] =
-                    r((float)((vl_bf16_to_float(x[(size_t)i * D + k]) - mean) * rs *
-                                  vl_bf16_to_float(w[k]) +
-                              vl_bf16_to_float(b[k])));
+                ref[(size_t)i * D + k] = r((float)((vl_bf16_to_float(x[(size_t)i * D + k]) - mean) *
+                                                       rs * vl_bf16_to_float(w[k]) +
+                                                   vl_bf16_to_float(b[k])));
         }
         snprintf(name, sizeof name, "layernorm dim=%d", D);
         CHECK(gu_compare_dev_bf16(name, dy, ref, n, EMUL_TOL));
@@ -313,7 +312,8 @@ TEST(test_activations)
 TEST(test_embed_scatter)
 {
     int V = 1000, D = 2048, R = 64, NV = 20;
-    uint16_t *table = gu_rand_bf16((size_t)V * D, -1, 1), *src = gu_rand_bf16((size_t)NV * D, -1, 1);
+    uint16_t *table = gu_rand_bf16((size_t)V * D, -1, 1),
+             *src = gu_rand_bf16((size_t)NV * D, -1, 1);
     int32_t ids[64], idx[20];
     for (int i = 0; i < R; i++)
         ids[i] = (int32_t)(gu_next() % V);
@@ -411,8 +411,10 @@ TEST(test_vision_input)
     CHECK(gu_compare_dev_bf16("patchify", dout, ref, (size_t)np * VL_PATCH_DIM, EMUL_TOL));
 
     int D = 1152, G = 48;
-    uint16_t *table = gu_rand_bf16((size_t)G * G * D, -1, 1), *x = gu_rand_bf16((size_t)np * D, -1, 1);
-    uint16_t *dtab = gu_upload(table, (size_t)G * G * D * 2), *dx = gu_upload(x, (size_t)np * D * 2);
+    uint16_t *table = gu_rand_bf16((size_t)G * G * D, -1, 1),
+             *x = gu_rand_bf16((size_t)np * D, -1, 1);
+    uint16_t *dtab = gu_upload(table, (size_t)G * G * D * 2),
+             *dx = gu_upload(x, (size_t)np * D * 2);
     vl_pos_embed_add(NULL, dx, dtab, G, dpos, np, D);
     float *pref = malloc((size_t)np * D * 4);
     for (p = 0; p < np; p++) {

@@ -4,8 +4,8 @@
 #include "worker/cuda/cuda_check.h"
 #include "worker/cuda/kcommon.h"
 
-static __global__ void swiglu_kernel(const bf16 *__restrict__ in, bf16 *__restrict__ out,
-                                     int rows, int inter)
+static __global__ void swiglu_kernel(const bf16 *__restrict__ in, bf16 *__restrict__ out, int rows,
+                                     int inter)
 {
     int nv = inter / 8;
     size_t total = (size_t)rows * nv;
@@ -61,8 +61,8 @@ extern "C" void vl_swiglu(vl_stream_t s, const uint16_t *in, uint16_t *out, int 
         vl_error("vl_swiglu: intermediate size %d is not a multiple of 8", inter);
         abort();
     }
-    swiglu_kernel<<<grid_for((size_t)rows * inter / 8), 256, 0, s>>>((const bf16 *)in,
-                                                                     (bf16 *)out, rows, inter);
+    swiglu_kernel<<<grid_for((size_t)rows * inter / 8), 256, 0, s>>>((const bf16 *)in, (bf16 *)out,
+                                                                     rows, inter);
     VL_LAUNCH_CHECK("swiglu_kernel");
 }
 

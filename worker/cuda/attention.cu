@@ -2,8 +2,8 @@
  *
  * Block = WARPS warps, each owning 16 * MT query rows of one (sequence, head) tile of
  * BM = 16 * MT * WARPS rows (MT = 2 for the vision head dims: each K/V fragment read from
- * shared memory then feeds two m-tiles). Q is loaded once into shared memory and kept in registers as mma
- * A-fragments; K/V tiles of BN = 64 keys stream through a double-buffered shared-memory ring
+ * shared memory then feeds two m-tiles). Q is loaded once into shared memory and kept in registers
+ * as mma A-fragments; K/V tiles of BN = 64 keys stream through a double-buffered shared-memory ring
  * filled with cp.async (zero-filled past the sequence end, so padded lanes stay finite).
  * S = Q K^T and O += P V use mma.sync.m16n8k16 bf16 -> fp32; the online softmax runs in the
  * log2 domain with fp32 statistics. Head dims that are not a multiple of 16 (72) are padded to
@@ -25,8 +25,8 @@ static __device__ __forceinline__ uint32_t smem_u32(const void *p)
 static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
 {
     int n = valid ? 16 : 0; /* 0 source bytes: the 16 destination bytes are zero-filled */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)),
-                 "l"(src), "r"(n));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(n));
 }
 static __device__ __forceinline__ void cp_async_commit()
 {
@@ -153,10 +153,10 @@ static __global__ void __launch_bounds__(WARPS * 32)
     for (int j = 0; j < n_tiles; j++) {
         int buf = j & 1;
         if (j + 1 < n_tiles) {
-            load_tile<D, LD, NTHREADS>(Ks + (buf ^ 1) * BN * LD, kh, k_stride, start,
-                                       (j + 1) * BN, len, BN);
-            load_tile<D, LD, NTHREADS>(Vs + (buf ^ 1) * BN * LD, vh, v_stride, start,
-                                       (j + 1) * BN, len, BN);
+            load_tile<D, LD, NTHREADS>(Ks + (buf ^ 1) * BN * LD, kh, k_stride, start, (j + 1) * BN,
+                                       len, BN);
+            load_tile<D, LD, NTHREADS>(Vs + (buf ^ 1) * BN * LD, vh, v_stride, start, (j + 1) * BN,
+                                       len, BN);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -178,115 +178,115 @@ static __global__ void __launch_bounds__(WARPS * 32)
         /* a warp whose rows all precede this tile's keys has nothing to do in it (causal) */
         if (!causal || n0 <= wrow0 + WM - 1) {
 
-        /* S = Q K^T: each K fragment feeds MT m-tiles */
-        float s[MT][BN / 8][4];
+            /* S = Q K^T: each K fragment feeds MT m-tiles */
+            float s[MT][BN / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-                s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
-            const bf16 *kr = Kb + (nt * 8 + (lane & 7)) * LD;
-#pragma unroll
-            for (int ks = 0; ks + 1 < KS; ks += 2) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4(b0, b1, b2, b3, kr + ks * 16 + (lane >> 3) * 8);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][nt], qf[mt][ks], b0, b1);
-                    mma16816(s[mt][nt], qf[mt][ks + 1], b2, b3);
-                }
-            }
-            if (KS & 1) {
-                uint32_t b0, b1;
-                ldsm_x2(b0, b1, kr + (KS - 1) * 16 + ((lane >> 3) & 1) * 8);
+            for (int nt = 0; nt < BN / 8; nt++) {
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
-                    mma16816(s[mt][nt], qf[mt][KS - 1], b0, b1);
-            }
-        }
-
-        /* scale, mask, online softmax */
-        bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > wrow0);
-        uint32_t pa[MT][BN / 16][4];
+                    s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+                const bf16 *kr = Kb + (nt * 8 + (lane & 7)) * LD;
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            int qrow0 = wrow0 + mt * 16 + (lane >> 2);
+                for (int ks = 0; ks + 1 < KS; ks += 2) {
+                    uint32_t b0, b1, b2, b3;
+                    ldsm_x4(b0, b1, b2, b3, kr + ks * 16 + (lane >> 3) * 8);
 #pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float v = s[mt][nt][e] * scale_log2;
-                    if (need_mask) {
-                        int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-                        int qr = qrow0 + (e >> 1) * 8;
-                        if (key >= len || (causal && key > qr))
-                            v = -INFINITY;
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(s[mt][nt], qf[mt][ks], b0, b1);
+                        mma16816(s[mt][nt], qf[mt][ks + 1], b2, b3);
                     }
-                    s[mt][nt][e] = v;
                 }
-            float corr[2];
+                if (KS & 1) {
+                    uint32_t b0, b1;
+                    ldsm_x2(b0, b1, kr + (KS - 1) * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
-            for (int hr = 0; hr < 2; hr++) {
-                float mx = mrow[mt][hr];
+                    for (int mt = 0; mt < MT; mt++)
+                        mma16816(s[mt][nt], qf[mt][KS - 1], b0, b1);
+                }
+            }
+
+            /* scale, mask, online softmax */
+            bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > wrow0);
+            uint32_t pa[MT][BN / 16][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                int qrow0 = wrow0 + mt * 16 + (lane >> 2);
 #pragma unroll
                 for (int nt = 0; nt < BN / 8; nt++)
-                    mx = fmaxf(mx, fmaxf(s[mt][nt][hr * 2], s[mt][nt][hr * 2 + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                float base = mx == -INFINITY ? 0.0f : mx;
-                corr[hr] = exp2f(mrow[mt][hr] - base);
-                mrow[mt][hr] = mx;
-                float sum = 0.0f;
 #pragma unroll
-                for (int nt = 0; nt < BN / 8; nt++) {
-                    float p0 = exp2f(s[mt][nt][hr * 2] - base);
-                    float p1 = exp2f(s[mt][nt][hr * 2 + 1] - base);
-                    s[mt][nt][hr * 2] = p0;
-                    s[mt][nt][hr * 2 + 1] = p1;
-                    sum += p0 + p1;
+                    for (int e = 0; e < 4; e++) {
+                        float v = s[mt][nt][e] * scale_log2;
+                        if (need_mask) {
+                            int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                            int qr = qrow0 + (e >> 1) * 8;
+                            if (key >= len || (causal && key > qr))
+                                v = -INFINITY;
+                        }
+                        s[mt][nt][e] = v;
+                    }
+                float corr[2];
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    float mx = mrow[mt][hr];
+#pragma unroll
+                    for (int nt = 0; nt < BN / 8; nt++)
+                        mx = fmaxf(mx, fmaxf(s[mt][nt][hr * 2], s[mt][nt][hr * 2 + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    float base = mx == -INFINITY ? 0.0f : mx;
+                    corr[hr] = exp2f(mrow[mt][hr] - base);
+                    mrow[mt][hr] = mx;
+                    float sum = 0.0f;
+#pragma unroll
+                    for (int nt = 0; nt < BN / 8; nt++) {
+                        float p0 = exp2f(s[mt][nt][hr * 2] - base);
+                        float p1 = exp2f(s[mt][nt][hr * 2 + 1] - base);
+                        s[mt][nt][hr * 2] = p0;
+                        s[mt][nt][hr * 2 + 1] = p1;
+                        sum += p0 + p1;
+                    }
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                    lrow[mt][hr] = lrow[mt][hr] * corr[hr] + sum;
                 }
-                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-                lrow[mt][hr] = lrow[mt][hr] * corr[hr] + sum;
-            }
 #pragma unroll
-            for (int i = 0; i < NO; i++) {
-                o[mt][i][0] *= corr[0];
-                o[mt][i][1] *= corr[0];
-                o[mt][i][2] *= corr[1];
-                o[mt][i][3] *= corr[1];
+                for (int i = 0; i < NO; i++) {
+                    o[mt][i][0] *= corr[0];
+                    o[mt][i][1] *= corr[0];
+                    o[mt][i][2] *= corr[1];
+                    o[mt][i][3] *= corr[1];
+                }
+#pragma unroll
+                for (int kk = 0; kk < BN / 16; kk++) {
+                    pa[mt][kk][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    pa[mt][kk][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    pa[mt][kk][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    pa[mt][kk][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                }
             }
+
+            /* O += P V: each V fragment feeds MT m-tiles */
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++) {
-                pa[mt][kk][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                pa[mt][kk][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                pa[mt][kk][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                pa[mt][kk][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-            }
-        }
-
-        /* O += P V: each V fragment feeds MT m-tiles */
+                const bf16 *vr = Vb + (kk * 16 + (lane & 15)) * LD;
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            const bf16 *vr = Vb + (kk * 16 + (lane & 15)) * LD;
+                for (int dn = 0; dn + 1 < NO; dn += 2) {
+                    uint32_t b0, b1, b2, b3;
+                    ldsm_x4_t(b0, b1, b2, b3, vr + dn * 8 + (lane >> 4) * 8);
 #pragma unroll
-            for (int dn = 0; dn + 1 < NO; dn += 2) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_t(b0, b1, b2, b3, vr + dn * 8 + (lane >> 4) * 8);
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma16816(o[mt][dn], pa[mt][kk], b0, b1);
+                        mma16816(o[mt][dn + 1], pa[mt][kk], b2, b3);
+                    }
+                }
+                if (NO & 1) {
+                    uint32_t b0, b1;
+                    ldsm_x2_t(b0, b1, vr + (NO - 1) * 8);
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(o[mt][dn], pa[mt][kk], b0, b1);
-                    mma16816(o[mt][dn + 1], pa[mt][kk], b2, b3);
+                    for (int mt = 0; mt < MT; mt++)
+                        mma16816(o[mt][NO - 1], pa[mt][kk], b0, b1);
                 }
             }
-            if (NO & 1) {
-                uint32_t b0, b1;
-                ldsm_x2_t(b0, b1, vr + (NO - 1) * 8);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-                    mma16816(o[mt][NO - 1], pa[mt][kk], b0, b1);
-            }
-        }
         }
         __syncthreads(); /* this buffer is refilled two tiles later */
     }
@@ -302,8 +302,8 @@ static __global__ void __launch_bounds__(WARPS * 32)
             bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
 #pragma unroll
             for (int dn = 0; dn < NO; dn++)
-                *(__nv_bfloat162 *)(orow + dn * 8) = __floats2bfloat162_rn(
-                    o[mt][dn][hr * 2] * inv, o[mt][dn][hr * 2 + 1] * inv);
+                *(__nv_bfloat162 *)(orow + dn * 8) =
+                    __floats2bfloat162_rn(o[mt][dn][hr * 2] * inv, o[mt][dn][hr * 2 + 1] * inv);
         }
 }
 
@@ -314,16 +314,15 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
     static bool configured; /* per instantiation; the attribute is per device function */
     if (!configured) {
         VL_CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<D, WARPS, MT>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)smem));
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         configured = true;
     }
     dim3 grid((a->max_seqlen + BM - 1) / BM, a->n_heads, a->n_seqs);
     float scale_log2 = a->scale * 1.4426950408889634f;
     attn_kernel<D, WARPS, MT><<<grid, WARPS * 32, smem, s>>>(
         (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
-        a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads, a->n_kv_heads,
-        a->causal, scale_log2);
+        a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads, a->n_kv_heads, a->causal,
+        scale_log2);
     VL_LAUNCH_CHECK("attn_kernel");
 }
 
@@ -341,20 +340,48 @@ extern "C" void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a
     if (warps == 0)
         warps = a->head_dim <= 80 ? 2 : 4;
     switch (a->head_dim * 16 + warps) {
-    case 16 * 16 + 4: launch<16, 4, 1>(s, a); break; /* small test checkpoints */
-    case 32 * 16 + 4: launch<32, 4, 1>(s, a); break;
-    case 80 * 16 + 4: launch<80, 4, 1>(s, a); break;
-    case 16 * 16 + 2: launch<16, 4, 2>(s, a); break;
-    case 32 * 16 + 2: launch<32, 4, 2>(s, a); break;
-    case 80 * 16 + 2: launch<80, 4, 2>(s, a); break;
-    case 64 * 16 + 2: launch<64, 4, 2>(s, a); break;
-    case 72 * 16 + 2: launch<72, 4, 2>(s, a); break;
-    case 64 * 16 + 4: launch<64, 4, 1>(s, a); break;
-    case 64 * 16 + 8: launch<64, 8, 1>(s, a); break;
-    case 72 * 16 + 4: launch<72, 4, 1>(s, a); break;
-    case 72 * 16 + 8: launch<72, 8, 1>(s, a); break;
-    case 128 * 16 + 4: launch<128, 4, 1>(s, a); break;
-    case 128 * 16 + 8: launch<128, 8, 1>(s, a); break;
+    case 16 * 16 + 4:
+        launch<16, 4, 1>(s, a);
+        break; /* small test checkpoints */
+    case 32 * 16 + 4:
+        launch<32, 4, 1>(s, a);
+        break;
+    case 80 * 16 + 4:
+        launch<80, 4, 1>(s, a);
+        break;
+    case 16 * 16 + 2:
+        launch<16, 4, 2>(s, a);
+        break;
+    case 32 * 16 + 2:
+        launch<32, 4, 2>(s, a);
+        break;
+    case 80 * 16 + 2:
+        launch<80, 4, 2>(s, a);
+        break;
+    case 64 * 16 + 2:
+        launch<64, 4, 2>(s, a);
+        break;
+    case 72 * 16 + 2:
+        launch<72, 4, 2>(s, a);
+        break;
+    case 64 * 16 + 4:
+        launch<64, 4, 1>(s, a);
+        break;
+    case 64 * 16 + 8:
+        launch<64, 8, 1>(s, a);
+        break;
+    case 72 * 16 + 4:
+        launch<72, 4, 1>(s, a);
+        break;
+    case 72 * 16 + 8:
+        launch<72, 8, 1>(s, a);
+        break;
+    case 128 * 16 + 4:
+        launch<128, 4, 1>(s, a);
+        break;
+    case 128 * 16 + 8:
+        launch<128, 8, 1>(s, a);
+        break;
     default:
         vl_error("vl_attention: unsupported head dim %d / variant %d", a->head_dim, warps);
         abort();

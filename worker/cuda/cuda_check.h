@@ -1,5 +1,5 @@
-/* Internal to the .cu files of worker/cuda: checking macros for CUDA runtime and cuBLAS calls. A failed
- * call is logged with the call's text, file and line, then the process aborts (a CUDA error
+/* Internal to the .cu files of worker/cuda: checking macros for CUDA runtime and cuBLAS calls. A
+ * failed call is logged with the call's text, file and line, then the process aborts (a CUDA error
  * poisons the context; the supervisor restarts the worker). */
 #ifndef VL_WORKER_CUDA_CHECK_H
 #define VL_WORKER_CUDA_CHECK_H

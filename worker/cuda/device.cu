@@ -176,8 +176,7 @@ static __device__ __forceinline__ uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static __global__ void fill_random_kernel(__nv_bfloat16 *dst, size_t n, uint64_t seed,
-                                          float scale)
+static __global__ void fill_random_kernel(__nv_bfloat16 *dst, size_t n, uint64_t seed, float scale)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {

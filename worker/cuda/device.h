@@ -33,9 +33,9 @@ int vl_cuda_device_count(void);
  * is no such device (a configuration error, not a device fault). */
 int vl_cuda_device_open(int ordinal, struct vl_device_info *info, char *err, size_t errlen);
 
-void *vl_cuda_malloc(size_t n);      /* device memory; aborts on failure; n = 0 gives NULL */
-void vl_cuda_free(void *p);          /* NULL is fine */
-void *vl_cuda_host_alloc(size_t n);  /* pinned host memory; aborts on failure */
+void *vl_cuda_malloc(size_t n);     /* device memory; aborts on failure; n = 0 gives NULL */
+void vl_cuda_free(void *p);         /* NULL is fine */
+void *vl_cuda_host_alloc(size_t n); /* pinned host memory; aborts on failure */
 void vl_cuda_host_free(void *p);
 /* Bytes of device memory in use on the current device (total - free). */
 size_t vl_cuda_mem_used(void);
@@ -60,8 +60,7 @@ void vl_cuda_memset(void *dst, int byte, size_t n, vl_stream_t s);
 /* Fills n bf16 values at dst with uniform random numbers in [-scale, scale] (a counter-based
  * hash of seed and index, so the same seed gives the same values on any device). For
  * benchmarking real model sizes without checkpoints. */
-void vl_cuda_fill_random_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale,
-                              vl_stream_t s);
+void vl_cuda_fill_random_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale, vl_stream_t s);
 /* Fills n bf16 values with `value` (used for norm weights of random-weight models). */
 void vl_cuda_fill_bf16(uint16_t *dst, size_t n, float value, vl_stream_t s);
 

@@ -4,8 +4,9 @@
 #include "worker/cuda/cuda_check.h"
 #include "worker/cuda/kcommon.h"
 
-static __global__ void gather_kernel(const bf16 *__restrict__ table, const int32_t *__restrict__ ids,
-                                     int dim, bf16 *__restrict__ out)
+static __global__ void gather_kernel(const bf16 *__restrict__ table,
+                                     const int32_t *__restrict__ ids, int dim,
+                                     bf16 *__restrict__ out)
 {
     const uint4 *src = (const uint4 *)(table + (size_t)ids[blockIdx.x] * dim);
     uint4 *dst = (uint4 *)(out + (size_t)blockIdx.x * dim);
@@ -33,8 +34,8 @@ static __global__ void scatter_kernel(const bf16 *__restrict__ src, const int32_
     }
 }
 
-extern "C" void vl_embed_gather(vl_stream_t s, const uint16_t *table, const int32_t *ids,
-                                int rows, int dim, uint16_t *out)
+extern "C" void vl_embed_gather(vl_stream_t s, const uint16_t *table, const int32_t *ids, int rows,
+                                int dim, uint16_t *out)
 {
     if (rows <= 0)
         return;

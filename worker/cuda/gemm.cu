@@ -107,8 +107,8 @@ static struct gemm_plan *plan_get(struct vl_gemm *g, int M, int N, int K, int ep
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
     if (epi != VL_GEMM_PLAIN) {
         cudaDataType_t bt = CUDA_R_16BF;
-        VL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-            p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        VL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                       &bt, sizeof bt));
     }
     /* A = W: column-major K x N (ld K), transposed; B = X: column-major K x M (ld K);
      * C = D = Y: column-major N x M (ld N). */
@@ -118,13 +118,13 @@ static struct gemm_plan *plan_get(struct vl_gemm *g, int M, int N, int K, int ep
 
     cublasLtMatmulPreference_t pref;
     VL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    VL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->workspace_bytes,
-        sizeof g->workspace_bytes));
+    VL_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &g->workspace_bytes, sizeof g->workspace_bytes));
     cublasLtMatmulHeuristicResult_t res[1];
     int n = 0;
-    VL_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g->lt, p->desc, p->a, p->b, p->c, p->c, pref,
-                                                   1, res, &n));
+    VL_CUBLAS_CHECK(
+        cublasLtMatmulAlgoGetHeuristic(g->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, res, &n));
     cublasLtMatmulPreferenceDestroy(pref);
     if (n < 1) {
         vl_error("cuBLASLt has no algorithm for a bf16 GEMM M=%d N=%d K=%d epilogue %d", M, N, K,
@@ -145,8 +145,8 @@ extern "C" void vl_gemm_bf16(struct vl_gemm *g, vl_stream_t s, int M, int N, int
     }
     struct gemm_plan *p = plan_get(g, M, N, K, (int)epi, accumulate ? 1 : 0);
     if (epi != VL_GEMM_PLAIN)
-        VL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-            p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        VL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias, sizeof bias));
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     VL_CUBLAS_CHECK(cublasLtMatmul(g->lt, p->desc, &alpha, W, p->a, X, p->b, &beta, Y, p->c, Y,
                                    p->c, &p->algo, g->workspace, g->workspace_bytes, s));

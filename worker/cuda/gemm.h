@@ -37,8 +37,8 @@ void vl_gemm_free(struct vl_gemm *g);
 /* See the file comment. All pointers are device pointers, 16-byte aligned; M, N, K >= 1.
  * bias is required for the BIAS epilogues and ignored otherwise. */
 void vl_gemm_bf16(struct vl_gemm *g, vl_stream_t s, int M, int N, int K, const uint16_t *X,
-                  const uint16_t *W, const uint16_t *bias, uint16_t *Y,
-                  enum vl_gemm_epilogue epi, int accumulate);
+                  const uint16_t *W, const uint16_t *bias, uint16_t *Y, enum vl_gemm_epilogue epi,
+                  int accumulate);
 
 #ifdef __cplusplus
 }

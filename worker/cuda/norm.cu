@@ -268,7 +268,7 @@ extern "C" void vl_rmsnorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, 
         return;
     if (dim <= 32 * WROW_MAXV * 8) {
         rmsnorm_warp_kernel<<<(rows + 7) / 8, 256, 0, s>>>((const bf16 *)x, (const bf16 *)w,
-                                                          (bf16 *)y, rows, dim, eps);
+                                                           (bf16 *)y, rows, dim, eps);
         VL_LAUNCH_CHECK("rmsnorm_warp_kernel");
         return;
     }
@@ -277,8 +277,8 @@ extern "C" void vl_rmsnorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, 
     VL_LAUNCH_CHECK("rmsnorm_kernel");
 }
 
-extern "C" void vl_layernorm(vl_stream_t s, const uint16_t *x, const uint16_t *w,
-                             const uint16_t *b, uint16_t *y, int rows, int dim, float eps)
+extern "C" void vl_layernorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, const uint16_t *b,
+                             uint16_t *y, int rows, int dim, float eps)
 {
     check_dim("vl_layernorm", dim);
     if (rows <= 0)

@@ -15,8 +15,8 @@
 extern "C" {
 #endif
 
-void vl_rmsnorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, uint16_t *y, int rows,
-                int dim, float eps);
+void vl_rmsnorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, uint16_t *y, int rows, int dim,
+                float eps);
 void vl_layernorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, const uint16_t *b,
                   uint16_t *y, int rows, int dim, float eps);
 /* rows_idx: n device int32 row indices into h[?, dim]; out: n * dim float32 (device). */

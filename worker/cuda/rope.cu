@@ -205,7 +205,7 @@ extern "C" void vl_vit_rope_table(vl_stream_t s, const int32_t *pos4, int rows, 
     if (rows <= 0)
         return;
     vit_rope_table_kernel<<<grid_for((size_t)rows * head_dim / 2), 256, 0, s>>>(pos4, rows,
-                                                                               head_dim, cs);
+                                                                                head_dim, cs);
     VL_LAUNCH_CHECK("vit_rope_table_kernel");
 }
 
@@ -221,8 +221,7 @@ extern "C" void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq,
     }
     if (head_dim == 128) {
         qk_norm_mrope128_kernel<<<(unsigned)(((size_t)rows * (nq + nkv) + 7) / 8), 256, 0, s>>>(
-            (bf16 *)qkv, rows, nq, nkv, (const bf16 *)qw, (const bf16 *)kw, (const bf16 *)cs,
-            eps);
+            (bf16 *)qkv, rows, nq, nkv, (const bf16 *)qw, (const bf16 *)kw, (const bf16 *)cs, eps);
         VL_LAUNCH_CHECK("qk_norm_mrope128_kernel");
         return;
     }

@@ -34,8 +34,7 @@ void vl_mrope_table(vl_stream_t s, const int32_t *pos, int rows, int head_dim,
 void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq, int nkv, int head_dim,
                       const uint16_t *qw, const uint16_t *kw, const uint16_t *cs, float eps);
 void vl_vit_rope_table(vl_stream_t s, const int32_t *pos4, int rows, int head_dim, float *cs);
-void vl_vit_rope(vl_stream_t s, uint16_t *qkv, int rows, int heads, int head_dim,
-                 const float *cs);
+void vl_vit_rope(vl_stream_t s, uint16_t *qkv, int rows, int heads, int head_dim, const float *cs);
 
 #ifdef __cplusplus
 }

@@ -30,8 +30,8 @@ static __device__ __forceinline__ float linspace_at(float end, int steps, int i)
     return i < steps / 2 ? step * (float)i : end - step * (float)(steps - i - 1);
 }
 
-static __global__ void pos_embed_kernel(bf16 *__restrict__ x, const bf16 *__restrict__ table,
-                                        int G, const int32_t *__restrict__ pos4, int dim)
+static __global__ void pos_embed_kernel(bf16 *__restrict__ x, const bf16 *__restrict__ table, int G,
+                                        const int32_t *__restrict__ pos4, int dim)
 {
     int p = blockIdx.x;
     int r = pos4[p * 4 + 0], c = pos4[p * 4 + 1], gh = pos4[p * 4 + 2], gw = pos4[p * 4 + 3];
@@ -41,8 +41,10 @@ static __global__ void pos_embed_kernel(bf16 *__restrict__ x, const bf16 *__rest
     float dh = hs - (float)hf, dw = ws - (float)wf;
     float w00 = rbf((1.0f - dh) * (1.0f - dw)), w01 = rbf((1.0f - dh) * dw);
     float w10 = rbf(dh * (1.0f - dw)), w11 = rbf(dh * dw);
-    const bf16 *t00 = table + (size_t)(hf * G + wf) * dim, *t01 = table + (size_t)(hf * G + wc) * dim;
-    const bf16 *t10 = table + (size_t)(hc * G + wf) * dim, *t11 = table + (size_t)(hc * G + wc) * dim;
+    const bf16 *t00 = table + (size_t)(hf * G + wf) * dim,
+               *t01 = table + (size_t)(hf * G + wc) * dim;
+    const bf16 *t10 = table + (size_t)(hc * G + wf) * dim,
+               *t11 = table + (size_t)(hc * G + wc) * dim;
     bf16 *xr = x + (size_t)p * dim;
     for (int k = threadIdx.x; k < dim; k += blockDim.x) {
         float s = rbf(bf(t00[k]) * w00);
