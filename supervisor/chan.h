@@ -1,7 +1,7 @@
 /* A control channel: one non-blocking stream socket carrying length-prefixed msgpack frames
  * (common/frame.h) in both directions, with a bounded outgoing queue. Used for the
  * supervisor's end of each child's --control-fd socketpair and for vlembedctl connections.
- * Incoming maps are checked (sv_msg_check) before msgpack-c sees them. */
+ * Incoming maps are checked (vl_mp_check) before msgpack-c sees them. */
 #ifndef VL_SUPERVISOR_CHAN_H
 #define VL_SUPERVISOR_CHAN_H
 
@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/frame.h"
+#include "common/msgpack_util.h"
 
 struct sv_chan {
     int fd; /* -1 = closed */
@@ -40,21 +41,13 @@ int sv_chan_read(struct sv_chan *c);
  * (err says which; the channel should be closed). */
 int sv_chan_next(struct sv_chan *c, msgpack_unpacked *u, char *err, size_t errlen);
 
-/* ---- message helpers ---- */
+/* ---- message helpers (over common/msgpack_util.h's vl_mp_*) ---- */
 
-/* 0 if buf holds exactly one msgpack object whose every count/length fits in the remaining
- * bytes, nested at most max_depth deep; else -1. Guards msgpack-c's eager allocation. */
-int sv_msg_check(const uint8_t *buf, size_t len, int max_depth);
-const msgpack_object *sv_msg_get(const msgpack_object *map, const char *key);
 /* Copies a str field (truncated to cap-1); returns 0, or -1 if absent or not a str. */
 int sv_msg_str(const msgpack_object *map, const char *key, char *dst, size_t cap);
 /* Reads an integer field; returns 0, or -1 if absent or not an integer. */
 int sv_msg_int(const msgpack_object *map, const char *key, int64_t *out);
 int sv_msg_type_is(const msgpack_object *map, const char *type);
-
-void sv_pack_str(msgpack_packer *pk, const char *s);
-void sv_pack_kv_str(msgpack_packer *pk, const char *k, const char *v);
-void sv_pack_kv_int(msgpack_packer *pk, const char *k, int64_t v);
 void sv_pack_kv_double(msgpack_packer *pk, const char *k, double v);
 void sv_pack_kv_bool(msgpack_packer *pk, const char *k, int v);
 

@@ -85,19 +85,19 @@ static void pack_proc(struct sv *s, msgpack_packer *pk, const struct sv_proc *p,
                       const struct sv_slot *sl, const char *role, double now)
 {
     msgpack_pack_map(pk, 15);
-    sv_pack_kv_str(pk, "role", role);
-    sv_pack_kv_int(pk, "id", p ? p->id : 0);
-    sv_pack_kv_int(pk, "pid", p ? p->pid : 0);
-    sv_pack_kv_str(pk, "state", p ? sv_state_name(p->state) : sl->bo.failed ? "failed" : "dead");
-    sv_pack_kv_str(pk, "device", p && p->kind == SV_GATEWAY ? "-" : sl->device);
-    sv_pack_kv_str(pk, "device_name", p && p->kind == SV_GATEWAY ? "" : sl->name);
-    sv_pack_kv_str(pk, "uuid", p && p->kind == SV_GATEWAY ? "" : sl->uuid);
-    sv_pack_kv_int(pk, "restarts", sl->restarts);
+    vl_mp_pack_kv_str(pk, "role", role);
+    vl_mp_pack_kv_int(pk, "id", p ? p->id : 0);
+    vl_mp_pack_kv_int(pk, "pid", p ? p->pid : 0);
+    vl_mp_pack_kv_str(pk, "state", p ? sv_state_name(p->state) : sl->bo.failed ? "failed" : "dead");
+    vl_mp_pack_kv_str(pk, "device", p && p->kind == SV_GATEWAY ? "-" : sl->device);
+    vl_mp_pack_kv_str(pk, "device_name", p && p->kind == SV_GATEWAY ? "" : sl->name);
+    vl_mp_pack_kv_str(pk, "uuid", p && p->kind == SV_GATEWAY ? "" : sl->uuid);
+    vl_mp_pack_kv_int(pk, "restarts", sl->restarts);
     sv_pack_kv_double(pk, "uptime_s", p ? now - p->t_spawn : 0);
     sv_pack_kv_double(pk, "ready_s", p && p->t_ready > 0 ? now - p->t_ready : 0);
-    sv_pack_kv_int(pk, "queue", p ? p->queue : 0);
-    sv_pack_kv_int(pk, "inflight", p ? p->inflight : 0);
-    sv_pack_kv_str(pk, "socket", p ? p->socket : "");
+    vl_mp_pack_kv_int(pk, "queue", p ? p->queue : 0);
+    vl_mp_pack_kv_int(pk, "inflight", p ? p->inflight : 0);
+    vl_mp_pack_kv_str(pk, "socket", p ? p->socket : "");
     sv_pack_kv_bool(pk, "replacing", p && (p->successor || p->retire));
     sv_pack_kv_double(pk, "restart_in_s", !p && sl->restart_at > 0 ? sl->restart_at - now : 0);
 }
@@ -118,26 +118,26 @@ static void reply_status(struct sv *s, int conn)
     char state[32];
     snprintf(state, sizeof state, "%.*s", (int)strcspn(s->last_status, ":"), s->last_status);
     msgpack_pack_map(&pk, 14);
-    sv_pack_kv_str(&pk, "type", "status");
-    sv_pack_kv_int(&pk, "pid", getpid());
+    vl_mp_pack_kv_str(&pk, "type", "status");
+    vl_mp_pack_kv_int(&pk, "pid", getpid());
     sv_pack_kv_double(&pk, "uptime_s", now - s->t_start);
-    sv_pack_kv_str(&pk, "state", state);
-    sv_pack_kv_str(&pk, "status", s->last_status);
-    sv_pack_kv_str(&pk, "backend", s->opts.backend);
-    sv_pack_kv_str(&pk, "model", s->opts.model);
-    sv_pack_kv_str(&pk, "runtime_dir", s->runtime_dir);
-    sv_pack_kv_str(&pk, "http",
-                   s->lis.http_activated ? "systemd socket"
-                   : s->lis.http_fd >= 0 ? s->opts.http
-                                         : "none");
-    sv_pack_kv_str(&pk, "api_socket",
-                   s->lis.api_activated ? "systemd socket"
-                   : s->lis.api_path[0] ? s->lis.api_path
-                                        : "none");
+    vl_mp_pack_kv_str(&pk, "state", state);
+    vl_mp_pack_kv_str(&pk, "status", s->last_status);
+    vl_mp_pack_kv_str(&pk, "backend", s->opts.backend);
+    vl_mp_pack_kv_str(&pk, "model", s->opts.model);
+    vl_mp_pack_kv_str(&pk, "runtime_dir", s->runtime_dir);
+    vl_mp_pack_kv_str(&pk, "http",
+                      s->lis.http_activated ? "systemd socket"
+                      : s->lis.http_fd >= 0 ? s->opts.http
+                                            : "none");
+    vl_mp_pack_kv_str(&pk, "api_socket",
+                      s->lis.api_activated ? "systemd socket"
+                      : s->lis.api_path[0] ? s->lis.api_path
+                                           : "none");
     sv_pack_kv_bool(&pk, "reloading", s->rl.phase != SV_RL_IDLE);
-    sv_pack_kv_int(&pk, "reloads_ok", s->rl.count_ok);
-    sv_pack_kv_int(&pk, "reloads_failed", s->rl.count_failed);
-    sv_pack_str(&pk, "processes");
+    vl_mp_pack_kv_int(&pk, "reloads_ok", s->rl.count_ok);
+    vl_mp_pack_kv_int(&pk, "reloads_failed", s->rl.count_failed);
+    vl_mp_pack_cstr(&pk, "processes");
     msgpack_pack_array(&pk, (size_t)n);
     if (s->gw.cur >= 0)
         pack_proc(s, &pk, &s->procs[s->gw.cur], &s->gw, "gateway", now);
@@ -168,11 +168,11 @@ void sv_control_reply_reload(struct sv *s, int conn, int ok, const char *error, 
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 5);
-    sv_pack_kv_str(&pk, "type", "reload");
+    vl_mp_pack_kv_str(&pk, "type", "reload");
     sv_pack_kv_bool(&pk, "ok", ok);
-    sv_pack_kv_str(&pk, "error", ok ? "" : error);
+    vl_mp_pack_kv_str(&pk, "error", ok ? "" : error);
     sv_pack_kv_double(&pk, "seconds", secs);
-    sv_pack_kv_int(&pk, "workers", s->n_slots);
+    vl_mp_pack_kv_int(&pk, "workers", s->n_slots);
     send_sbuf(s, conn, &sb);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -184,8 +184,8 @@ static void reply_error(struct sv *s, int conn, const char *msg)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 2);
-    sv_pack_kv_str(&pk, "type", "error");
-    sv_pack_kv_str(&pk, "error", msg);
+    vl_mp_pack_kv_str(&pk, "type", "error");
+    vl_mp_pack_kv_str(&pk, "error", msg);
     send_sbuf(s, conn, &sb);
     msgpack_sbuffer_destroy(&sb);
 }

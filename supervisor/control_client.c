@@ -53,7 +53,7 @@ int sv_ctl_request(const char *runtime_dir, const char *type, double timeout_s,
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
-    sv_pack_kv_str(&pk, "type", type);
+    vl_mp_pack_kv_str(&pk, "type", type);
     int rc = vl_frame_write_fd(fd, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     uint8_t *buf = NULL;
@@ -70,7 +70,8 @@ int sv_ctl_request(const char *runtime_dir, const char *type, double timeout_s,
     }
     size_t off = 0;
     msgpack_unpacked_init(reply);
-    if (sv_msg_check(buf, len, 8) < 0 ||
+    char why[160];
+    if (vl_mp_check(buf, len, 8, why, sizeof why) < 0 ||
         msgpack_unpack_next(reply, (const char *)buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
         reply->data.type != MSGPACK_OBJECT_MAP) {
         msgpack_unpacked_destroy(reply);

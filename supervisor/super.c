@@ -218,19 +218,19 @@ void sv_publish(struct sv *s)
     for (int i = 0; i < SV_MAX_PROCS; i++)
         n += s->procs[i].used && s->procs[i].kind == SV_WORKER && s->procs[i].state != SV_DEAD;
     msgpack_pack_map(&pk, 2);
-    sv_pack_kv_str(&pk, "type", "workers");
-    sv_pack_str(&pk, "workers");
+    vl_mp_pack_kv_str(&pk, "type", "workers");
+    vl_mp_pack_cstr(&pk, "workers");
     msgpack_pack_array(&pk, (size_t)n);
     for (int i = 0; i < SV_MAX_PROCS; i++) {
         struct sv_proc *p = &s->procs[i];
         if (!p->used || p->kind != SV_WORKER || p->state == SV_DEAD)
             continue;
         msgpack_pack_map(&pk, 5);
-        sv_pack_kv_int(&pk, "id", p->id);
-        sv_pack_kv_str(&pk, "socket", p->socket);
-        sv_pack_kv_str(&pk, "state", sv_state_name(p->state));
-        sv_pack_kv_str(&pk, "device", s->slots[p->slot].device);
-        sv_pack_kv_int(&pk, "pid", p->pid);
+        vl_mp_pack_kv_int(&pk, "id", p->id);
+        vl_mp_pack_kv_str(&pk, "socket", p->socket);
+        vl_mp_pack_kv_str(&pk, "state", sv_state_name(p->state));
+        vl_mp_pack_kv_str(&pk, "device", s->slots[p->slot].device);
+        vl_mp_pack_kv_int(&pk, "pid", p->pid);
     }
     int rc = sv_chan_send_sbuf(&g->chan, &sb);
     if (rc < 0)

@@ -47,9 +47,9 @@ int ctl_cmd_reload(int argc, char **argv)
         fprintf(stderr, "vlembedctl reload: %s\n", err);
         return VL_EXIT_TRANSIENT;
     }
-    const msgpack_object *ok = sv_msg_get(&u.data, "ok");
+    const msgpack_object *ok = vl_mp_get(&u.data, "ok");
     int good = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
-    const msgpack_object *secs = sv_msg_get(&u.data, "seconds");
+    const msgpack_object *secs = vl_mp_get(&u.data, "seconds");
     double s = secs && secs->type == MSGPACK_OBJECT_FLOAT64 ? secs->via.f64 : 0;
     char msg[512] = "";
     sv_msg_str(&u.data, "error", msg, sizeof msg);

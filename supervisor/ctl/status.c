@@ -24,7 +24,7 @@ static void fmt_dur(char *buf, size_t len, double s)
 
 static double num(const msgpack_object *m, const char *key)
 {
-    const msgpack_object *o = sv_msg_get(m, key);
+    const msgpack_object *o = vl_mp_get(m, key);
     if (!o)
         return 0;
     if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32)
@@ -92,7 +92,7 @@ int ctl_cmd_status(int argc, char **argv)
                num(m, "reloading") ? ", reloading now" : "");
         printf("%-8s %5s %8s %-9s %-8s %8s %9s %6s %8s  %s\n", "ROLE", "ID", "PID", "STATE",
                "DEVICE", "RESTARTS", "UPTIME", "QUEUE", "INFLIGHT", "NOTE");
-        const msgpack_object *ps = sv_msg_get(m, "processes");
+        const msgpack_object *ps = vl_mp_get(m, "processes");
         for (uint32_t i = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && i < ps->via.array.size;
              i++) {
             const msgpack_object *p = &ps->via.array.ptr[i];
@@ -101,7 +101,7 @@ int ctl_cmd_status(int argc, char **argv)
             str(p, "state", state, sizeof state);
             str(p, "device", dev, sizeof dev);
             str(p, "device_name", name, sizeof name);
-            const msgpack_object *rep = sv_msg_get(p, "replacing");
+            const msgpack_object *rep = vl_mp_get(p, "replacing");
             if (rep && rep->type == MSGPACK_OBJECT_BOOLEAN && rep->via.boolean)
                 snprintf(note, sizeof note, "reload ");
             if (num(p, "restart_in_s") > 0)

@@ -1,6 +1,7 @@
 /* The supervisor's sockets and processes: systemd's LISTEN_FDS, its own binds (stale socket
- * replaced, live one refused, long path refused), control channels carrying framed msgpack,
- * the bounded msgpack check, and spawning a child with fds at 3, 4... and an environment. */
+ * replaced, live one refused, long path refused), control channels carrying framed msgpack
+ * and refusing malformed or oversized maps, and spawning a child with fds at 3, 4... and an
+ * environment. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,28 +125,48 @@ TEST(test_listen_unix_stale_live_long)
     CHECK_CONTAINS(err, "HOST:PORT");
 }
 
-TEST(test_msg_check_bounds)
+/* Sends payload as one frame on fd; returns what sv_chan_next makes of it. */
+static int chan_verdict(const uint8_t *payload, size_t len)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) < 0)
+        return -99;
+    struct sv_chan c;
+    sv_chan_init(&c, sp[1], 1024, 1024);
+    uint8_t hdr[4];
+    vl_frame_header(hdr, (uint32_t)len);
+    if (write(sp[0], hdr, 4) != 4 || write(sp[0], payload, len) != (ssize_t)len)
+        return -99;
+    sv_chan_read(&c);
+    msgpack_unpacked u;
+    char err[256];
+    int rc = sv_chan_next(&c, &u, err, sizeof err);
+    if (rc == 1)
+        msgpack_unpacked_destroy(&u);
+    sv_chan_close(&c);
+    close(sp[0]);
+    return rc;
+}
+
+TEST(test_chan_refuses_bombs)
 {
     /* {"type": "x"} */
     const uint8_t ok[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xa1, 'x'};
-    CHECK_EQ_INT(sv_msg_check(ok, sizeof ok, 8), 0);
-    CHECK_EQ_INT(sv_msg_check(ok, sizeof ok - 1, 8), -1); /* truncated */
-    /* array32 declaring 4 billion elements in 5 bytes */
-    const uint8_t bomb[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
-    CHECK_EQ_INT(sv_msg_check(bomb, sizeof bomb, 8), -1);
+    CHECK_EQ_INT(chan_verdict(ok, sizeof ok), 1);
+    CHECK_EQ_INT(chan_verdict(ok, sizeof ok - 1), -1); /* truncated map */
+    /* array32 declaring 4 billion elements in 5 bytes: refused before msgpack-c allocates */
+    const uint8_t bomb[] = {0x81, 0xa1, 'a', 0xdd, 0xff, 0xff, 0xff, 0xff};
+    CHECK_EQ_INT(chan_verdict(bomb, sizeof bomb), -1);
     /* str32 declaring 4 GiB */
-    const uint8_t sbomb[] = {0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
-    CHECK_EQ_INT(sv_msg_check(sbomb, sizeof sbomb, 8), -1);
-    /* nesting deeper than allowed */
-    uint8_t deep[20];
-    memset(deep, 0x91, sizeof deep);
-    deep[19] = 0x01;
-    CHECK_EQ_INT(sv_msg_check(deep, sizeof deep, 8), -1);
-    CHECK_EQ_INT(sv_msg_check(deep, sizeof deep, 32), 0);
-    const uint8_t never[] = {0xc1};
-    CHECK_EQ_INT(sv_msg_check(never, 1, 8), -1);
-    const uint8_t trailing[] = {0x01, 0x02};
-    CHECK_EQ_INT(sv_msg_check(trailing, 2, 8), -1);
+    const uint8_t sbomb[] = {0x81, 0xa1, 'a', 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
+    CHECK_EQ_INT(chan_verdict(sbomb, sizeof sbomb), -1);
+    /* nested deeper than the control channel allows (8) */
+    uint8_t deep[24] = {0x81, 0xa1, 'a'};
+    memset(deep + 3, 0x91, sizeof deep - 4);
+    deep[sizeof deep - 1] = 0x01;
+    CHECK_EQ_INT(chan_verdict(deep, sizeof deep), -1);
+    const uint8_t not_map[] = {0x92, 0x01, 0x02};
+    CHECK_EQ_INT(chan_verdict(not_map, sizeof not_map), -1);
 }
 
 TEST(test_chan_roundtrip)
@@ -160,9 +181,9 @@ TEST(test_chan_roundtrip)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 3);
-    sv_pack_kv_str(&pk, "type", "drained");
-    sv_pack_kv_int(&pk, "id", 42);
-    sv_pack_kv_int(&pk, "neg", -7);
+    vl_mp_pack_kv_str(&pk, "type", "drained");
+    vl_mp_pack_kv_int(&pk, "id", 42);
+    vl_mp_pack_kv_int(&pk, "neg", -7);
     CHECK_EQ_INT(sv_chan_send_sbuf(&a, &sb), 0);
     CHECK_EQ_INT(sv_chan_send_sbuf(&a, &sb), 0);
     msgpack_sbuffer_destroy(&sb);
@@ -246,4 +267,4 @@ TEST(test_spawn_fds_and_env)
 }
 
 TEST_MAIN(test_listen_fds_named, test_listen_fds_not_listening, test_listen_unix_stale_live_long,
-          test_msg_check_bounds, test_chan_roundtrip, test_spawn_fds_and_env)
+          test_chan_refuses_bombs, test_chan_roundtrip, test_spawn_fds_and_env)
