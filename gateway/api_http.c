@@ -140,6 +140,7 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
     j->preview = preview;
     j->on_done = job_done;
     j->tp = req;
+    req->user = j;
     h->active_jobs++;
     api_job_start(j);
 }
@@ -216,6 +217,14 @@ static void handler(struct http_server *s, struct http_req *req)
     respond_err(h, req, &e);
 }
 
+/* The client went away: stop the job (its admission is released, its items still queued on the
+ * router are forgotten); the answer is then dropped by http_respond. */
+static void on_cancel(struct http_server *s, struct http_req *req)
+{
+    if (req->user)
+        api_job_cancel(req->user);
+}
+
 int api_http_init(struct api_http *h, struct http_server *srv, struct api_ctx *ctx,
                   const struct http_limits *lim)
 {
@@ -224,5 +233,7 @@ int api_http_init(struct api_http *h, struct http_server *srv, struct api_ctx *c
     h->srv = srv;
     h->retry_after_s = 1;
     ctx->user_http = h;
-    return http_server_init(srv, ctx->loop, lim, handler, h);
+    int rc = http_server_init(srv, ctx->loop, lim, handler, h);
+    srv->on_cancel = on_cancel;
+    return rc;
 }

@@ -181,6 +181,14 @@ static void job_unref(struct api_job *j)
         uv_close((uv_handle_t *)&j->timer, on_timer_closed);
 }
 
+void api_job_cancel(struct api_job *j)
+{
+    struct api_err e;
+    api_err_set(&e, 499, "invalid_request_error", "client_closed", NULL,
+                "the client closed the connection before the answer");
+    fail(j, &e);
+}
+
 void api_job_release(struct api_job *j)
 {
     job_unref(j);

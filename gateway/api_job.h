@@ -58,6 +58,9 @@ struct api_job {
 /* Starts the job: j->ctx, j->req, j->api, j->preview, j->on_done, j->tp set by the caller;
  * everything else zero. on_done is called exactly once, possibly before this returns. */
 void api_job_start(struct api_job *j);
+/* The client went away: finishes the job now with 499 client_closed (on_done runs, as always
+ * once); a job already finished is left alone. */
+void api_job_cancel(struct api_job *j);
 /* The transport is done with the job (after on_done). */
 void api_job_release(struct api_job *j);
 

@@ -448,16 +448,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct http_conn *c = s->data;
     if (nread < 0) {
         free(buf->base);
-        if (nread == UV_EOF && c->n_outstanding > 0 && !c->cur) {
-            /* half-close: answer what is outstanding, then close */
-            uv_read_stop(s);
-            c->reading = 0;
-            for (struct http_req *r = c->head; r; r = r->next)
-                r->keep_alive = 0;
-            if (c->tail && c->tail->responded)
-                c->tail->close_after = 1;
-            return;
-        }
+        /* EOF with requests outstanding: the client is gone (as nginx treats a client abort);
+         * their jobs are cancelled through on_cancel */
         conn_close(c);
         return;
     }
@@ -637,8 +629,10 @@ static void conn_close(struct http_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->n_conns--;
-    /* orphan outstanding requests: their handlers still finish and then free them */
+    /* orphan outstanding requests: their handlers still finish and then free them; the
+     * on_cancel hook lets them stop early */
     struct http_req *r = c->head;
+    c->head = c->tail = NULL;
     while (r) {
         struct http_req *nx = r->next;
         if (r->responded)
@@ -646,10 +640,11 @@ static void conn_close(struct http_conn *c)
         else {
             r->conn = NULL;
             r->next = NULL;
+            if (s->on_cancel)
+                s->on_cancel(s, r);
         }
         r = nx;
     }
-    c->head = c->tail = NULL;
     req_free(c->cur);
     c->cur = NULL;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);

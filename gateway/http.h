@@ -60,6 +60,9 @@ struct http_server {
     int listening;
     struct http_limits lim;
     http_handler_fn handler;
+    /* Optional: called when the client of an unanswered request went away (the request must
+     * still be answered with http_respond, which then only frees it). */
+    void (*on_cancel)(struct http_server *s, struct http_req *req);
     void *user;
     int n_conns;
     struct http_conn *conns; /* all open connections (for shutdown) */

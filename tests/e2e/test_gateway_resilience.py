@@ -94,6 +94,18 @@ def overload_and_deadline():
         v, _ = c.embed(["after"])
         check(len(v[0]) == 32, "the gateway keeps serving after a deadline")
         check(metric(c, "vlembed_queue_items") == 0, "admission released after the deadline")
+        # a client that goes away: its request stops holding admission at once
+        import json as _json
+        body = _json.dumps({"input": [VIDEO] * 4}).encode()
+        s = socket.create_connection(("127.0.0.1", c.port))
+        s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.05)
+        s.close()
+        check(wait_for(lambda: metric(c, 'vlembed_errors_total{status="499",code="client_closed"}') == 1, 5)
+              and metric(c, "vlembed_queue_items") == 0, "client gone: request cancelled (499), admission released")
+        v, _ = c.embed(["after"])
+        check(len(v[0]) == 32, "and the gateway keeps serving")
     finally:
         c.stop()
 
