@@ -400,6 +400,22 @@ static void worker_lost(struct router_worker *w, const char *why)
         s->w = NULL;
         w->inflight--;
         if (s->attempts >= 2) {
+            /* a possible poison pill: name it by a hash of what the worker was given, so an
+             * operator can find the input that crashes workers (notes/reliability.md §1.5) */
+            const struct vl_item *it = &s->q->items[s->index];
+            uint64_t h = 0xcbf29ce484222325ull;
+            for (int32_t k = 0; k < it->n_ids; k++)
+                h = (h ^ (uint32_t)it->ids[k]) * 0x100000001b3ull;
+            for (int v = 0; v < it->n_visuals; v++) {
+                const struct vl_visual *x = &it->visuals[v];
+                size_t nb = (size_t)x->n_frames * x->height * x->width * 3;
+                for (size_t k = 0; k < nb; k += 97)
+                    h = (h ^ x->pixels[k]) * 0x100000001b3ull;
+            }
+            vl_error("item %llu lost with two workers in a row; failing it (input hash %016llx, "
+                     "%d tokens, %d visuals)",
+                     (unsigned long long)s->wire_id, (unsigned long long)h, it->n_ids,
+                     it->n_visuals);
             slot_finish(r, s, NULL, 0, "worker_died",
                         "the worker died twice while embedding this item");
         } else if (s->q->deadline_ns && now >= s->q->deadline_ns) {
