@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Makes build/bundle: vlembed's binaries (and GPU test binaries) plus every shared library they
-# load that the GPU machine (Ubuntu 24.04 + CUDA 13, ../shared/GPU.md) does not provide, so
-# they run there unchanged with LD_LIBRARY_PATH=build/bundle/lib. Stays under 64 MiB.
+# Makes build/bundle: vlembed's binaries, test and bench binaries (in the same layout as BUILD,
+# so `tests/run_gpu.sh build/bundle` and `bench/run.sh build/bundle` work there) plus every
+# shared library they load that the GPU machine (Ubuntu 24.04 + CUDA 13, ../shared/GPU.md) does
+# not provide, in build/bundle/lib. Run there with LD_LIBRARY_PATH=build/bundle/lib. < 64 MiB.
 #   usage: scripts/device-bundle.sh [BUILD]
 set -euo pipefail
 BUILD=${1:-build}
 OUTD=$BUILD/bundle
 rm -rf "$OUTD"
-mkdir -p "$OUTD/bin" "$OUTD/lib"
+mkdir -p "$OUTD/lib"
 bins=("$BUILD"/vlembed-* "$BUILD"/vlembedctl)
 for t in "$BUILD"/tests/test_* "$BUILD"/tests/gpu_* "$BUILD"/bench/*; do
   [ -x "$t" ] && [ -f "$t" ] && bins+=("$t")
@@ -15,7 +16,9 @@ done
 # Provided by the GPU machine (or the kernel): never copied.
 skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libpthread|libdl\.so|librt\.so|libgcc_s|libstdc\+\+|libcuda\.so|libcudart|libcublas|libcudnn|libnvidia|libnvrtc)'
 for b in "${bins[@]}"; do
-  cp "$b" "$OUTD/bin/"
+  rel=${b#"$BUILD"/}
+  mkdir -p "$OUTD/$(dirname "$rel")"
+  cp "$b" "$OUTD/$rel"
   ldd "$b" | awk '/=> \//{print $1" "$3}' | while read -r name path; do
     if echo "$name" | grep -qE "$skip"; then continue; fi
     [ -e "$OUTD/lib/$name" ] || cp -L "$path" "$OUTD/lib/$name"
@@ -23,6 +26,6 @@ for b in "${bins[@]}"; do
 done
 strip --strip-unneeded "$OUTD"/lib/*.so* 2>/dev/null || true
 size=$(du -sm "$OUTD" | cut -f1)
-echo "bundle: $OUTD ($(ls "$OUTD/bin" | wc -l) binaries, $(ls "$OUTD/lib" | wc -l) libraries, ${size} MiB)"
+echo "bundle: $OUTD (${#bins[@]} binaries, $(ls "$OUTD/lib" | wc -l) libraries, ${size} MiB)"
 if [ "$size" -ge 60 ]; then echo "bundle: too large for the GPU machine's 64 MiB transfer" >&2; exit 1; fi
-echo "run there with: LD_LIBRARY_PATH=$OUTD/lib $OUTD/bin/vlembed-worker ..."
+echo "run there with: LD_LIBRARY_PATH=$OUTD/lib $OUTD/vlembed-worker ...  (or tests/run_gpu.sh $OUTD)"
