@@ -434,7 +434,8 @@ int main(int argc, char **argv)
     ctl_send_simple("gateway_ready", "pid", getpid());
 
     uv_run(G.loop, UV_RUN_DEFAULT);
-    pp_ctx_free(&G.pp);
+    /* The tokenizer is not freed: thread-pool work of cancelled or timed-out requests may still
+     * be using it, and the process is about to exit anyway. */
     vl_config_free(opts, N_OPTS, o);
     return VL_EXIT_OK;
 }
