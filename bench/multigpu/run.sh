@@ -10,7 +10,9 @@ set -u
 BUILD=$(cd "${1:?BUILD}" && pwd)
 MODEL=${2:?MODEL_DIR}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-[ -d "$BUILD/lib" ] && export LD_LIBRARY_PATH=$BUILD/lib:${LD_LIBRARY_PATH:-}
+# A device bundle's libraries go to vlembed's processes only (the host's curl must keep its own).
+LIBENV=()
+[ -d "$BUILD/lib" ] && LIBENV=(env "LD_LIBRARY_PATH=$BUILD/lib:${LD_LIBRARY_PATH:-}")
 SECONDS_=${SECONDS:-8}
 CONNS=${CONNS:-64}
 BATCH=${BATCH:-16}
@@ -35,7 +37,7 @@ for devs in 0 all; do
   rt=$TMP/rt-$devs
   mkdir -p "$rt"
   if [ "$BACKEND" = cuda ]; then placement=(--devices "$devs"); else placement=(--workers "$([ $devs = 0 ] && echo 1 || echo 2)"); fi
-  "$BUILD/vlembed-supervisor" --model "$MODEL" --backend "$BACKEND" "${placement[@]}" \
+  "${LIBENV[@]}" "$BUILD/vlembed-supervisor" --model "$MODEL" --backend "$BACKEND" "${placement[@]}" \
     --http 127.0.0.1:$PORT --runtime-dir "$rt" \
     --gateway-args "--preprocess-threads $PP_THREADS --max-inflight-items 100000" \
     2>"$TMP/super-$devs.log" &
@@ -47,7 +49,7 @@ for devs in 0 all; do
   done
   sleep 2 # let every worker of "all" come up, not only the first
   nready=$(curl -s "http://127.0.0.1:$PORT/ready" | sed -n 's/.*"workers_ready":\([0-9]*\).*/\1/p')
-  "$BUILD/vlembedctl" status --runtime-dir "$rt" >"$TMP/status-$devs.txt" 2>&1
+  "${LIBENV[@]}" "$BUILD/vlembedctl" status --runtime-dir "$rt" >"$TMP/status-$devs.txt" 2>&1
   toks=$(curl -s "http://127.0.0.1:$PORT/v1/embeddings" -H 'content-type: application/json' \
     -d @"$TMP/req.json" | sed -n 's/.*"prompt_tokens":\([0-9]*\).*/\1/p')
   if [ $ready = 1 ]; then
