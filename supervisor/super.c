@@ -925,15 +925,17 @@ int sv_main(int argc, char **argv)
     if (sv_notify_init(&s.notify, err, sizeof err) < 0)
         vl_warn("%s; systemd notifications disabled", err);
     int code = VL_EXIT_PERMANENT;
+    /* Block the signals before anything can start a thread: NVML (GPU discovery) does, and a
+     * thread with SIGTERM unblocked would take the default action and kill us unlogged. */
+    if (setup_signals(&s, err, sizeof err) < 0) {
+        vl_error("%s", err);
+        code = VL_EXIT_TRANSIENT;
+        goto out;
+    }
     if (resolve_bins(&s, err, sizeof err) < 0 || setup_runtime_dir(&s, err, sizeof err) < 0 ||
         setup_slots(&s, err, sizeof err) < 0 || setup_sockets(&s, err, sizeof err) < 0 ||
         sv_control_open(&s, err, sizeof err) < 0) {
         vl_error("%s", err);
-        goto out;
-    }
-    if (setup_signals(&s, err, sizeof err) < 0) {
-        vl_error("%s", err);
-        code = VL_EXIT_TRANSIENT;
         goto out;
     }
     vl_info("starting: model %s, backend %s, %d worker%s, runtime dir %s", s.opts.model,
