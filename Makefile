@@ -39,7 +39,7 @@ CFLAGS_BASE += -fsanitize=$(SAN) -fno-omit-frame-pointer
 LDFLAGS_SAN := -fsanitize=$(SAN)
 endif
 CFLAGS    += $(CFLAGS_BASE)
-PKG_LIBS  := -luv -lmsgpackc -lcjson -lcurl -lhttp_parser -lutf8proc -lwebp -lwebpdemux -ljpeg -lm -ldl
+PKG_LIBS  := -luv -lmsgpackc -lcjson -lcurl -lhttp_parser -lutf8proc -lwebp -lwebpdemux -ljpeg -lpng -lm -ldl
 ifeq ($(NO_CUDA),)
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
 NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -I. \

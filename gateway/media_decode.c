@@ -10,7 +10,9 @@
  *
  * JPEG is decoded with libjpeg-turbo (the library inside Pillow) with default settings
  * (islow IDCT, fancy upsampling), so decoded pixels equal Pillow's; stb_image's own JPEG
- * decoder rounds differently. EXIF orientation is not applied: the reference does not. */
+ * decoder rounds differently. PNG goes through libpng + zlib (media_png.c), GIF and BMP through
+ * stb_image (media_stb.c), WebP through libwebp. EXIF orientation is not applied: the reference
+ * does not. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 
 #include "common/alloc.h"
 #include "gateway/media.h"
+#include "gateway/media_png.h"
 #include "gateway/media_stb.h"
 
 /* Progressive JPEGs may have any number of scans; tiny scans make decoding time explode.
@@ -211,8 +214,6 @@ static int webp_info(const uint8_t *d, size_t n, int32_t *w, int32_t *h, int *al
     return 0;
 }
 
-static void composite_white(const uint8_t *rgba, size_t npx, uint8_t *rgb);
-
 static int webp_decode(const uint8_t *d, size_t n, uint8_t **rgb_out, char *err, size_t errlen)
 {
     int32_t w, h;
@@ -240,7 +241,7 @@ static int webp_decode(const uint8_t *d, size_t n, uint8_t **rgb_out, char *err,
     size_t npx = (size_t)w * h;
     uint8_t *rgb = vl_malloc(npx * 3);
     if (alpha) {
-        composite_white(frame, npx, rgb);
+        media_png_composite_white(frame, npx, rgb);
     } else {
         for (size_t i = 0; i < npx; i++)
             memcpy(rgb + i * 3, frame + i * 4, 3);
@@ -336,19 +337,6 @@ static int gif_truncated(const uint8_t *d, size_t n)
 
 /* ---- common ------------------------------------------------------------------------------ */
 
-/* Pillow's paste(RGBA, mask=alpha) onto white: out = (255*(255-a) + c*a) / 255, rounded its
- * way (DIV255 with +128). */
-static void composite_white(const uint8_t *rgba, size_t npx, uint8_t *rgb)
-{
-    for (size_t i = 0; i < npx; i++) {
-        unsigned a = rgba[i * 4 + 3];
-        for (int c = 0; c < 3; c++) {
-            unsigned t = 255u * (255u - a) + rgba[i * 4 + c] * a + 128u;
-            rgb[i * 3 + c] = (uint8_t)(((t >> 8) + t) >> 8);
-        }
-    }
-}
-
 int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int32_t *w,
                      int32_t *h, char *err, size_t errlen)
 {
@@ -418,30 +406,19 @@ int media_image_decode_rgb(const uint8_t *data, size_t n, const struct media_lim
         return jpeg_decode(data, n, 1, (int64_t)cap, rgb, w, h, err, errlen);
     if (f == MEDIA_FMT_WEBP)
         return webp_decode(data, n, rgb, err, errlen);
+    if (f == MEDIA_FMT_PNG)
+        return media_png_decode(data, n, l->max_width, l->max_height, rgb, w, h, err, errlen);
 
     if ((f == MEDIA_FMT_BMP && bmp_truncated(data, n, *w, *h < 0 ? -*h : *h)) ||
         (f == MEDIA_FMT_GIF && gif_truncated(data, n))) {
         snprintf(err, errlen, "%s data is truncated", media_format_name(f));
         return -EINVAL;
     }
-    int req = 3, bits16 = 0, rgba = 0, clip16 = 0;
-    if (f == MEDIA_FMT_PNG) {
-        int32_t pw, ph;
-        int depth, ctype;
-        if ((rc = png_ihdr(data, n, &pw, &ph, &depth, &ctype, err, errlen)))
-            return rc;
-        if (ctype == 6) { /* RGBA: composited on white */
-            req = 4;
-            rgba = 1;
-        } else if (ctype == 0 && depth == 16) { /* Pillow mode I: clipped, not scaled */
-            req = 1;
-            bits16 = 1;
-            clip16 = 1;
-        }
-    }
     int dw = 0, dh = 0, over = 0;
     const char *why = NULL;
-    uint8_t *px = media_stb_load(data, n, req, bits16, cap, &dw, &dh, &why, &over);
+    /* GIF and BMP: Pillow opens them as P / RGB (or RGBA for 32-bit BMP with an alpha mask,
+     * where we drop the alpha: a documented difference); convert("RGB"). */
+    uint8_t *px = media_stb_load(data, n, 3, 0, cap, &dw, &dh, &why, &over);
     if (!px) {
         if (over) {
             snprintf(err, errlen,
@@ -458,19 +435,6 @@ int media_image_decode_rgb(const uint8_t *data, size_t n, const struct media_lim
         snprintf(err, errlen, "corrupt %s: header says %dx%d, data %dx%d", media_format_name(f), *w,
                  *h, dw, dh);
         return -EINVAL;
-    }
-    if (rgba) {
-        uint8_t *out = vl_malloc(npx * 3);
-        composite_white(px, npx, out);
-        free(px);
-        px = out;
-    } else if (clip16) {
-        uint8_t *out = vl_malloc(npx * 3);
-        const uint16_t *g = (const uint16_t *)px;
-        for (size_t i = 0; i < npx; i++)
-            out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = g[i] > 255 ? 255 : (uint8_t)g[i];
-        free(px);
-        px = out;
     }
     *rgb = px;
     return 0;

@@ -1,8 +1,7 @@
-/* stb_image, built for the gateway: only PNG, GIF and BMP (JPEG goes to libjpeg-turbo, WebP to
- * libwebp), no stdio, no HDR, a hard dimension cap, and every allocation charged to a per-thread
- * budget that the caller sets from the image header before decoding. A PNG whose IDAT inflates
- * far beyond what its header promises (a decompression bomb), or any other over-budget request,
- * makes stb fail with "outofmem" instead of taking gigabytes. (notes/reliability.md §4.)
+/* stb_image, built for the gateway: only GIF and BMP (JPEG goes to libjpeg-turbo, PNG to libpng,
+ * WebP to libwebp), no stdio, no HDR, a hard dimension cap, and every allocation charged to a
+ * per-thread budget that the caller sets from the image header before decoding: any request
+ * beyond it makes stb fail with "outofmem" instead of taking the memory. (reliability.md §4.)
  *
  * GIF: only the first frame is ever loaded (stbi_load_from_memory), which avoids the
  * multi-frame paths of the 2023 GIF advisories (stbi__load_gif_main, two_back). */
@@ -72,7 +71,6 @@ static void *budget_realloc(void *q, size_t n)
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
-#define STBI_ONLY_PNG
 #define STBI_ONLY_GIF
 #define STBI_ONLY_BMP
 #define STBI_NO_STDIO
@@ -89,6 +87,10 @@ int media_stb_info(const uint8_t *data, size_t n, int *w, int *h, int *comp)
 {
     if (n > INT32_MAX)
         return 0;
+    /* the GIF header parser allocates its state (~40 KiB) */
+    budget.used = 0;
+    budget.cap = 1u << 20;
+    budget.over = 0;
     return stbi_info_from_memory(data, (int)n, w, h, comp);
 }
 

@@ -1,4 +1,4 @@
-/* The gateway's build of stb_image (PNG, GIF first frame, BMP) behind two calls; internal to
+/* The gateway's build of stb_image (GIF first frame, BMP) behind two calls; internal to
  * the media code (media_decode.c). */
 #ifndef VL_GATEWAY_MEDIA_STB_H
 #define VL_GATEWAY_MEDIA_STB_H
