@@ -23,6 +23,7 @@ struct mp_conn {
     int refs; /* 1 while open + 1 per request in flight */
     int dead, reading, inflight;
     struct mp_conn *prev, *next;
+    struct mp_req *reqs;
 };
 
 struct mp_req {
@@ -31,6 +32,8 @@ struct mp_req {
     char *id;         /* the request id, packed msgpack bytes */
     size_t id_len;
     struct api_bin *bins;
+    struct api_job *j;
+    struct mp_req *prev, *next; /* the connection's requests in flight */
 };
 
 struct wbuf {
@@ -64,6 +67,19 @@ static void conn_close(struct mp_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     m->n_conns--;
+    /* the client is gone: cancel what it still waits for (each answer is then dropped) */
+    int n = 0;
+    for (struct mp_req *r = c->reqs; r; r = r->next)
+        n++;
+    if (n) {
+        struct api_job **js = vl_calloc((size_t)n, sizeof *js);
+        int k = 0;
+        for (struct mp_req *r = c->reqs; r; r = r->next)
+            js[k++] = r->j;
+        for (k = 0; k < n; k++)
+            api_job_cancel(js[k]);
+        free(js);
+    }
     uv_close((uv_handle_t *)&c->pipe, on_closed);
 }
 
@@ -307,6 +323,12 @@ static void job_done(struct api_job *j)
         msgpack_sbuffer_destroy(&sb);
     }
     api_job_release(j);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
     req_free(r);
     c->inflight--;
     resume(c);
@@ -390,6 +412,11 @@ static void handle_frame(struct mp_conn *c, const uint8_t *p, size_t len)
     j->preview = preview;
     j->on_done = job_done;
     j->tp = r;
+    r->j = j;
+    r->next = c->reqs;
+    if (c->reqs)
+        c->reqs->prev = r;
+    c->reqs = r;
     c->refs++;
     c->inflight++;
     m->active_jobs++;

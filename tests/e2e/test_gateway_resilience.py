@@ -106,6 +106,15 @@ def overload_and_deadline():
               and metric(c, "vlembed_queue_items") == 0, "client gone: request cancelled (499), admission released")
         v, _ = c.embed(["after"])
         check(len(v[0]) == 32, "and the gateway keeps serving")
+        from vlharness import MsgpackClient
+        m = MsgpackClient(c.api_socket)
+        m.send({"id": 1, "input": [VIDEO] * 4})
+        time.sleep(0.05)
+        m.close()
+        check(wait_for(lambda: metric(c, 'vlembed_errors_total{status="499",code="client_closed"}') == 2, 5)
+              and metric(c, "vlembed_queue_items") == 0, "msgpack client gone: request cancelled, admission released")
+        v, _ = c.embed(["after"])
+        check(len(v[0]) == 32, "and the gateway keeps serving")
     finally:
         c.stop()
 
