@@ -43,6 +43,7 @@ struct media_limits {
     int64_t video_max_pixels;       /* per frame, 768*32*32 */
     int64_t video_total_pixels;     /* whole clip: 10*768*32*32 (the embedder's cap) */
     int64_t video_max_source_frames;/* frames in a container we are willing to demux */
+    int64_t video_max_decode_ms;    /* CPU budget of one video file's decoding (wall clock) */
     int32_t frame_list_fps_x10;     /* timestamps of frame lists: fps 2.0 (qwen-vl-utils) */
 };
 

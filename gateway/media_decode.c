@@ -51,6 +51,7 @@ void media_limits_default(struct media_limits *l)
     l->video_max_pixels = 768 * 32 * 32;
     l->video_total_pixels = 10 * 768 * 32 * 32;
     l->video_max_source_frames = 200000;
+    l->video_max_decode_ms = 60000;
     l->frame_list_fps_x10 = 20;
 }
 

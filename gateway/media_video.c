@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/media_ffmpeg.h" /* FFmpeg's headers; its calls go through dlopen */
 
@@ -177,6 +178,13 @@ fail:
 }
 
 /* ---- container files (§7.2) --------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 struct membuf {
     const uint8_t *data;
@@ -347,6 +355,7 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
     double native_fps = av_q2d(r);
 
     /* Pass 1: count the video packets (frames). */
+    int64_t t_end = now_ms() + l->video_max_decode_ms;
     pkt = av_packet_alloc();
     int64_t total = 0;
     while (av_read_frame(d.fmt, pkt) >= 0) {
@@ -399,6 +408,14 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
     int32_t got = 0; /* sampled frames filled */
     int eof = 0;
     while (got < nf && !eof) {
+        /* Decoding runs up to the last sampled frame; a long or expensive file must not hold a
+         * pool thread for minutes. */
+        if (now_ms() >= t_end) {
+            snprintf(err, errlen, "decoding the video took %lld ms or longer (at frame %lld)",
+                     (long long)l->video_max_decode_ms, (long long)k);
+            rc = -ETIMEDOUT;
+            goto done;
+        }
         int r2 = av_read_frame(d.fmt, pkt);
         if (r2 < 0) {
             eof = 1;

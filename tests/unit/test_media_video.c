@@ -249,6 +249,11 @@ TEST(test_overrides)
     CHECK_EQ_INT(media_video_prepare_file(data, n, &l2, NULL, &v, &ts, &idx, &ni, err, sizeof err),
                  -E2BIG);
     l2 = lim;
+    l2.video_max_decode_ms = 0; /* the budget is checked before each packet */
+    CHECK_EQ_INT(media_video_prepare_file(data, n, &l2, NULL, &v, &ts, &idx, &ni, err, sizeof err),
+                 -ETIMEDOUT);
+    CHECK_CONTAINS(err, "took 0 ms or longer");
+    l2 = lim;
     l2.video_max_source_frames = 100;
     CHECK_EQ_INT(media_video_prepare_file(data, n, &l2, NULL, &v, &ts, &idx, &ni, err, sizeof err),
                  -E2BIG);
