@@ -88,11 +88,11 @@ static int v4_blocked(const uint8_t *a)
         uint8_t net[4];
         int bits;
     } deny[] = {
-        {{0, 0, 0, 0}, 8},       {{10, 0, 0, 0}, 8},     {{100, 64, 0, 0}, 10},
-        {{127, 0, 0, 0}, 8},     {{169, 254, 0, 0}, 16}, {{172, 16, 0, 0}, 12},
-        {{192, 0, 0, 0}, 24},    {{192, 0, 2, 0}, 24},   {{192, 168, 0, 0}, 16},
-        {{198, 18, 0, 0}, 15},   {{198, 51, 100, 0}, 24}, {{203, 0, 113, 0}, 24},
-        {{224, 0, 0, 0}, 4},     {{240, 0, 0, 0}, 4},
+        {{0, 0, 0, 0}, 8},     {{10, 0, 0, 0}, 8},      {{100, 64, 0, 0}, 10},
+        {{127, 0, 0, 0}, 8},   {{169, 254, 0, 0}, 16},  {{172, 16, 0, 0}, 12},
+        {{192, 0, 0, 0}, 24},  {{192, 0, 2, 0}, 24},    {{192, 168, 0, 0}, 16},
+        {{198, 18, 0, 0}, 15}, {{198, 51, 100, 0}, 24}, {{203, 0, 113, 0}, 24},
+        {{224, 0, 0, 0}, 4},   {{240, 0, 0, 0}, 4},
     };
     for (size_t i = 0; i < sizeof deny / sizeof deny[0]; i++)
         if (prefix_match(a, deny[i].net, deny[i].bits))
@@ -107,16 +107,16 @@ static int v6_blocked(const uint8_t *a)
         uint8_t net[16];
         int bits;
     } deny[] = {
-        {{0}, 128},                                          /* :: */
+        {{0}, 128},                                              /* :: */
         {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128}, /* ::1 */
-        {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 96},          /* ::a.b.c.d (IPv4-compatible) */
-        {{0, 0x64, 0xff, 0x9b}, 96},                         /* NAT64 */
-        {{0x20, 0x02}, 16},                                  /* 6to4 */
-        {{0x20, 0x01, 0, 0}, 32},                            /* Teredo */
-        {{0x20, 0x01, 0x0d, 0xb8}, 32},                      /* documentation */
-        {{0xfc}, 7},                                         /* ULA (incl. fd00:ec2::254) */
-        {{0xfe, 0x80}, 10},                                  /* link-local */
-        {{0xff}, 8},                                         /* multicast */
+        {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 96},              /* ::a.b.c.d (IPv4-compatible) */
+        {{0, 0x64, 0xff, 0x9b}, 96},                             /* NAT64 */
+        {{0x20, 0x02}, 16},                                      /* 6to4 */
+        {{0x20, 0x01, 0, 0}, 32},                                /* Teredo */
+        {{0x20, 0x01, 0x0d, 0xb8}, 32},                          /* documentation */
+        {{0xfc}, 7},                                             /* ULA (incl. fd00:ec2::254) */
+        {{0xfe, 0x80}, 10},                                      /* link-local */
+        {{0xff}, 8},                                             /* multicast */
     };
     (void)zero;
     /* IPv4-mapped ::ffff:a.b.c.d: judge the embedded IPv4 address. */
@@ -294,8 +294,10 @@ static void complete(struct fetch *t, CURLcode rc)
     long code = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
     if (t->blocked) {
-        snprintf(err, sizeof err, "fetching %s: address %s is not allowed (private, loopback, "
-                                  "link-local or otherwise not global)", t->url, t->blocked_addr);
+        snprintf(err, sizeof err,
+                 "fetching %s: address %s is not allowed (private, loopback, "
+                 "link-local or otherwise not global)",
+                 t->url, t->blocked_addr);
         status = FETCH_ERR_BLOCKED;
     } else if (t->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(err, sizeof err, "fetching %s: body is larger than the limit of %lld bytes",
@@ -502,8 +504,8 @@ int fetch_start(struct fetcher *f, const char *url, const struct fetch_opts *o, 
     t->cb = cb;
     t->data = data;
     int64_t timeout = o && o->timeout_ms > 0 ? o->timeout_ms : FETCH_DEFAULT_TIMEOUT_MS;
-    int64_t ctimeout = o && o->connect_timeout_ms > 0 ? o->connect_timeout_ms
-                                                      : (timeout < 3000 ? timeout : 3000);
+    int64_t ctimeout =
+        o && o->connect_timeout_ms > 0 ? o->connect_timeout_ms : (timeout < 3000 ? timeout : 3000);
     long redirs = o && o->max_redirects >= 0 ? o->max_redirects : FETCH_DEFAULT_REDIRECTS;
     t->max_bytes = o && o->max_bytes > 0 ? o->max_bytes : FETCH_DEFAULT_MAX_BYTES;
 

@@ -25,8 +25,8 @@ struct fetch_config {
     /* Comma-separated CIDRs that may be fetched even though they are not global addresses,
      * e.g. "10.1.0.0/16,127.0.0.1/32" (tests use loopback). NULL or "" = none. */
     const char *allow_cidrs;
-    const char *user_agent;    /* NULL = "vlembed" */
-    int32_t max_connections;   /* total open connections; 0 = 64 */
+    const char *user_agent;       /* NULL = "vlembed" */
+    int32_t max_connections;      /* total open connections; 0 = 64 */
     int32_t max_host_connections; /* per host; 0 = 8 */
 };
 
@@ -38,14 +38,14 @@ struct fetch_opts {
 };
 
 /* The status a fetch completes with: 0, or one of these (err says more, naming the URL). */
-#define FETCH_ERR_BAD_URL (-EINVAL)       /* not an absolute http(s) URL */
-#define FETCH_ERR_TIMEOUT (-ETIMEDOUT)    /* deadline passed */
-#define FETCH_ERR_TOO_LARGE (-E2BIG)      /* body (or Content-Length) over max_bytes */
-#define FETCH_ERR_REDIRECTS (-ELOOP)      /* more than max_redirects redirects */
-#define FETCH_ERR_BLOCKED (-EACCES)       /* an address that is not allowed (SSRF defence) */
-#define FETCH_ERR_HTTP (-EPROTO)          /* the server answered with status >= 400 */
-#define FETCH_ERR_NETWORK (-EIO)          /* DNS, connect, TLS, reset, ... */
-#define FETCH_ERR_CANCELED (-ECANCELED)   /* the fetcher was closed first */
+#define FETCH_ERR_BAD_URL (-EINVAL)     /* not an absolute http(s) URL */
+#define FETCH_ERR_TIMEOUT (-ETIMEDOUT)  /* deadline passed */
+#define FETCH_ERR_TOO_LARGE (-E2BIG)    /* body (or Content-Length) over max_bytes */
+#define FETCH_ERR_REDIRECTS (-ELOOP)    /* more than max_redirects redirects */
+#define FETCH_ERR_BLOCKED (-EACCES)     /* an address that is not allowed (SSRF defence) */
+#define FETCH_ERR_HTTP (-EPROTO)        /* the server answered with status >= 400 */
+#define FETCH_ERR_NETWORK (-EIO)        /* DNS, connect, TLS, reset, ... */
+#define FETCH_ERR_CANCELED (-ECANCELED) /* the fetcher was closed first */
 
 /* body is valid only during the callback (copy or steal it with fetch_body_steal). */
 typedef void (*fetch_cb)(void *data, int status, const uint8_t *body, size_t n, const char *err);

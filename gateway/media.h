@@ -29,22 +29,22 @@
 
 /* Operator-configurable limits (docs/media.md lists each with its default and reason). */
 struct media_limits {
-    int64_t max_input_bytes;        /* one encoded image (fetched, uploaded or data: URI) */
-    int64_t max_video_bytes;        /* one encoded video file */
-    int32_t max_width, max_height;  /* checked from the header before decoding */
-    int64_t max_decoded_pixels;     /* width*height of one decoded image or video frame */
-    int64_t image_min_pixels;       /* smart_resize band for images, spec §7.1: 4*32*32 */
-    int64_t image_max_pixels;       /* 1800*32*32 */
-    int32_t max_aspect_ratio;       /* 200 in the reference */
-    double video_fps;               /* frames sampled per second of video, spec §7.2: 1.0 */
-    int32_t video_min_frames;       /* 4 */
-    int32_t video_max_frames;       /* 64 (also caps frame lists, spec §7.3) */
-    int64_t video_min_pixels;       /* per frame, 128*32*32 */
-    int64_t video_max_pixels;       /* per frame, 768*32*32 */
-    int64_t video_total_pixels;     /* whole clip: 10*768*32*32 (the embedder's cap) */
-    int64_t video_max_source_frames;/* frames in a container we are willing to demux */
-    int64_t video_max_decode_ms;    /* CPU budget of one video file's decoding (wall clock) */
-    int32_t frame_list_fps_x10;     /* timestamps of frame lists: fps 2.0 (qwen-vl-utils) */
+    int64_t max_input_bytes;         /* one encoded image (fetched, uploaded or data: URI) */
+    int64_t max_video_bytes;         /* one encoded video file */
+    int32_t max_width, max_height;   /* checked from the header before decoding */
+    int64_t max_decoded_pixels;      /* width*height of one decoded image or video frame */
+    int64_t image_min_pixels;        /* smart_resize band for images, spec §7.1: 4*32*32 */
+    int64_t image_max_pixels;        /* 1800*32*32 */
+    int32_t max_aspect_ratio;        /* 200 in the reference */
+    double video_fps;                /* frames sampled per second of video, spec §7.2: 1.0 */
+    int32_t video_min_frames;        /* 4 */
+    int32_t video_max_frames;        /* 64 (also caps frame lists, spec §7.3) */
+    int64_t video_min_pixels;        /* per frame, 128*32*32 */
+    int64_t video_max_pixels;        /* per frame, 768*32*32 */
+    int64_t video_total_pixels;      /* whole clip: 10*768*32*32 (the embedder's cap) */
+    int64_t video_max_source_frames; /* frames in a container we are willing to demux */
+    int64_t video_max_decode_ms;     /* wall-clock budget of one video file's decoding */
+    int32_t frame_list_fps_x10;      /* timestamps of frame lists: fps 2.0 (qwen-vl-utils) */
 };
 
 void media_limits_default(struct media_limits *l);
@@ -72,8 +72,8 @@ enum media_format media_format_sniff(const uint8_t *data, size_t n);
 const char *media_format_name(enum media_format f);
 
 /* Reads width and height from the header only (no pixel data is decoded). */
-int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int32_t *w,
-                     int32_t *h, char *err, size_t errlen);
+int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int32_t *w, int32_t *h,
+                     char *err, size_t errlen);
 
 /* Decodes to packed RGB (malloc'd, w*h*3) the way the reference's Pillow open + to_rgb() does.
  * The header is checked against the limits before any pixel memory is allocated, and the

@@ -73,12 +73,18 @@ enum media_format media_format_sniff(const uint8_t *d, size_t n)
 const char *media_format_name(enum media_format f)
 {
     switch (f) {
-    case MEDIA_FMT_PNG: return "PNG";
-    case MEDIA_FMT_JPEG: return "JPEG";
-    case MEDIA_FMT_GIF: return "GIF";
-    case MEDIA_FMT_BMP: return "BMP";
-    case MEDIA_FMT_WEBP: return "WebP";
-    default: return "unknown";
+    case MEDIA_FMT_PNG:
+        return "PNG";
+    case MEDIA_FMT_JPEG:
+        return "JPEG";
+    case MEDIA_FMT_GIF:
+        return "GIF";
+    case MEDIA_FMT_BMP:
+        return "BMP";
+    case MEDIA_FMT_WEBP:
+        return "WebP";
+    default:
+        return "unknown";
     }
 }
 
@@ -287,8 +293,8 @@ static int bmp_truncated(const uint8_t *d, size_t n, int32_t w, int32_t h)
 {
     if (n < 34)
         return 1;
-    uint32_t off = (uint32_t)d[10] | (uint32_t)d[11] << 8 | (uint32_t)d[12] << 16 |
-                   (uint32_t)d[13] << 24;
+    uint32_t off =
+        (uint32_t)d[10] | (uint32_t)d[11] << 8 | (uint32_t)d[12] << 16 | (uint32_t)d[13] << 24;
     uint32_t hdr = (uint32_t)d[14] | (uint32_t)d[15] << 8;
     int bpp = hdr >= 40 ? d[28] | d[29] << 8 : d[24] | d[25] << 8; /* BITMAPCOREHEADER: 12 */
     uint32_t comp = hdr >= 40 ? (uint32_t)d[30] : 0;
@@ -338,8 +344,8 @@ static int gif_truncated(const uint8_t *d, size_t n)
 
 /* ---- common ------------------------------------------------------------------------------ */
 
-int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int32_t *w,
-                     int32_t *h, char *err, size_t errlen)
+int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int32_t *w, int32_t *h,
+                     char *err, size_t errlen)
 {
     enum media_format f = media_format_sniff(data, n);
     *fmt = f;

@@ -49,8 +49,8 @@ int media_png_decode(const uint8_t *data, size_t n, int32_t max_w, int32_t max_h
                      int32_t *w_out, int32_t *h_out, char *err, size_t errlen)
 {
     struct png_src src = {data, n, 0, ""};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error,
-                                             png_on_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     uint8_t *volatile raw = NULL;
     png_bytep *volatile rows = NULL;
@@ -75,7 +75,7 @@ int media_png_decode(const uint8_t *data, size_t n, int32_t max_w, int32_t max_h
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     int ctype = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     int grey16 = ctype == PNG_COLOR_TYPE_GRAY && depth == 16; /* Pillow mode I: clipped */
-    int rgba = ctype == PNG_COLOR_TYPE_RGB_ALPHA;              /* composited on white */
+    int rgba = ctype == PNG_COLOR_TYPE_RGB_ALPHA;             /* composited on white */
     if (ctype == PNG_COLOR_TYPE_PALETTE) {
         png_set_palette_to_rgb(png); /* also turns tRNS into alpha, dropped below */
         png_set_strip_alpha(png);

@@ -45,8 +45,8 @@ int media_smart_resize_d(int32_t h, int32_t w, int32_t factor, double min_pixels
     }
     double hi = h > w ? h : w, lo = h > w ? w : h;
     if (hi / lo > 200.0) {
-        snprintf(err, errlen, "aspect ratio %.1f of a %dx%d image is over the limit of 200", hi / lo,
-                 w, h);
+        snprintf(err, errlen, "aspect ratio %.1f of a %dx%d image is over the limit of 200",
+                 hi / lo, w, h);
         return -EINVAL;
     }
     double f = factor;

@@ -42,8 +42,8 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-int media_source_data_uri(const char *uri, size_t len, int64_t max_bytes, uint8_t **out,
-                          size_t *n, char *err, size_t errlen)
+int media_source_data_uri(const char *uri, size_t len, int64_t max_bytes, uint8_t **out, size_t *n,
+                          char *err, size_t errlen)
 {
     *out = NULL;
     *n = 0;

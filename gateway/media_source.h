@@ -21,8 +21,8 @@ enum media_source_kind media_source_classify(const char *s);
  * (the decoder looks at the bytes). The decoded size is bounded from the encoded length before
  * anything is decoded: over max_bytes is -E2BIG. Whitespace inside the data is skipped; any
  * other non-base64 character, or a URI that is not base64, is -EINVAL. */
-int media_source_data_uri(const char *uri, size_t len, int64_t max_bytes, uint8_t **out,
-                          size_t *n, char *err, size_t errlen);
+int media_source_data_uri(const char *uri, size_t len, int64_t max_bytes, uint8_t **out, size_t *n,
+                          char *err, size_t errlen);
 
 /* Reads a local file named "file:///abs/path" (or an absolute path) that lies under root
  * (an absolute directory; NULL or "" = local files are disabled: -EPERM). The file is opened

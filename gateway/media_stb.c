@@ -94,8 +94,8 @@ int media_stb_info(const uint8_t *data, size_t n, int *w, int *h, int *comp)
     return stbi_info_from_memory(data, (int)n, w, h, comp);
 }
 
-uint8_t *media_stb_load(const uint8_t *data, size_t n, int req_comp, int bits16, size_t cap,
-                        int *w, int *h, const char **why, int *over_budget)
+uint8_t *media_stb_load(const uint8_t *data, size_t n, int req_comp, int bits16, size_t cap, int *w,
+                        int *h, const char **why, int *over_budget)
 {
     budget.used = 0;
     budget.cap = cap;

@@ -37,7 +37,8 @@ int media_video_nframes(int64_t total_frames, double native_fps, double fps, int
     n = fmin(fmin(fmax(n, mn), mx), (double)total_frames);
     int64_t k = (int64_t)(floor(n / 2.0) * 2);
     if (k < 2 || k > total_frames) {
-        snprintf(err, errlen, "video has %lld frames; at least 2 are needed", (long long)total_frames);
+        snprintf(err, errlen, "video has %lld frames; at least 2 are needed",
+                 (long long)total_frames);
         return -EINVAL;
     }
     *out = (int32_t)k;
@@ -127,7 +128,8 @@ int media_video_prepare_frames(const uint8_t *const *frames, const size_t *sizes
         }
         /* First resize: each frame as fetch_image does it, image defaults (4..16384 tokens). */
         if (rc == 0) {
-            rc = media_smart_resize(h, w, 32, 4 * 32 * 32, 16384ll * 32 * 32, &rh, &rw, e, sizeof e);
+            rc =
+                media_smart_resize(h, w, 32, 4 * 32 * 32, 16384ll * 32 * 32, &rh, &rw, e, sizeof e);
             if (rc)
                 free(rgb);
         }
@@ -140,8 +142,10 @@ int media_video_prepare_frames(const uint8_t *const *frames, const size_t *sizes
             w0 = rw;
         } else if (rh != h0 || rw != w0) {
             free(rgb);
-            snprintf(err, errlen, "frame %d resizes to %dx%d but frame %d to %dx%d; all frames of a "
-                     "video must have one size", pick[i], rw, rh, pick[0], w0, h0);
+            snprintf(err, errlen,
+                     "frame %d resizes to %dx%d but frame %d to %dx%d; all frames of a "
+                     "video must have one size",
+                     pick[i], rw, rh, pick[0], w0, h0);
             rc = -EINVAL;
             goto fail;
         }
@@ -153,7 +157,8 @@ int media_video_prepare_frames(const uint8_t *const *frames, const size_t *sizes
     double maxpx = media_video_frame_max_pixels(l->video_min_pixels, l->video_max_pixels,
                                                 l->video_total_pixels, nf);
     int32_t vh, vw;
-    rc = media_smart_resize_d(h0, w0, 32, (double)l->video_min_pixels, maxpx, &vh, &vw, err, errlen);
+    rc =
+        media_smart_resize_d(h0, w0, 32, (double)l->video_min_pixels, maxpx, &vh, &vw, err, errlen);
     if (rc)
         goto fail;
     size_t fsz = (size_t)vh * vw * 3;
@@ -309,9 +314,10 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
         if (opts->fps < 0 || opts->fps > l->video_fps || opts->max_frames < 0 ||
             opts->max_frames > l->video_max_frames || opts->max_pixels < 0 ||
             opts->max_pixels > l->video_max_pixels) {
-            snprintf(err, errlen, "fps, max_frames and max_pixels may only lower the server's "
-                     "limits (%.2f, %d, %lld)", l->video_fps, l->video_max_frames,
-                     (long long)l->video_max_pixels);
+            snprintf(err, errlen,
+                     "fps, max_frames and max_pixels may only lower the server's "
+                     "limits (%.2f, %d, %lld)",
+                     l->video_fps, l->video_max_frames, (long long)l->video_max_pixels);
             return -EINVAL;
         }
         if (opts->fps > 0)
@@ -375,8 +381,8 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
         goto done;
     idx = vl_malloc((size_t)nf * sizeof *idx);
     media_video_sample_indices(total, nf, idx);
-    double maxpx = media_video_frame_max_pixels(l->video_min_pixels, max_pixels,
-                                                l->video_total_pixels, nf);
+    double maxpx =
+        media_video_frame_max_pixels(l->video_min_pixels, max_pixels, l->video_total_pixels, nf);
     int32_t vh, vw;
     if ((rc = media_smart_resize_d(h, w, 32, (double)l->video_min_pixels, maxpx, &vh, &vw, err,
                                    errlen)))
@@ -395,7 +401,8 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
     if (!cc || avcodec_parameters_to_context(cc, st->codecpar) < 0 ||
         avcodec_open2(cc, codec, &copts) < 0) {
         av_dict_free(&copts);
-        snprintf(err, errlen, "unsupported video codec '%s'", avcodec_get_name(st->codecpar->codec_id));
+        snprintf(err, errlen, "unsupported video codec '%s'",
+                 avcodec_get_name(st->codecpar->codec_id));
         rc = -ENOTSUP;
         goto done;
     }

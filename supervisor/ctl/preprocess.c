@@ -45,15 +45,22 @@ struct pp_config {
 
 #define O(f) offsetof(struct pp_config, f)
 static const struct vl_opt pp_opts[] = {
-    {"video", VL_OPT_BOOL, O(video), "false", 0, 0, NULL, "the source is a video file (mp4, webm, mkv, avi)"},
-    {"frames", VL_OPT_BOOL, O(frames), "false", 0, 0, NULL, "the sources are the frames of one video"},
-    {"fps", VL_OPT_DOUBLE, O(fps), "0", 0, 1000, NULL, "video: frames sampled per second (0 = server default 1.0)"},
-    {"max-frames", VL_OPT_INT, O(max_frames), "0", 0, 100000, NULL, "video: most frames sampled (0 = 64)"},
-    {"max-pixels", VL_OPT_INT, O(max_pixels), "0", 0, 1e12, NULL, "video: per-frame pixel cap (0 = 786432)"},
+    {"video", VL_OPT_BOOL, O(video), "false", 0, 0, NULL,
+     "the source is a video file (mp4, webm, mkv, avi)"},
+    {"frames", VL_OPT_BOOL, O(frames), "false", 0, 0, NULL,
+     "the sources are the frames of one video"},
+    {"fps", VL_OPT_DOUBLE, O(fps), "0", 0, 1000, NULL,
+     "video: frames sampled per second (0 = server default 1.0)"},
+    {"max-frames", VL_OPT_INT, O(max_frames), "0", 0, 100000, NULL,
+     "video: most frames sampled (0 = 64)"},
+    {"max-pixels", VL_OPT_INT, O(max_pixels), "0", 0, 1e12, NULL,
+     "video: per-frame pixel cap (0 = 786432)"},
     {"max-bytes", VL_OPT_SIZE, O(max_bytes), "256m", 1, 1e12, NULL, "largest source accepted"},
     {"timeout-ms", VL_OPT_INT, O(timeout_ms), "10000", 1, 600000, NULL, "URL fetch deadline"},
-    {"write-frames", VL_OPT_STR, O(write_frames), NULL, 0, 0, NULL, "write each frame as DIR/frame_NNN.png"},
-    {"allow-cidrs", VL_OPT_STR, O(allow_cidrs), NULL, 0, 0, NULL, "URL fetches may reach these private CIDRs"},
+    {"write-frames", VL_OPT_STR, O(write_frames), NULL, 0, 0, NULL,
+     "write each frame as DIR/frame_NNN.png"},
+    {"allow-cidrs", VL_OPT_STR, O(allow_cidrs), NULL, 0, 0, NULL,
+     "URL fetches may reach these private CIDRs"},
 };
 #undef O
 
@@ -95,8 +102,8 @@ static int load_source(const char *src, const struct pp_config *c, uint8_t **out
             uv_loop_close(&loop);
             return -EINVAL;
         }
-        struct fetch_opts fo = {.max_bytes = c->max_bytes, .timeout_ms = c->timeout_ms,
-                                .max_redirects = -1};
+        struct fetch_opts fo = {
+            .max_bytes = c->max_bytes, .timeout_ms = c->timeout_ms, .max_redirects = -1};
         struct fetch_wait w = {0};
         int rc = fetch_start(f, src, &fo, on_fetched, &w);
         if (rc == 0)
@@ -168,7 +175,8 @@ int ctl_cmd_preprocess(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     }
     if (rc < 0 || (!c.frames && n_rest != 1)) {
-        fprintf(stderr, "vlembedctl preprocess: %s\n", rc < 0 ? err : "give one source (or --frames)");
+        fprintf(stderr, "vlembedctl preprocess: %s\n",
+                rc < 0 ? err : "give one source (or --frames)");
         vl_config_free(pp_opts, n_opts, &c);
         free(rest);
         return 2;
@@ -193,8 +201,8 @@ int ctl_cmd_preprocess(int argc, char **argv)
         }
     }
     if (c.video) {
-        struct media_video_opts o = {.fps = c.fps, .max_frames = (int32_t)c.max_frames,
-                                     .max_pixels = c.max_pixels};
+        struct media_video_opts o = {
+            .fps = c.fps, .max_frames = (int32_t)c.max_frames, .max_pixels = c.max_pixels};
         rc = media_video_prepare_file(data[0], sizes[0], &lim, &o, &v, &ts, &idx, &n_idx, err,
                                       sizeof err);
     } else if (c.frames) {

@@ -69,10 +69,12 @@ static void respond(int fd, const char *path)
         sleep(3);
     } else if (strncmp(path, "/redirect/", 10) == 0) {
         int k = atoi(path + 10);
-        int h = k > 0 ? snprintf(hdr, sizeof hdr,
-                                 "HTTP/1.1 302 Found\r\nLocation: /redirect/%d\r\n"
-                                 "Content-Length: 0\r\n\r\n", k - 1)
-                      : snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+        int h = k > 0
+                    ? snprintf(hdr, sizeof hdr,
+                               "HTTP/1.1 302 Found\r\nLocation: /redirect/%d\r\n"
+                               "Content-Length: 0\r\n\r\n",
+                               k - 1)
+                    : snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
         send_all(fd, hdr, (size_t)h);
     } else if (strcmp(path, "/to-metadata") == 0) {
         const char *h = "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/"
@@ -346,9 +348,10 @@ static int blocked6(const char *s)
 
 TEST(test_address_policy)
 {
-    const char *bad4[] = {"0.0.0.0", "10.1.2.3", "100.100.100.200", "127.0.0.1", "169.254.169.254",
-                          "172.16.0.1", "172.31.255.255", "192.168.1.1", "192.0.0.1", "198.18.0.1",
-                          "224.0.0.1", "255.255.255.255", "203.0.113.9"};
+    const char *bad4[] = {"0.0.0.0",         "10.1.2.3",   "100.100.100.200", "127.0.0.1",
+                          "169.254.169.254", "172.16.0.1", "172.31.255.255",  "192.168.1.1",
+                          "192.0.0.1",       "198.18.0.1", "224.0.0.1",       "255.255.255.255",
+                          "203.0.113.9"};
     for (size_t i = 0; i < sizeof bad4 / sizeof bad4[0]; i++)
         if (!blocked4(bad4[i]))
             TEST_FAIL_AT("%s should be blocked", bad4[i]);
@@ -356,9 +359,18 @@ TEST(test_address_policy)
     for (size_t i = 0; i < sizeof good4 / sizeof good4[0]; i++)
         if (blocked4(good4[i]))
             TEST_FAIL_AT("%s should be allowed", good4[i]);
-    const char *bad6[] = {"::", "::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a00:1",
-                          "2002:a00:1::", "2001::1", "fd00:ec2::254", "fe80::1", "ff02::1",
-                          "2001:db8::1", "::127.0.0.1"};
+    const char *bad6[] = {"::",
+                          "::1",
+                          "::ffff:127.0.0.1",
+                          "::ffff:169.254.169.254",
+                          "64:ff9b::a00:1",
+                          "2002:a00:1::",
+                          "2001::1",
+                          "fd00:ec2::254",
+                          "fe80::1",
+                          "ff02::1",
+                          "2001:db8::1",
+                          "::127.0.0.1"};
     for (size_t i = 0; i < sizeof bad6 / sizeof bad6[0]; i++)
         if (!blocked6(bad6[i]))
             TEST_FAIL_AT("%s should be blocked", bad6[i]);

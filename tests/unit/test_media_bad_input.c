@@ -161,9 +161,9 @@ TEST(test_gif_header_cap)
 {
     char err[256];
     struct vl_visual v;
-    static const uint8_t gif[] = {'G', 'I', 'F', '8', '9', 'a', 0x80, 0x3e, 0x80, 0x3e, 0, 0, 0,
-                                  0x2c, 0, 0, 0, 0, 0x80, 0x3e, 0x80, 0x3e, 0, 2, 2, 0x4c, 1, 0,
-                                  0x3b};
+    static const uint8_t gif[] = {'G',  'I',  'F', '8',  '9', 'a',  0x80, 0x3e, 0x80, 0x3e,
+                                  0,    0,    0,   0x2c, 0,   0,    0,    0,    0x80, 0x3e,
+                                  0x80, 0x3e, 0,   2,    2,   0x4c, 1,    0,    0x3b};
     CHECK_EQ_INT(media_image_prepare(gif, sizeof gif, &lim, &v, err, sizeof err), -E2BIG);
     CHECK_CONTAINS(err, "16000x16000");
 }
@@ -220,4 +220,5 @@ TEST(test_degenerate_sizes)
 }
 
 TEST_MAIN(test_setup, test_valid_formats, test_unsupported_and_mislabelled, test_truncated,
-          test_dimension_caps, test_bomb_memory_bounded, test_gif_header_cap, test_mutations, test_degenerate_sizes)
+          test_dimension_caps, test_bomb_memory_bounded, test_gif_header_cap, test_mutations,
+          test_degenerate_sizes)

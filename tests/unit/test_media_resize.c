@@ -90,8 +90,8 @@ TEST(test_pillow_parity)
                     md = d > md ? d : md;
                 }
                 if (md > 0)
-                    fprintf(stderr, "  decode %s: %lld/%zu bytes equal, max diff %d\n", name, eq, dn,
-                            md);
+                    fprintf(stderr, "  decode %s: %lld/%zu bytes equal, max diff %d\n", name, eq,
+                            dn, md);
                 dec_total += dn;
                 dec_equal += eq;
                 dec_maxdiff = md > dec_maxdiff ? md : dec_maxdiff;
@@ -110,8 +110,8 @@ TEST(test_pillow_parity)
                 md = d > md ? d : md;
             }
             if (md > 0)
-                fprintf(stderr, "  resize %s %dx%d -> %dx%d: %lld/%zu equal, max diff %d\n", name, w,
-                        h, tw, th, eq, rn, md);
+                fprintf(stderr, "  resize %s %dx%d -> %dx%d: %lld/%zu equal, max diff %d\n", name,
+                        w, h, tw, th, eq, rn, md);
             total += rn;
             equal += eq;
             maxdiff = md > maxdiff ? md : maxdiff;

@@ -53,14 +53,22 @@ TEST(test_setup)
     CHECK_EQ_INT(sh("%s -c:v mjpeg %s/v.avi", src, dir), 0);
     /* 200 frames at 25 fps (8 s) for the overrides */
     CHECK_EQ_INT(sh("ffmpeg -loglevel error -y -f lavfi -i testsrc=size=64x48:rate=25:duration=8 "
-                    "-c:v libx264 -pix_fmt yuv420p %s/long.mp4%s", dir, ""), 0);
+                    "-c:v libx264 -pix_fmt yuv420p %s/long.mp4%s",
+                    dir, ""),
+                 0);
     /* a 1x... degenerate and a PNG for "not a video" */
     CHECK_EQ_INT(sh("ffmpeg -loglevel error -y -f lavfi -i color=size=64x48:rate=1:duration=1 "
-                    "-frames:v 1 %s/img.png%s", dir, ""), 0);
+                    "-frames:v 1 %s/img.png%s",
+                    dir, ""),
+                 0);
     CHECK_EQ_INT(sh("ffmpeg -loglevel error -y -f lavfi -i testsrc=size=64x48:rate=1:duration=3 "
-                    "-start_number 0 %s/f%%02d.png%s", dir, ""), 0);
+                    "-start_number 0 %s/f%%02d.png%s",
+                    dir, ""),
+                 0);
     CHECK_EQ_INT(sh("ffmpeg -loglevel error -y -f lavfi -i testsrc=size=128x48:rate=1:duration=1 "
-                    "-frames:v 1 %s/other.png%s", dir, ""), 0);
+                    "-frames:v 1 %s/other.png%s",
+                    dir, ""),
+                 0);
 }
 
 TEST(test_sampling_arithmetic)
@@ -219,7 +227,8 @@ TEST(test_overrides)
     free(idx);
     /* fps 0.5 -> 4 frames; max_pixels lowers the frame size */
     struct media_video_opts o = {.fps = 0.5, .max_pixels = 131072};
-    CHECK_EQ_INT(media_video_prepare_file(data, n, &lim, &o, &v, &ts, &idx, &ni, err, sizeof err), 0);
+    CHECK_EQ_INT(media_video_prepare_file(data, n, &lim, &o, &v, &ts, &idx, &ni, err, sizeof err),
+                 0);
     CHECK_EQ_INT(ni, 4);
     /* max = max(min(131072, ..), 137625); the min_pixels branch of smart_resize may pass it,
      * as in the reference: 48x64 -> 320x448 */
@@ -280,7 +289,8 @@ TEST(test_frame_lists)
     double *ts;
     char err[256];
     CHECK_EQ_INT(media_video_prepare_frames((const uint8_t *const *)fr, sz, 3, &lim, &v, &ts, err,
-                                            sizeof err), 0);
+                                            sizeof err),
+                 0);
     /* 3 frames padded to 4; 64x48 -> 64x64 (Pillow) -> video band: 384x384 (float bicubic) */
     CHECK_EQ_INT(v.n_frames, 4);
     CHECK_EQ_INT(v.grid_t, 2);
@@ -309,7 +319,8 @@ TEST(test_frame_lists)
         sz[i] = sz[i % 3];
     }
     CHECK_EQ_INT(media_video_prepare_frames((const uint8_t *const *)fr, sz, 100, &lim, &v, &ts, err,
-                                            sizeof err), 0);
+                                            sizeof err),
+                 0);
     CHECK_EQ_INT(v.n_frames, 64);
     /* 64 frames: per-frame budget 245760; 64x64 still goes up to the 131072 floor: 384x384 */
     CHECK_EQ_INT(v.height * v.width, 384 * 384);
@@ -321,12 +332,14 @@ TEST(test_frame_lists)
     fr[1] = other;
     sz[1] = on;
     CHECK_EQ_INT(media_video_prepare_frames((const uint8_t *const *)fr, sz, 3, &lim, &v, &ts, err,
-                                            sizeof err), -EINVAL);
+                                            sizeof err),
+                 -EINVAL);
     CHECK_CONTAINS(err, "one size");
     fr[1] = (uint8_t *)"garbage";
     sz[1] = 7;
     CHECK_EQ_INT(media_video_prepare_frames((const uint8_t *const *)fr, sz, 3, &lim, &v, &ts, err,
-                                            sizeof err), -ENOTSUP);
+                                            sizeof err),
+                 -ENOTSUP);
     CHECK_CONTAINS(err, "frame 1:");
     free(other);
     free(f1);
