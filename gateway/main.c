@@ -102,6 +102,8 @@ static struct {
     int have_http, have_mp;
     uv_pipe_t ctl;
     int have_ctl;
+    int got_workers; /* a `workers` message from the supervisor was handled */
+    uv_timer_t gate; /* bounds the wait for those workers before accepting */
     struct vl_frame_reader ctl_rd;
     uv_timer_t hb, drain_timer;
     uv_signal_t sigterm, sigint;
@@ -185,6 +187,7 @@ static void handle_workers(const msgpack_object *root)
         k++;
     }
     router_set_workers(&G.router, wi, k);
+    G.got_workers = 1;
     for (int i = 0; i < 2 * k; i++)
         free(strs[i]);
     free(strs);
@@ -192,6 +195,8 @@ static void handle_workers(const msgpack_object *root)
 }
 
 static void begin_stop(const char *why);
+
+static void on_gate(uv_timer_t *t) {}
 
 static void on_ctl_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
 {
@@ -381,6 +386,38 @@ int main(int argc, char **argv)
     mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
     G.mp.on_idle = on_mp_idle;
 
+    uv_signal_init(G.loop, &G.sigterm);
+    uv_signal_start(&G.sigterm, on_signal, SIGTERM);
+    uv_signal_init(G.loop, &G.sigint);
+    uv_signal_start(&G.sigint, on_signal, SIGINT);
+    uv_timer_init(G.loop, &G.drain_timer);
+    uv_timer_init(G.loop, &G.hb);
+    if (o->control_fd >= 0) {
+        uv_pipe_init(G.loop, &G.ctl, 0);
+        if (uv_pipe_open(&G.ctl, (int)o->control_fd) == 0) {
+            G.have_ctl = 1;
+            vl_frame_reader_init(&G.ctl_rd, 1u << 20);
+            uv_read_start((uv_stream_t *)&G.ctl, on_ctl_alloc, on_ctl_read);
+        } else
+            vl_warn("control fd %lld is not usable", (long long)o->control_fd);
+    }
+    /* Under the supervisor, a restarted gateway first connects to the workers already listed as
+     * ready, then accepts: the listening sockets are the supervisor's, so clients wait in the
+     * kernel's backlog for these few milliseconds instead of getting 503 no_ready_worker. */
+    if (G.have_ctl) {
+        uv_timer_init(G.loop, &G.gate);
+        uv_timer_start(&G.gate, on_gate, 2000, 0);
+        uint64_t until = uv_now(G.loop) + 2000;
+        while (!G.stopping && uv_now(G.loop) < until &&
+               (!G.got_workers || router_coming_count(&G.router) > 0))
+            uv_run(G.loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&G.gate, NULL);
+        if (G.stopping) /* the control channel closed meanwhile: nothing to serve */
+            return VL_EXIT_OK;
+        if (G.got_workers)
+            vl_info("%d worker%s ready before accepting", router_ready_count(&G.router),
+                    router_ready_count(&G.router) == 1 ? "" : "s");
+    }
     if (o->http_fd >= 0)
         rc = http_server_listen_fd(&G.http, (int)o->http_fd, err, sizeof err);
     else if (o->http && strcmp(o->http, "none") != 0)
@@ -410,28 +447,14 @@ int main(int argc, char **argv)
     if (o->worker_sockets)
         router_add_static(&G.router, o->worker_sockets);
 
-    uv_signal_init(G.loop, &G.sigterm);
-    uv_signal_start(&G.sigterm, on_signal, SIGTERM);
-    uv_signal_init(G.loop, &G.sigint);
-    uv_signal_start(&G.sigint, on_signal, SIGINT);
-    uv_timer_init(G.loop, &G.drain_timer);
-    uv_timer_init(G.loop, &G.hb);
-    if (o->control_fd >= 0) {
-        uv_pipe_init(G.loop, &G.ctl, 0);
-        if (uv_pipe_open(&G.ctl, (int)o->control_fd) == 0) {
-            G.have_ctl = 1;
-            vl_frame_reader_init(&G.ctl_rd, 1u << 20);
-            uv_read_start((uv_stream_t *)&G.ctl, on_ctl_alloc, on_ctl_read);
-            uv_timer_start(&G.hb, on_heartbeat, 1000, 1000);
-        } else
-            vl_warn("control fd %lld is not usable", (long long)o->control_fd);
-    }
     if (G.have_http)
         vl_info("HTTP on %s (port %d)", o->http_fd >= 0 ? "inherited fd" : o->http,
                 http_server_port(&G.http));
     if (G.have_mp)
         vl_info("msgpack API on %s", o->api_fd >= 0 ? "inherited fd" : o->api_socket);
     ctl_send_simple("gateway_ready", "pid", getpid());
+    if (G.have_ctl)
+        uv_timer_start(&G.hb, on_heartbeat, 1000, 1000);
 
     uv_run(G.loop, UV_RUN_DEFAULT);
     /* The tokenizer is not freed: thread-pool work of cancelled or timed-out requests may still

@@ -144,6 +144,14 @@ int router_ready_count(const struct router *r)
     return n;
 }
 
+int router_coming_count(const struct router *r)
+{
+    int n = 0;
+    for (int i = 0; i < r->n_w; i++)
+        n += r->w[i]->state == RW_READY && !r->w[i]->removed && !usable(r->w[i]);
+    return n;
+}
+
 const struct router_worker *router_any_ready(const struct router *r)
 {
     for (int i = 0; i < r->n_w; i++)

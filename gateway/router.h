@@ -83,6 +83,8 @@ const char *router_state_name(enum router_wstate s);
 
 /* Workers that are ready, connected and have said hello. */
 int router_ready_count(const struct router *r);
+/* Workers the supervisor lists as ready that this gateway has not connected to yet. */
+int router_coming_count(const struct router *r);
 /* The first usable worker (for dim / fingerprint), or NULL. */
 const struct router_worker *router_any_ready(const struct router *r);
 
