@@ -64,22 +64,28 @@ int main(int argc, char **argv)
     struct worker_opts o = {0};
     char err[512];
     int rc = vl_config_load(opts, N_OPTS, &o, argc, argv, NULL, NULL, err, sizeof err);
-    if (rc == 1)
+    if (rc == 1) {
+        vl_config_usage(opts, N_OPTS, "vlembed-worker", "Loads one checkpoint and serves it on --socket.");
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_OK;
+    }
     if (rc < 0) {
         vl_error("%s", err);
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     int ok;
     vl_log_set_level(vl_log_level_parse(o.log_level, &ok));
     if (!o.model || !o.socket) {
         vl_error("%s: required", !o.model ? "--model" : "--socket");
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     struct vl_model m;
     if (vl_model_load(&m, o.model, err, sizeof err)) {
         vl_error("loading checkpoint \"%s\" failed: %s", o.model, err);
         vl_model_free(&m);
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     struct vl_backend_opts bo = {.threads = (int)o.threads,
@@ -90,6 +96,7 @@ int main(int argc, char **argv)
     if (vl_backend_create(o.backend, &m, &bo, &be, err, sizeof err)) {
         vl_error("backend \"%s\" failed to start: %s", o.backend, err);
         vl_model_free(&m);
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     char fp[17] = "";
