@@ -49,7 +49,7 @@ static void load(void)
     for (int i = 0; i < 4 && !media_ffmpeg.fn; i++)                                                \
         *(void **)&media_ffmpeg.fn = dlsym(h[i], #fn);                                             \
     if (!media_ffmpeg.fn) {                                                                        \
-        snprintf(load_err, sizeof load_err, "FFmpeg on this host lacks %s", #fn);                 \
+        snprintf(load_err, sizeof load_err, "FFmpeg on this host lacks %s", #fn);                  \
         return;                                                                                    \
     }
     MEDIA_FFMPEG_FUNCS(MEDIA_FFMPEG_RESOLVE)

@@ -2,7 +2,8 @@
  * FFmpeg's libraries pull in ~150 MB of codec libraries; linking them would make every gateway
  * and vlembedctl depend on them. Instead media_video.c includes this header after FFmpeg's own,
  * which turns each FFmpeg call into a call through a table filled by dlopen/dlsym on first use.
- * Without FFmpeg installed, video files are refused with a clear error and everything else works. */
+ * Without FFmpeg installed, video files are refused with a clear error and everything else works.
+ */
 #ifndef VL_GATEWAY_MEDIA_FFMPEG_H
 #define VL_GATEWAY_MEDIA_FFMPEG_H
 
@@ -14,6 +15,7 @@
 #include <libavutil/log.h>
 #include <libswscale/swscale.h>
 
+/* clang-format off */
 #define MEDIA_FFMPEG_FUNCS(X)                                                                      \
     X(av_dict_free) X(av_dict_set) X(av_find_best_stream) X(av_frame_alloc) X(av_frame_free)      \
     X(av_frame_unref) X(av_free) X(av_freep) X(av_log_set_level) X(av_malloc)                      \
@@ -24,6 +26,7 @@
     X(avformat_close_input) X(avformat_find_stream_info) X(avformat_open_input)                    \
     X(avio_alloc_context) X(avio_context_free) X(sws_getCachedContext) X(sws_scale)                \
     X(sws_freeContext)
+/* clang-format on */
 
 struct media_ffmpeg_api {
 #define MEDIA_FFMPEG_MEMBER(fn) __typeof__(fn) *fn;

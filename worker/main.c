@@ -65,7 +65,8 @@ int main(int argc, char **argv)
     char err[512];
     int rc = vl_config_load(opts, N_OPTS, &o, argc, argv, NULL, NULL, err, sizeof err);
     if (rc == 1) {
-        vl_config_usage(opts, N_OPTS, "vlembed-worker", "Loads one checkpoint and serves it on --socket.");
+        vl_config_usage(opts, N_OPTS, "vlembed-worker",
+                        "Loads one checkpoint and serves it on --socket.");
         vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_OK;
     }
