@@ -8,10 +8,49 @@
 #define VL_TESTS_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int test_failures;
+
+/* Reads a whole file into a malloc'd buffer with a NUL after its end; NULL and *n = 0 if it
+ * cannot be read. */
+static inline uint8_t *test_read_file(const char *path, size_t *n)
+{
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(sz > 0 ? (size_t)sz + 1 : 1);
+    if (b) {
+        *n = fread(b, 1, sz > 0 ? (size_t)sz : 0, f);
+        b[*n] = 0;
+    }
+    fclose(f);
+    return b;
+}
+
+/* The real Qwen3 tokenizer.json that `make deps` puts under the build directory
+ * (tests/run.sh exports VL_BUILD); falls back to the default build directory. */
+static inline const char *test_tokenizer_path(void)
+{
+    static char buf[4096];
+    const char *b = getenv("VL_BUILD");
+    if (b) {
+        snprintf(buf, sizeof buf, "%s/deps/tokenizer-qwen3/tokenizer.json", b);
+        FILE *f = fopen(buf, "rb");
+        if (f) {
+            fclose(f);
+            return buf;
+        }
+    }
+    return "build/deps/tokenizer-qwen3/tokenizer.json";
+}
 
 #define TEST(name) static void name(void)
 

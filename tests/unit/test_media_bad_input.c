@@ -18,18 +18,7 @@ static uint8_t *slurp(const char *name, size_t *n)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *n = 0;
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
+    return test_read_file(path, n);
 }
 
 /* Runs prepare on a file (optionally cut to `cut` bytes); returns rc and the error. */

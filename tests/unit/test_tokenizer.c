@@ -15,22 +15,7 @@
 #include "gateway/tokenizer.h"
 #include "tests/test.h"
 
-/* make deps puts the real tokenizer under the build directory (tests/run.sh exports VL_BUILD) */
-static const char *tok_path(void)
-{
-    static char buf[4096];
-    const char *b = getenv("VL_BUILD");
-    if (b) {
-        snprintf(buf, sizeof buf, "%s/deps/tokenizer-qwen3/tokenizer.json", b);
-        FILE *f = fopen(buf, "rb");
-        if (f) {
-            fclose(f);
-            return buf;
-        }
-    }
-    return "build/deps/tokenizer-qwen3/tokenizer.json";
-}
-#define TOK_PATH tok_path()
+#define TOK_PATH test_tokenizer_path()
 #define DATA "tests/data/tokenizer/"
 
 static struct tok *tk;
