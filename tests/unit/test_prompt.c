@@ -20,21 +20,10 @@ static struct tok *tk, *tk_eos;
 
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(b);
-        return NULL;
-    }
-    fclose(f);
-    b[n] = 0;
-    *len = (size_t)n;
+    size_t n;
+    char *b = (char *)test_read_file(path, &n);
+    if (len)
+        *len = n;
     return b;
 }
 
