@@ -1,9 +1,11 @@
 /* vlembedctl status [--runtime-dir DIR] [--json]: every process of a running vlembed, its
  * state, device, restarts and uptime, from the supervisor's control socket. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/config.h"
 #include "common/exitcode.h"
 #include "supervisor/chan.h"
 #include "supervisor/control_client.h"
@@ -43,36 +45,40 @@ static const char *str(const msgpack_object *m, const char *key, char *buf, size
     return buf;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: vlembedctl status [--runtime-dir DIR] [--json]\n"
-               "  Shows the supervisor, the gateway and every worker: state, device, restarts,\n"
-               "  uptime. DIR defaults to $VLEMBED_RUNTIME_DIR, $RUNTIME_DIRECTORY or "
-               "/run/vlembed.\n");
-}
+struct status_opts {
+    char *runtime_dir;
+    int json;
+};
+static const struct vl_opt status_tab[] = {
+    {"runtime-dir", VL_OPT_STR, offsetof(struct status_opts, runtime_dir), NULL, 1, 0, NULL,
+     "the supervisor's runtime directory [default: $VLEMBED_RUNTIME_DIR, $RUNTIME_DIRECTORY or "
+     "/run/vlembed]"},
+    {"json", VL_OPT_BOOL, offsetof(struct status_opts, json), "false", 1, 0, NULL,
+     "print the supervisor's answer as JSON"},
+};
+#define N_STATUS (sizeof status_tab / sizeof status_tab[0])
 
 int ctl_cmd_status(int argc, char **argv)
 {
-    const char *dir = sv_ctl_default_runtime_dir();
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (strcmp(argv[i], "--runtime-dir") == 0 && i + 1 < argc)
-            dir = argv[++i];
-        else if (strncmp(argv[i], "--runtime-dir=", 14) == 0)
-            dir = argv[i] + 14;
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
+    struct status_opts o = {0};
+    char err[512];
+    int rc = vl_config_load(status_tab, N_STATUS, &o, argc, argv, NULL, NULL, err, sizeof err);
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "vlembedctl status: %s\n", err);
+        else
+            vl_config_usage(status_tab, N_STATUS, "vlembedctl status",
+                            "Shows the supervisor, the gateway and every worker: state, device,\n"
+                            "restarts, uptime.");
+        vl_config_free(status_tab, N_STATUS, &o);
+        return rc < 0 ? 2 : 0;
     }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", o.runtime_dir ? o.runtime_dir : sv_ctl_default_runtime_dir());
+    int json = o.json;
+    vl_config_free(status_tab, N_STATUS, &o);
     msgpack_unpacked u;
     void *bytes = NULL;
-    char err[512];
     if (sv_ctl_request(dir, "status", 10, &u, &bytes, err, sizeof err) < 0) {
         fprintf(stderr, "vlembedctl status: %s\n", err);
         return VL_EXIT_TRANSIENT;
