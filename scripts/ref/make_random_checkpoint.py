@@ -8,6 +8,12 @@ timing them; the weights are random, so the vectors mean nothing.
     build/vlembed-worker --check /tmp/qwen3vl-2b-random
 
 `--sparse` writes only the headers (the data is a hole of zeros): for load tests of the 8B shape.
+
+`--preset 2b-mini` / `8b-mini` (or `--text-layers N --vision-depth N --deepstack a,b,c` over any
+preset) keep every per-layer shape of the real model (head dims 64 / 72 in the vision tower, 128
+with GQA 16/8 / 32/8 in the language model, the real vocabulary) but only 4 decoder layers and 4
+vision blocks (DeepStack after blocks 0, 1, 2): the CPU backend can embed real-shaped items in
+seconds, so tests/unit/gpu_parity.c compares it with the CUDA backend end to end on them.
 """
 import argparse
 import json
@@ -26,6 +32,8 @@ PRESETS = {
                vision=dict(depth=27, hidden_size=1152, num_heads=16, intermediate_size=4304,
                            out_hidden_size=4096, deepstack_visual_indexes=[8, 16, 24])),
 }
+# Real per-layer shapes, few layers (see the module docstring).
+MINI = dict(text_layers=4, vision_depth=4, deepstack=[0, 1, 2])
 
 
 def config(p):
@@ -78,31 +86,67 @@ def tensors(cfg):
     return out
 
 
-def bf16_bytes(rng, name, shape):
+CHUNK = 1 << 22  # elements drawn and converted at a time (the stream is the same as in one go)
+
+
+def bf16_chunks(rng, name, shape):
+    """Yields the tensor's bfloat16 bytes (round to nearest even) chunk by chunk."""
     n = int(np.prod(shape)) if shape else 1
-    if shape and len(shape) == 1 and "norm" in name and name.endswith("weight"):
-        x = 1 + 0.1 * rng.standard_normal(n, dtype=np.float32)
-    elif name.endswith("bias"):
-        x = 0.02 * rng.standard_normal(n, dtype=np.float32)
-    else:
-        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        scale = 1.0 if "embed" in name else 1.0 / np.sqrt(fan_in)
-        x = (scale * rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
-    u = x.view(np.uint32)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).tobytes()
+    for start in range(0, n, CHUNK):
+        k = min(CHUNK, n - start)
+        if shape and len(shape) == 1 and "norm" in name and name.endswith("weight"):
+            x = 1 + 0.1 * rng.standard_normal(k, dtype=np.float32)
+        elif name.endswith("bias"):
+            x = 0.02 * rng.standard_normal(k, dtype=np.float32)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            scale = 1.0 if "embed" in name else 1.0 / np.sqrt(fan_in)
+            x = (scale * rng.standard_normal(k, dtype=np.float32)).astype(np.float32)
+        u = x.view(np.uint32)
+        yield ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).tobytes()
+
+
+def bf16_bytes(rng, name, shape):
+    return b"".join(bf16_chunks(rng, name, shape))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="2b")
+    ap.add_argument("--preset", choices=sorted(PRESETS) + [f"{k}-mini" for k in sorted(PRESETS)],
+                    default="2b", help="a real shape; NAME-mini: 4 decoder layers, 4 vision blocks")
     ap.add_argument("--out", required=True)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--sparse", action="store_true",
                     help="write headers only and extend the files sparsely (all-zero weights): "
                          "enough to test loading, instant even for 8B")
+    ap.add_argument("--text-layers", type=int, help="decoder layers (default: the preset's)")
+    ap.add_argument("--vision-depth", type=int, help="vision blocks (default: the preset's)")
+    ap.add_argument("--deepstack", help="DeepStack block indexes, comma-separated, increasing, "
+                                        "below the vision depth (default: the preset's)")
     args = ap.parse_args()
+    mini = args.preset.endswith("-mini")
+    p = PRESETS[args.preset[:-5] if mini else args.preset]
+    p = dict(text=dict(p["text"]), vision=dict(p["vision"]))
+    layers, depth = args.text_layers, args.vision_depth
+    ds = [int(x) for x in args.deepstack.split(",")] if args.deepstack is not None else None
+    if mini:
+        layers = MINI["text_layers"] if layers is None else layers
+        depth = MINI["vision_depth"] if depth is None else depth
+        ds = MINI["deepstack"] if ds is None else ds
+    if layers is not None:
+        p["text"]["num_hidden_layers"] = layers
+    if depth is not None:
+        p["vision"]["depth"] = depth
+    if ds is not None:
+        p["vision"]["deepstack_visual_indexes"] = ds
+    v = p["vision"]
+    ds = v["deepstack_visual_indexes"]
+    if (p["text"]["num_hidden_layers"] < max(1, len(ds)) or
+            any(b <= a for a, b in zip(ds, ds[1:])) or (ds and not 0 <= ds[0] <= ds[-1] < v["depth"])):
+        ap.error(f"deepstack indexes {ds} must increase within the vision depth {v['depth']} and "
+                 f"number at most the decoder layers {p['text']['num_hidden_layers']}")
     os.makedirs(args.out, exist_ok=True)
-    cfg = config(PRESETS[args.preset])
+    cfg = config(p)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     ts = tensors(cfg)
@@ -126,7 +170,8 @@ def main():
                 f.truncate(8 + len(h) + off)
             else:
                 for name, shape in part:
-                    f.write(bf16_bytes(rng, name, shape))
+                    for b in bf16_chunks(rng, name, shape):
+                        f.write(b)
         total += off
         print(f"wrote {fn}: {len(part)} tensors, {off / 1e9:.2f} GB", flush=True)
     with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
