@@ -16,4 +16,17 @@
 /* The reference embedder's maximum sequence length (spec §6). */
 #define VL_MAX_SEQ_TOKENS 8192
 
+/* API keys (gateway/auth.c, docs/security.md). Shorter than 16 characters is guessable; longer
+ * than 256 is no real key. A keys file over 1 MiB or 4096 keys is a mistake (a file of keys, not
+ * a user database). */
+#define VL_API_KEY_MIN 16
+#define VL_API_KEY_MAX 256
+#define VL_API_KEYS_MAX 4096
+#define VL_API_KEYS_FILE_MAX (1u << 20)
+
+/* Per-client limits (gateway/clients.c): clients tracked at once. An entry lives while its
+ * client has a connection or a request open, or its token bucket is not yet full again; past
+ * this many, a new client is refused (429) until idle entries expire. */
+#define VL_CLIENTS_MAX 65536
+
 #endif

@@ -1,5 +1,6 @@
 /* The HTTP routes of the gateway (docs/api.md): the embeddings API and its preview, health,
- * readiness, metrics, models and the OpenAPI document. Translation only: validation is
+ * readiness, metrics, models and the OpenAPI document; and, before any body is read, the guard
+ * (docs/security.md): API keys and per-client admission. Translation only: validation is
  * api_parse.c, the pipeline api_job.c. */
 #include "gateway/api_http.h"
 
@@ -145,6 +146,147 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
     api_job_start(j);
 }
 
+/* ---- the guard: API keys and per-client admission (docs/security.md) ---------------------- */
+
+static void refuse(struct api_http *h, struct http_req *req, const struct api_err *e,
+                   const char *extra_in)
+{
+    size_t len;
+    char *body = api_err_json(e, &len);
+    char extra[512];
+    int n = snprintf(extra, sizeof extra, "%s", extra_in ? extra_in : "");
+    if (req->request_id && n >= 0 && (size_t)n < sizeof extra)
+        snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n", req->request_id);
+    metrics_error(h->ctx->metrics, e->status, e->code);
+    respond_json(req, e->status, extra, body, len);
+    free(body);
+}
+
+static void on_head(struct http_server *s, struct http_req *req)
+{
+    struct api_http *h = s->user;
+    struct api_guard *g = &h->guard;
+    const char *p = req->path;
+    int is_metrics = !strcmp(p, "/metrics");
+    if (!strcmp(p, "/health") || !strcmp(p, "/ready") || (is_metrics && g->open_metrics))
+        return;
+    char name[64];
+    struct api_err e;
+    if (g->keys.n) {
+        int idx = -1;
+        enum auth_result r = auth_check(&g->keys, req->authorization, req->api_key, &idx);
+        if (r != AUTH_OK) {
+            if (r == AUTH_MISSING) {
+                g->auth_missing++;
+                api_err_set(&e, 401, "invalid_request_error", "missing_api_key", NULL,
+                            "no API key: send the header \"Authorization: Bearer <key>\"");
+                vl_debug("401 missing API key from %s for %.200s", req->peer, p);
+                return refuse(h, req, &e, "WWW-Authenticate: Bearer realm=\"vlembed\"\r\n");
+            }
+            if (r == AUTH_MALFORMED) {
+                g->auth_malformed++;
+                api_err_set(&e, 401, "invalid_request_error", "invalid_api_key", NULL,
+                            "the credential is not of the form \"Authorization: Bearer <key>\"");
+            } else {
+                g->auth_invalid++;
+                api_err_set(&e, 401, "invalid_request_error", "invalid_api_key", NULL,
+                            "the API key is not valid");
+            }
+            vl_debug("401 invalid API key from %s for %.200s", req->peer, p);
+            return refuse(
+                h, req, &e,
+                "WWW-Authenticate: Bearer realm=\"vlembed\", error=\"invalid_token\"\r\n");
+        }
+        snprintf(name, sizeof name, "key:%016llx", (unsigned long long)g->keys.keys[idx].id);
+    } else
+        snprintf(name, sizeof name, "%s", req->peer);
+    if (!g->limits_on || is_metrics)
+        return;
+    uint64_t now = uv_now(s->loop);
+    struct client *c = clients_get(&g->clients, name, now);
+    if (!c) {
+        g->rejected_table_full++;
+        api_err_set(&e, 429, "rate_limit_error", "too_many_clients", NULL,
+                    "the gateway tracks too many clients at once; retry later");
+        return refuse(h, req, &e, "Retry-After: 1\r\n");
+    }
+    const struct client_limits *cl = &g->clients.lim;
+    if (cl->max_inflight > 0 && c->inflight >= cl->max_inflight) {
+        clients_put(&g->clients, c, now);
+        g->rejected_inflight++;
+        api_err_set(&e, 429, "rate_limit_error", "client_concurrency", NULL,
+                    "this client already has %d requests in flight (the limit)", cl->max_inflight);
+        char extra[64];
+        snprintf(extra, sizeof extra, "Retry-After: %d\r\n", h->retry_after_s);
+        return refuse(h, req, &e, extra);
+    }
+    uint64_t wait_ms = 0;
+    if (clients_take(&g->clients, c, now, &wait_ms)) {
+        clients_put(&g->clients, c, now);
+        g->rejected_rate++;
+        api_err_set(&e, 429, "rate_limit_error", "client_rate", NULL,
+                    "this client is over its rate of %g requests per second", cl->rate);
+        char extra[64];
+        snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+                 (unsigned long long)((wait_ms + 999) / 1000));
+        return refuse(h, req, &e, extra);
+    }
+    c->inflight++;
+    req->admission = c;
+}
+
+/* The request is answered (or dropped with its connection): its admission ends. */
+static void on_release(struct http_server *s, struct http_req *req)
+{
+    struct api_http *h = s->user;
+    struct client *c = req->admission;
+    req->admission = NULL;
+    c->inflight--;
+    clients_put(&h->guard.clients, c, uv_now(s->loop));
+}
+
+static char *guard_metrics(struct api_http *h, size_t *len)
+{
+    const struct api_guard *g = &h->guard;
+    const struct http_server *s = h->srv;
+    char *b = vl_malloc(4096);
+    int n = snprintf(
+        b, 4096,
+        "# HELP vlembed_auth_failures_total HTTP requests refused 401 for want of a valid API "
+        "key.\n# TYPE vlembed_auth_failures_total counter\n"
+        "vlembed_auth_failures_total{reason=\"missing\"} %llu\n"
+        "vlembed_auth_failures_total{reason=\"malformed\"} %llu\n"
+        "vlembed_auth_failures_total{reason=\"invalid\"} %llu\n"
+        "# HELP vlembed_client_rejected_total HTTP requests and connections refused 429 by the "
+        "per-client limits.\n# TYPE vlembed_client_rejected_total counter\n"
+        "vlembed_client_rejected_total{reason=\"connections\"} %llu\n"
+        "vlembed_client_rejected_total{reason=\"inflight\"} %llu\n"
+        "vlembed_client_rejected_total{reason=\"rate\"} %llu\n"
+        "vlembed_client_rejected_total{reason=\"too_many_clients\"} %llu\n"
+        "# HELP vlembed_clients Clients tracked by the per-client limits.\n"
+        "# TYPE vlembed_clients gauge\nvlembed_clients %d\n"
+        "# HELP vlembed_http_timeouts_total HTTP requests answered 408, by the deadline missed.\n"
+        "# TYPE vlembed_http_timeouts_total counter\n"
+        "vlembed_http_timeouts_total{kind=\"header\"} %llu\n"
+        "vlembed_http_timeouts_total{kind=\"body_stall\"} %llu\n"
+        "vlembed_http_timeouts_total{kind=\"body_rate\"} %llu\n"
+        "vlembed_http_timeouts_total{kind=\"request\"} %llu\n"
+        "# HELP vlembed_http_connections_rejected_total HTTP connections closed at accept over "
+        "--max-connections.\n# TYPE vlembed_http_connections_rejected_total counter\n"
+        "vlembed_http_connections_rejected_total %llu\n",
+        (unsigned long long)g->auth_missing, (unsigned long long)g->auth_malformed,
+        (unsigned long long)g->auth_invalid, (unsigned long long)s->n_rejected_client_conns,
+        (unsigned long long)g->rejected_inflight, (unsigned long long)g->rejected_rate,
+        (unsigned long long)g->rejected_table_full, g->clients.n,
+        (unsigned long long)s->n_timeouts[HTTP_TO_HEADER],
+        (unsigned long long)s->n_timeouts[HTTP_TO_BODY_STALL],
+        (unsigned long long)s->n_timeouts[HTTP_TO_BODY_RATE],
+        (unsigned long long)s->n_timeouts[HTTP_TO_REQUEST],
+        (unsigned long long)s->n_rejected_conns);
+    *len = n < 4096 ? (size_t)n : 4095;
+    return b;
+}
+
 static void handler(struct http_server *s, struct http_req *req)
 {
     struct api_http *h = s->user;
@@ -177,7 +319,13 @@ static void handler(struct http_server *s, struct http_req *req)
         if (get) {
             size_t len;
             char *body = metrics_render(h->ctx->metrics, h->ctx->router, h->srv->n_conns, &len);
-            http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, len);
+            size_t len2;
+            char *more = guard_metrics(h, &len2);
+            body = vl_realloc(body, len + len2 + 1);
+            memcpy(body + len, more, len2 + 1);
+            free(more);
+            http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body,
+                         len + len2);
             free(body);
             return;
         }
@@ -235,5 +383,39 @@ int api_http_init(struct api_http *h, struct http_server *srv, struct api_ctx *c
     ctx->user_http = h;
     int rc = http_server_init(srv, ctx->loop, lim, handler, h);
     srv->on_cancel = on_cancel;
+    srv->on_head = on_head;
+    srv->on_release = on_release;
+    struct client_limits none = {0};
+    clients_init(&h->guard.clients, &none);
     return rc;
+}
+
+void api_http_set_guard(struct api_http *h, struct auth_keys *keys, int open_metrics,
+                        const struct client_limits *cl)
+{
+    struct api_guard *g = &h->guard;
+    auth_keys_free(&g->keys);
+    if (keys) {
+        g->keys = *keys;
+        memset(keys, 0, sizeof *keys);
+    }
+    g->open_metrics = open_metrics;
+    if (cl) {
+        clients_free(&g->clients);
+        clients_init(&g->clients, cl);
+        g->limits_on = cl->max_inflight > 0 || cl->rate > 0;
+        /* connection caps are counted by the HTTP server, per address */
+        h->srv->clients = cl->max_conns > 0 ? &g->clients : NULL;
+        h->srv->lim.max_client_conns = cl->max_conns;
+    }
+}
+
+int api_http_reload_keys(struct api_http *h, const char *path, char *err, size_t errlen)
+{
+    struct auth_keys k;
+    if (auth_keys_load(&k, path, err, errlen))
+        return -1;
+    auth_keys_free(&h->guard.keys);
+    h->guard.keys = k;
+    return 0;
 }

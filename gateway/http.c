@@ -15,6 +15,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "gateway/clients.h"
 
 struct http_conn {
     uv_tcp_t tcp;
@@ -43,6 +44,11 @@ struct http_conn {
     size_t pending_len;
     int paused, reading, closing, fatal, lingering;
     int open_handles;
+    int refused_head; /* the request being parsed was answered by on_head */
+    char peer[48];
+    struct client *client; /* when per-client connection caps are on */
+    /* uv_now() when the current request began, its head ended, and bytes last arrived */
+    uint64_t t_req_ms, t_body_ms, t_read_ms;
 };
 
 struct write_req {
@@ -67,6 +73,10 @@ void http_limits_default(struct http_limits *l)
     l->header_timeout_ms = 10000;
     l->body_timeout_ms = 10000;
     l->idle_timeout_ms = 60000;
+    l->request_timeout_ms = 120000;
+    l->min_body_rate = 1024;
+    l->body_rate_grace_ms = 10000;
+    l->max_client_conns = 0;
 }
 
 const char *http_status_text(int s)
@@ -113,10 +123,22 @@ const char *http_status_text(int s)
     }
 }
 
+static void free_secret(char *p)
+{
+    if (p) {
+        explicit_bzero(p, strlen(p));
+        free(p);
+    }
+}
+
 static void req_free(struct http_req *r)
 {
     if (!r)
         return;
+    if (r->admission && r->srv && r->srv->on_release)
+        r->srv->on_release(r->srv, r);
+    free_secret(r->authorization);
+    free_secret(r->api_key);
     free(r->path);
     free(r->query);
     free(r->content_type);
@@ -161,32 +183,43 @@ void http_respond(struct http_req *req, int status, const char *content_type,
     conn_flush(c);
 }
 
-/* Appends an already-answered request (a refusal) and stops parsing this connection. */
-static void conn_refuse(struct http_conn *c, int status, const char *msg)
+static void enqueue(struct http_conn *c, struct http_req *r)
 {
-    struct http_req *r = c->cur ? c->cur : vl_calloc(1, sizeof *r);
-    c->cur = NULL;
-    r->conn = c;
     r->next = NULL;
-    char body[512];
-    int n = snprintf(body, sizeof body,
-                     "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\","
-                     "\"param\":null,\"code\":\"%s\"}}",
-                     msg,
-                     status == 413   ? "request_too_large"
-                     : status == 431 ? "headers_too_large"
-                     : status == 408 ? "request_timeout"
-                                     : "bad_request");
-    r->keep_alive = 0;
-    r->close_after = 1;
-    r->resp = build_response(status, "application/json", NULL, body, (size_t)n, 0, &r->resp_len);
-    r->responded = 1;
     if (c->tail)
         c->tail->next = r;
     else
         c->head = r;
     c->tail = r;
     c->n_outstanding++;
+}
+
+/* Appends an already-answered request (a refusal) and stops parsing this connection. msg must
+ * need no JSON escaping. */
+static void conn_refuse(struct http_conn *c, int status, const char *msg)
+{
+    struct http_req *r = c->cur ? c->cur : vl_calloc(1, sizeof *r);
+    c->cur = NULL;
+    r->conn = c;
+    r->srv = c->srv;
+    r->next = NULL;
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+                     "\"param\":null,\"code\":\"%s\"}}",
+                     msg, status == 429 ? "rate_limit_error" : "invalid_request_error",
+                     status == 413   ? "request_too_large"
+                     : status == 431 ? "headers_too_large"
+                     : status == 408 ? "request_timeout"
+                     : status == 429 ? "too_many_connections"
+                                     : "bad_request");
+    r->keep_alive = 0;
+    r->close_after = 1;
+    r->resp =
+        build_response(status, "application/json", status == 429 ? "Retry-After: 1\r\n" : NULL,
+                       body, (size_t)n, 0, &r->resp_len);
+    r->responded = 1;
+    enqueue(c, r);
     c->fatal = 1;
     conn_flush(c);
 }
@@ -200,7 +233,11 @@ static int on_message_begin(http_parser *p)
         return -1;
     c->cur = vl_calloc(1, sizeof *c->cur);
     c->cur->conn = c;
+    c->cur->srv = c->srv;
+    memcpy(c->cur->peer, c->peer, sizeof c->peer);
     c->cur->t_start_ns = uv_hrtime();
+    c->t_req_ms = uv_now(c->srv->loop);
+    c->refused_head = 0;
     c->hfield_len = 0;
     c->hvalue_len = 0;
     c->in_value = 0;
@@ -261,7 +298,15 @@ static void header_done(struct http_conn *c)
         c->cur->request_id = vl_strndup(v, 128);
     } else if (strcasecmp(c->hfield, "expect") == 0) {
         c->expect_continue = strcasecmp(v, "100-continue") == 0;
+    } else if (strcasecmp(c->hfield, "authorization") == 0) {
+        free_secret(c->cur->authorization);
+        c->cur->authorization = vl_strdup(v);
+    } else if (strcasecmp(c->hfield, "x-api-key") == 0 || strcasecmp(c->hfield, "api-key") == 0) {
+        free_secret(c->cur->api_key);
+        c->cur->api_key = vl_strdup(v);
     }
+    if (c->hvalue) /* the value may have been a credential */
+        explicit_bzero(c->hvalue, c->hvalue_len);
     c->hfield_len = 0;
     c->hvalue_len = 0;
 }
@@ -315,7 +360,27 @@ static int on_headers_complete(http_parser *p)
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)
         c->body_cap = (size_t)p->content_length;
+    int has_body =
+        (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
+    if (c->srv->on_head) {
+        /* a refusal here keeps the connection only if there is no body to skip */
+        r->keep_alive = http_should_keep_alive(p) && !has_body;
+        c->srv->on_head(c->srv, r);
+        if (r->responded) {
+            c->cur = NULL;
+            c->refused_head = 1;
+            enqueue(c, r);
+            if (r->close_after) {
+                c->fatal = 1;
+                conn_flush(c);
+                return -1; /* stop parsing: the body is never read */
+            }
+            conn_flush(c);
+            return 0; /* on_message_complete follows at once */
+        }
+    }
     c->in_body = 1;
+    c->t_body_ms = uv_now(c->srv->loop);
     if (c->expect_continue && c->n_outstanding == 0) {
         struct write_req *w = vl_calloc(1, sizeof *w);
         w->buf = vl_strdup("HTTP/1.1 100 Continue\r\n\r\n");
@@ -356,6 +421,14 @@ static int on_body(http_parser *p, const char *at, size_t n)
 static int on_message_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
+    if (c->refused_head) { /* already answered and queued by on_headers_complete */
+        c->refused_head = 0;
+        c->in_body = 0;
+        if (c->n_outstanding >= c->srv->lim.max_pipeline)
+            http_parser_pause(p, 1);
+        conn_arm_timer(c);
+        return 0;
+    }
     struct http_req *r = c->cur;
     c->cur = NULL;
     c->in_body = 0;
@@ -363,12 +436,7 @@ static int on_message_complete(http_parser *p)
         r->body = vl_calloc(1, 1);
     r->body[r->body_len] = 0;
     r->keep_alive = http_should_keep_alive(p);
-    if (c->tail)
-        c->tail->next = r;
-    else
-        c->head = r;
-    c->tail = r;
-    c->n_outstanding++;
+    enqueue(c, r);
     c->srv->n_requests++;
     if (c->n_outstanding >= c->srv->lim.max_pipeline)
         http_parser_pause(p, 1);
@@ -454,9 +522,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
+        c->t_read_ms = uv_now(c->srv->loop);
         conn_parse(c, buf->base, (size_t)nread);
-        if (!c->closing && c->cur && c->in_body)
-            conn_arm_timer(c); /* body: restart the between-reads timer */
+        if (!c->closing && c->cur)
+            conn_arm_timer(c); /* body: the stall and rate deadlines move */
     }
     free(buf->base);
 }
@@ -577,11 +646,56 @@ static void conn_resume(struct http_conn *c)
     }
 }
 
+/* The earliest deadline of the request being received (and which one it is), or of the idle
+ * connection (*kind = -1). 0: none (requests outstanding, nothing being received). */
+static uint64_t conn_deadline(struct http_conn *c, int *kind)
+{
+    const struct http_limits *l = &c->srv->lim;
+    *kind = -1;
+    if (!c->cur)
+        return c->n_outstanding > 0 ? 0 : uv_now(c->srv->loop) + l->idle_timeout_ms;
+    uint64_t d;
+    if (!c->in_body) {
+        d = c->t_req_ms + l->header_timeout_ms;
+        *kind = HTTP_TO_HEADER;
+    } else {
+        uint64_t last = c->t_read_ms > c->t_body_ms ? c->t_read_ms : c->t_body_ms;
+        d = last + l->body_timeout_ms;
+        *kind = HTTP_TO_BODY_STALL;
+        if (l->min_body_rate) {
+            /* bytes so far buy time at the minimum rate, after the grace */
+            uint64_t r = c->t_body_ms + l->body_rate_grace_ms +
+                         (uint64_t)c->cur->body_len * 1000 / l->min_body_rate;
+            if (r < d)
+                d = r, *kind = HTTP_TO_BODY_RATE;
+        }
+    }
+    if (l->request_timeout_ms && c->t_req_ms + l->request_timeout_ms < d)
+        d = c->t_req_ms + l->request_timeout_ms, *kind = HTTP_TO_REQUEST;
+    return d;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
-    if (c->cur && !c->fatal) {
-        conn_refuse(c, 408, "request not received in time");
+    int kind;
+    uint64_t d = conn_deadline(c, &kind);
+    uint64_t now = uv_now(c->srv->loop);
+    if (!d) /* requests outstanding, nothing being received: no deadline */
+        return;
+    if (d > now) { /* bytes arrived meanwhile: not yet */
+        uv_timer_start(&c->timer, on_timer, d - now, 0);
+        return;
+    }
+    if (c->cur && !c->fatal && kind >= 0) {
+        static const char *why[HTTP_TO_N] = {
+            "the request head did not arrive within the header timeout",
+            "the request body stalled",
+            "the request body arrived slower than the minimum byte rate",
+            "the request did not arrive within the request timeout",
+        };
+        c->srv->n_timeouts[kind]++;
+        conn_refuse(c, 408, why[kind]);
         return;
     }
     conn_close(c);
@@ -591,18 +705,14 @@ static void conn_arm_timer(struct http_conn *c)
 {
     if (c->closing || c->lingering)
         return;
-    uint64_t ms;
-    if (c->cur)
-        ms = c->in_body ? c->srv->lim.body_timeout_ms : c->srv->lim.header_timeout_ms;
-    else if (c->n_outstanding > 0) {
+    int kind;
+    uint64_t d = conn_deadline(c, &kind);
+    if (!d) {
         uv_timer_stop(&c->timer);
         return;
-    } else
-        ms = c->srv->lim.idle_timeout_ms;
-    /* the header deadline is from the first byte: do not restart it on every read */
-    if (c->cur && !c->in_body && uv_is_active((uv_handle_t *)&c->timer) && c->head_bytes > 0)
-        return;
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    }
+    uint64_t now = uv_now(c->srv->loop);
+    uv_timer_start(&c->timer, on_timer, d > now ? d - now : 0, 0);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -629,6 +739,11 @@ static void conn_close(struct http_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->n_conns--;
+    if (c->client) {
+        c->client->conns--;
+        clients_put(s->clients, c->client, uv_now(s->loop));
+        c->client = NULL;
+    }
     /* orphan outstanding requests: their handlers still finish and then free them; the
      * on_cancel hook lets them stop early */
     struct http_req *r = c->head;
@@ -684,6 +799,27 @@ static void on_connection(uv_stream_t *ls, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        clients_addr_name(&ss, c->peer, sizeof c->peer);
+    else
+        snprintf(c->peer, sizeof c->peer, "local");
+    if (s->clients && s->lim.max_client_conns > 0) {
+        struct client *cl = clients_get(s->clients, c->peer, uv_now(s->loop));
+        if (!cl || cl->conns >= s->lim.max_client_conns) {
+            if (cl)
+                clients_put(s->clients, cl, uv_now(s->loop));
+            s->n_rejected_client_conns++;
+            char msg[128];
+            snprintf(msg, sizeof msg, "too many connections from this client (limit %d)",
+                     s->lim.max_client_conns);
+            conn_refuse(c, 429, msg);
+            return;
+        }
+        cl->conns++;
+        c->client = cl;
+    }
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
     conn_arm_timer(c);

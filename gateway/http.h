@@ -4,8 +4,14 @@
  * answered strictly in order; chunked request bodies are de-chunked; the request line and
  * headers are capped (431), the body is capped (413) and a declared Content-Length over the
  * cap is answered 413 before any of the body is read; `Expect: 100-continue` is honoured;
- * idle keep-alive connections and slow header/body senders are closed by timers; at most
- * max_pipeline requests per connection are outstanding (reading pauses meanwhile).
+ * idle keep-alive connections and slow senders are answered 408 and closed (a deadline for the
+ * head, a stall timeout and a minimum average byte rate for the body, a deadline for the whole
+ * request); at most max_pipeline requests per connection are outstanding (reading pauses
+ * meanwhile); with a client table, at most max_client_conns connections per client address.
+ *
+ * An optional on_head hook sees each request once its head is complete, before any of its body
+ * is read, and may answer it there (authentication, per-client admission): the body is then
+ * never read, and the connection is closed after the answer unless the request had no body.
  *
  * The handler receives a complete request and must eventually call http_respond() exactly
  * once, possibly from a later loop iteration. If the client went away meanwhile,
@@ -17,23 +23,29 @@
 #include <stdint.h>
 #include <uv.h>
 
+struct client_table;
 struct http_server;
 struct http_conn;
 
 struct http_req {
-    int method;         /* enum http_method from http_parser.h */
-    char *path;         /* NUL-terminated, without the query string */
-    char *query;        /* NUL-terminated, "" when absent */
-    char *content_type; /* lower-cased value or NULL */
-    char *request_id;   /* X-Request-Id value or NULL */
-    uint8_t *body;      /* NUL-terminated for convenience; body_len excludes the NUL */
+    int method;          /* enum http_method from http_parser.h */
+    char *path;          /* NUL-terminated, without the query string */
+    char *query;         /* NUL-terminated, "" when absent */
+    char *content_type;  /* lower-cased value or NULL */
+    char *request_id;    /* X-Request-Id value or NULL */
+    char *authorization; /* Authorization value or NULL (wiped when freed) */
+    char *api_key;       /* X-API-Key or api-key value or NULL (wiped when freed) */
+    char peer[48];       /* the client's address name (clients_addr_name) */
+    uint8_t *body;       /* NUL-terminated for convenience; body_len excludes the NUL */
     size_t body_len;
     int keep_alive;
     uint64_t t_start_ns; /* uv_hrtime() when the first byte of the request arrived */
     void *user;          /* free for the handler */
+    void *admission;     /* free for on_head; on_release is called when the request is freed */
 
     /* private */
     struct http_conn *conn;
+    struct http_server *srv;
     struct http_req *next;
     int responded;
     int close_after;
@@ -42,14 +54,27 @@ struct http_req {
 };
 
 struct http_limits {
-    size_t max_header_bytes;    /* request line + all headers */
-    int max_headers;            /* header fields */
-    size_t max_body_bytes;      /* 413 above this */
-    int max_pipeline;           /* outstanding requests per connection */
-    int max_conns;              /* open connections; more are accepted and closed at once */
-    uint64_t header_timeout_ms; /* whole request head must arrive within this */
-    uint64_t body_timeout_ms;   /* at most this between two reads of a body */
-    uint64_t idle_timeout_ms;   /* keep-alive connection with nothing outstanding */
+    size_t max_header_bytes;     /* request line + all headers */
+    int max_headers;             /* header fields */
+    size_t max_body_bytes;       /* 413 above this */
+    int max_pipeline;            /* outstanding requests per connection */
+    int max_conns;               /* open connections; more are accepted and closed at once */
+    uint64_t header_timeout_ms;  /* whole request head must arrive within this */
+    uint64_t body_timeout_ms;    /* at most this between two reads of a body */
+    uint64_t idle_timeout_ms;    /* keep-alive connection with nothing outstanding */
+    uint64_t request_timeout_ms; /* head + body from the first byte; 0: off */
+    uint64_t min_body_rate;      /* bytes/s a body must average after the grace; 0: off */
+    uint64_t body_rate_grace_ms; /* from the end of the head */
+    int max_client_conns;        /* per client address (needs a client table); 0: off */
+};
+
+/* Why a request was answered 408 (http_server.n_timeouts[]). */
+enum http_timeout_kind {
+    HTTP_TO_HEADER = 0, /* head not complete within header_timeout_ms */
+    HTTP_TO_BODY_STALL, /* nothing of the body for body_timeout_ms */
+    HTTP_TO_BODY_RATE,  /* body slower than min_body_rate */
+    HTTP_TO_REQUEST,    /* whole request not complete within request_timeout_ms */
+    HTTP_TO_N
 };
 
 typedef void (*http_handler_fn)(struct http_server *s, struct http_req *req);
@@ -63,10 +88,19 @@ struct http_server {
     /* Optional: called when the client of an unanswered request went away (the request must
      * still be answered with http_respond, which then only frees it). */
     void (*on_cancel)(struct http_server *s, struct http_req *req);
+    /* Optional: called when a request's head is complete, before its body is read; it may call
+     * http_respond(req, ...) to refuse it (the handler is then not called). */
+    void (*on_head)(struct http_server *s, struct http_req *req);
+    /* Optional: called when a request whose `admission` is set is freed (answered and sent, or
+     * dropped with its connection). */
+    void (*on_release)(struct http_server *s, struct http_req *req);
+    /* Optional: per-client connection counts (max_client_conns) are kept here. */
+    struct client_table *clients;
     void *user;
     int n_conns;
     struct http_conn *conns; /* all open connections (for shutdown) */
-    uint64_t n_requests, n_rejected_conns;
+    uint64_t n_requests, n_rejected_conns, n_rejected_client_conns;
+    uint64_t n_timeouts[HTTP_TO_N];
 };
 
 /* Defaults documented in docs/api.md ("Limits"). */

@@ -31,6 +31,10 @@
 struct gw_opts {
     char *model, *tokenizer, *model_name;
     char *http, *api_socket, *worker_sockets, *media_dir, *fetch_allow_cidrs, *log_level;
+    char *api_keys_file;
+    int open_metrics;
+    double request_timeout_s, body_rate_grace_s, client_rate;
+    int64_t min_body_rate, max_client_connections, client_max_inflight, client_burst;
     int64_t http_fd, api_fd, control_fd;
     int64_t max_body, max_header, max_pipeline, max_connections, api_max_frame;
     double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s;
@@ -86,6 +90,25 @@ static const struct vl_opt opts[] = {
     O("fetch-allow-cidrs", STR, fetch_allow_cidrs, NULL, 1, 0, NULL,
       "non-global addresses media URLs may point to, e.g. 10.0.0.0/8 (SSRF defence otherwise)"),
     O("log-level", STR, log_level, "info", 1, 0, "debug|info|warn|error", "log threshold"),
+    O("api-keys-file", STR, api_keys_file, NULL, 1, 0, NULL,
+      "API keys, one per line (mode 600/640): every HTTP route but /health and /ready then "
+      "needs one (reloaded on SIGHUP)"),
+    O("open-metrics", BOOL, open_metrics, "false", 1, 0, NULL,
+      "with api-keys-file: serve /metrics without a key"),
+    O("request-timeout-s", DOUBLE, request_timeout_s, "120", 0, 86400, NULL,
+      "a whole request (head and body) must arrive within this from its first byte (0: off)"),
+    O("min-body-rate", SIZE, min_body_rate, "1k", 0, 1LL << 30, NULL,
+      "bytes per second a request body must average after body-rate-grace-s (0: off)"),
+    O("body-rate-grace-s", DOUBLE, body_rate_grace_s, "10", 0, 3600, NULL,
+      "time after the head before min-body-rate applies"),
+    O("max-client-connections", INT, max_client_connections, "0", 0, 1 << 20, NULL,
+      "open HTTP connections per client address (0: no limit)"),
+    O("client-max-inflight", INT, client_max_inflight, "0", 0, 1 << 20, NULL,
+      "HTTP requests in flight per client: per API key, else per address (0: no limit)"),
+    O("client-rate", DOUBLE, client_rate, "0", 0, 1e6, NULL,
+      "HTTP requests per second per client, a token bucket (0: no limit)"),
+    O("client-burst", INT, client_burst, "20", 1, 1 << 20, NULL,
+      "token bucket size of client-rate (requests sent at once after a quiet spell)"),
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -106,7 +129,7 @@ static struct {
     uv_timer_t gate; /* bounds the wait for those workers before accepting */
     struct vl_frame_reader ctl_rd;
     uv_timer_t hb, drain_timer;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     int stopping;
     char pp_version[256];
     char model_name[256];
@@ -297,6 +320,20 @@ static void on_signal(uv_signal_t *s, int sig)
     begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* SIGHUP: reload the API keys (nothing else is reloaded by the gateway itself). */
+static void on_sighup(uv_signal_t *s, int sig)
+{
+    if (!G.o.api_keys_file) {
+        vl_info("SIGHUP: no api-keys-file; nothing to reload");
+        return;
+    }
+    char err[512];
+    if (api_http_reload_keys(&G.ah, G.o.api_keys_file, err, sizeof err))
+        vl_error("SIGHUP: %s; the %d keys loaded before stay in force", err, G.ah.guard.keys.n);
+    else
+        vl_info("SIGHUP: %d API keys loaded from %s", G.ah.guard.keys.n, G.o.api_keys_file);
+}
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -381,8 +418,25 @@ int main(int argc, char **argv)
     hl.max_conns = (int)o->max_connections;
     hl.header_timeout_ms = hl.body_timeout_ms = (uint64_t)(o->header_timeout_s * 1000);
     hl.idle_timeout_ms = (uint64_t)(o->idle_timeout_s * 1000);
+    hl.request_timeout_ms = (uint64_t)(o->request_timeout_s * 1000);
+    hl.min_body_rate = (uint64_t)o->min_body_rate;
+    hl.body_rate_grace_ms = (uint64_t)(o->body_rate_grace_s * 1000);
     api_http_init(&G.ah, &G.http, &G.ctx, &hl);
     G.ah.on_idle = on_http_idle;
+    struct auth_keys keys = {0};
+    if (o->api_keys_file) {
+        if (auth_keys_load(&keys, o->api_keys_file, err, sizeof err)) {
+            vl_error("%s", err);
+            return VL_EXIT_PERMANENT;
+        }
+        vl_info("%d API keys loaded from %s: every HTTP route but /health, /ready%s needs one",
+                keys.n, o->api_keys_file, o->open_metrics ? " and /metrics" : "");
+    }
+    struct client_limits cl = {.max_conns = (int)o->max_client_connections,
+                               .max_inflight = (int)o->client_max_inflight,
+                               .rate = o->client_rate,
+                               .burst = (double)o->client_burst};
+    api_http_set_guard(&G.ah, &keys, o->open_metrics, &cl);
     mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
     G.mp.on_idle = on_mp_idle;
 
@@ -390,6 +444,8 @@ int main(int argc, char **argv)
     uv_signal_start(&G.sigterm, on_signal, SIGTERM);
     uv_signal_init(G.loop, &G.sigint);
     uv_signal_start(&G.sigint, on_signal, SIGINT);
+    uv_signal_init(G.loop, &G.sighup);
+    uv_signal_start(&G.sighup, on_sighup, SIGHUP);
     uv_timer_init(G.loop, &G.drain_timer);
     uv_timer_init(G.loop, &G.hb);
     if (o->control_fd >= 0) {
