@@ -215,6 +215,7 @@ TEST(test_mrope)
     int real[3] = {24, 20, 20}, tiny[3] = {4, 2, 2};
     mrope_case(16, 8, 128, real);
     mrope_case(32, 8, 128, real);
+    mrope_case(5, 2, 128, real); /* 45 x 7 heads: odd, the last warp's second half-warp idle */
     mrope_case(6, 2, 16, tiny);
 }
 
@@ -274,22 +275,37 @@ TEST(test_vit_rope)
     vit_rope_case(16, 72);
 }
 
-TEST(test_activations)
+static void swiglu_case(int R, int I)
 {
-    int R = 33, I = 6144;
     size_t n = (size_t)R * I;
     uint16_t *gu = gu_rand_bf16(2 * n, -6, 6);
     uint16_t *dgu = gu_upload(gu, 4 * n), *dout = vl_cuda_malloc(2 * n);
     gu_poison(dout, 2 * n);
     vl_swiglu(NULL, dgu, dout, R, I);
-    float *ref = malloc(2 * n * sizeof(float));
+    float *ref = malloc(n * sizeof(float));
     for (int i = 0; i < R; i++)
         for (int k = 0; k < I; k++) {
             float g = vl_bf16_to_float(gu[(size_t)i * 2 * I + k]);
             float u = vl_bf16_to_float(gu[(size_t)i * 2 * I + I + k]);
             ref[(size_t)i * I + k] = r(r((float)(g / (1.0 + exp(-(double)g)))) * u);
         }
-    CHECK(gu_compare_dev_bf16("swiglu inter=6144", dout, ref, n, EMUL_TOL));
+    char name[64];
+    snprintf(name, sizeof name, "swiglu rows=%d inter=%d", R, I);
+    CHECK(gu_compare_dev_bf16(name, dout, ref, n, EMUL_TOL));
+    free(gu), free(ref), vl_cuda_free(dgu), vl_cuda_free(dout);
+}
+
+TEST(test_activations)
+{
+    /* 2B (768 vectors a row), 8B (1536: all 6 slots of a thread), past one pass (1544), tiny */
+    swiglu_case(33, 6144);
+    swiglu_case(9, 12288);
+    swiglu_case(5, 12352);
+    swiglu_case(7, 24);
+    int R = 33, I = 6144;
+    size_t n = (size_t)R * I;
+    uint16_t *gu = gu_rand_bf16(2 * n, -6, 6);
+    float *ref = malloc(2 * n * sizeof(float));
 
     for (int t = 0; t < 2; t++) {
         uint16_t *dx = gu_upload(gu, 2 * n);
@@ -306,7 +322,7 @@ TEST(test_activations)
         CHECK(gu_compare_dev_bf16(t ? "gelu_tanh" : "gelu_erf", dx, ref, n, EMUL_TOL));
         vl_cuda_free(dx);
     }
-    free(gu), free(ref), vl_cuda_free(dgu), vl_cuda_free(dout);
+    free(gu), free(ref);
 }
 
 TEST(test_embed_scatter)

@@ -104,46 +104,50 @@ static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int hea
     }
 }
 
-/* head_dim 128 (the released models): one warp per (row, head), a lane holds 4 consecutive
- * dims (8-byte accesses); the rotate_half partner (dim +- 64) is 16 lanes away. */
+/* head_dim 128 (the released models): one half-warp per (row, head), a lane holds 8
+ * consecutive dims (16-byte accesses: twice the bytes in flight per thread of a lane-per-4-dims
+ * layout, which measured ~1.8 TB/s); the rotate_half partner (dim +- 64) is 8 lanes away. */
 static __global__ void __launch_bounds__(256)
     qk_norm_mrope128_kernel(bf16 *__restrict__ qkv, int rows, int nq, int nkv,
                             const bf16 *__restrict__ qw, const bf16 *__restrict__ kw,
                             const bf16 *__restrict__ cs, float eps)
 {
-    int gw = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     int nh = nq + nkv;
-    if (gw >= rows * nh)
+    long long g = ((long long)blockIdx.x * 256 + threadIdx.x) >> 4, total = (long long)rows * nh;
+    int lane = threadIdx.x & 15;
+    if ((g & ~1LL) >= total) /* both heads of this warp out of range */
         return;
-    int row = gw / nh, hh = gw % nh;
-    bf16 *hp = qkv + (size_t)row * (nq + 2 * nkv) * 128 + hh * 128 + lane * 4;
-    const bf16 *w = (hh < nq ? qw : kw) + lane * 4;
-    int i0 = (lane * 4) & 63;
-    union v4 {
-        uint2 u;
-        bf16 h[4];
-    } in, wt, c, sn, out;
-    in.u = *(const uint2 *)hp;
-    wt.u = *(const uint2 *)w;
-    c.u = *(const uint2 *)(cs + (size_t)row * 128 + i0);
-    sn.u = *(const uint2 *)(cs + (size_t)row * 128 + 64 + i0);
-    float x[4], ss = 0;
+    bool ok = g < total; /* the other half-warp must still join the shuffles */
+    int row = ok ? (int)(g / nh) : 0, hh = ok ? (int)(g % nh) : 0;
+    bf16 *hp = qkv + (size_t)row * (nq + 2 * nkv) * 128 + hh * 128 + lane * 8;
+    const bf16 *w = (hh < nq ? qw : kw) + lane * 8;
+    int i0 = (lane * 8) & 63;
+    bf16x8 in, wt, c, sn, out;
+    in.u = ok ? *(const uint4 *)hp : make_uint4(0, 0, 0, 0);
+    wt.u = *(const uint4 *)w;
+    c.u = *(const uint4 *)(cs + (size_t)row * 128 + i0);
+    sn.u = *(const uint4 *)(cs + (size_t)row * 128 + 64 + i0);
+    float x[8], ss = 0;
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < 8; j++) {
         x[j] = bf(in.h[j]);
         ss += x[j] * x[j];
     }
-    float r = rsqrtf(warp_sum(ss) / 128.0f + eps);
 #pragma unroll
-    for (int j = 0; j < 4; j++)
+    for (int o = 8; o > 0; o >>= 1) /* sum over the half-warp */
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    float r = rsqrtf(ss / 128.0f + eps);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
         x[j] = rbf(rbf(x[j] * r) * bf(wt.h[j]));
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float partner = __shfl_xor_sync(0xffffffffu, x[j], 16);
-        float rh = lane < 16 ? -partner : partner; /* rotate_half */
+    for (int j = 0; j < 8; j++) {
+        float partner = __shfl_xor_sync(0xffffffffu, x[j], 8);
+        float rh = lane < 8 ? -partner : partner; /* rotate_half */
         out.h[j] = tobf(rbf(x[j] * bf(c.h[j])) + rbf(rh * bf(sn.h[j])));
     }
-    *(uint2 *)hp = out.u;
+    if (ok)
+        *(uint4 *)hp = out.u;
 }
 
 /* 4 consecutive rotation pairs per thread (8-byte bf16 and 16-byte table accesses). */
@@ -220,7 +224,7 @@ extern "C" void vl_qk_norm_mrope(vl_stream_t s, uint16_t *qkv, int rows, int nq,
         abort();
     }
     if (head_dim == 128) {
-        qk_norm_mrope128_kernel<<<(unsigned)(((size_t)rows * (nq + nkv) + 7) / 8), 256, 0, s>>>(
+        qk_norm_mrope128_kernel<<<(unsigned)(((size_t)rows * (nq + nkv) + 15) / 16), 256, 0, s>>>(
             (bf16 *)qkv, rows, nq, nkv, (const bf16 *)qw, (const bf16 *)kw, (const bf16 *)cs, eps);
         VL_LAUNCH_CHECK("qk_norm_mrope128_kernel");
         return;
