@@ -90,28 +90,27 @@ static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, i
     c.a.scale = 1.0f / sqrtf((float)hd);
     /* FLOPs: 4 * S^2 * hd per head per sequence, halved for causal */
     double flops = 4.0 * seqlen * (double)seqlen * hd * nh * nseq * (causal ? 0.5 : 1.0);
-    int variants[2] = {hd <= 80 ? 2 : 4, 4};
-    for (int vi = 0; vi < (hd <= 80 ? 2 : 1); vi++) {
+    /* the mma.sync kernel's variants and the wgmma kernel's, in the same run */
+    int variants[] = {hd <= 80 ? 2 : 4, 4, VL_ATTN_SM90_N128, VL_ATTN_SM90_N64};
+    for (size_t vi = 0; vi < sizeof variants / sizeof variants[0]; vi++) {
         c.warps = variants[vi];
+        if ((vi == 1 && hd > 80) || !vl_attention_variant_available(&c.a, c.warps))
+            continue;
+        const char *vn = c.warps == 2                   ? "mma.sync 4 warps x 32 rows"
+                         : c.warps == 4                 ? "mma.sync 4 warps x 16 rows"
+                         : c.warps == VL_ATTN_SM90_N128 ? "wgmma 2 WG x 64 rows, 128-key tiles"
+                                                        : "wgmma 2 WG x 64 rows, 64-key tiles";
         float ms = time_ms(attn_fn, &c, 3, 15);
         printf("| attention %s, S=%d x %d seqs, %s | %.3f ms | %.0f TFLOP/s |\n", label, seqlen,
-               nseq, c.warps == 2 ? "4 warps x 32 rows" : "4 warps x 16 rows", ms,
-               flops / (ms * 1e-3) / 1e12);
+               nseq, vn, ms, flops / (ms * 1e-3) / 1e12);
+        fflush(stdout);
     }
     vl_cuda_free(qkv), vl_cuda_free(o), vl_cuda_free(dcu), free(cu);
 }
 
-int main(void)
+/* cuBLASLt bf16 GEMM at the models' projection shapes: the ceiling the other rows compare to. */
+static void bench_gemms(void)
 {
-    struct vl_device_info info;
-    char err[256];
-    if (vl_cuda_device_count() < 1 || vl_cuda_device_open(0, &info, err, sizeof err)) {
-        fprintf(stderr, "bench_kernels: no CUDA device\n");
-        return 1;
-    }
-    printf("\n### Kernels on %s (%d SMs)\n\n| case | time | rate |\n|---|---|---|\n", info.name,
-           info.sm_count);
-    fflush(stdout);
     struct vl_gemm *g = vl_gemm_create(64u << 20);
     struct {
         const char *name;
@@ -141,7 +140,23 @@ int main(void)
         }
     vl_cuda_free(c.x), vl_cuda_free(c.w), vl_cuda_free(c.y);
     vl_gemm_free(g);
+}
 
+/* `bench_kernels attention` runs the attention rows only. */
+int main(int argc, char **argv)
+{
+    int attn_only = argc > 1 && strcmp(argv[1], "attention") == 0;
+    struct vl_device_info info;
+    char err[256];
+    if (vl_cuda_device_count() < 1 || vl_cuda_device_open(0, &info, err, sizeof err)) {
+        fprintf(stderr, "bench_kernels: no CUDA device\n");
+        return 1;
+    }
+    printf("\n### Kernels on %s (%d SMs)\n\n| case | time | rate |\n|---|---|---|\n", info.name,
+           info.sm_count);
+    fflush(stdout);
+    if (!attn_only)
+        bench_gemms();
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 128, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 512, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 2048, 16384);

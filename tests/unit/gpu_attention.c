@@ -2,7 +2,8 @@
  * reference on the same bf16 inputs: the language model's shape (head dim 128, GQA 16/8 and
  * 32/8, causal) and the vision towers' (head dims 64 and 72, non-causal), on packed batches
  * of odd lengths (1, tile boundaries +- 1, > several tiles), inputs random, output poisoned.
- * Every block variant (16-row warps in blocks of 4 or 8, 32-row warps) is checked.
+ * Every variant (mma.sync: 16-row warps in blocks of 4 or 8, 32-row warps; wgmma: key tiles of
+ * 128 or 64; and the default) is checked against one reference per batch.
  * Tolerance: relative L2 error 1e-2. The kernel rounds probabilities to bf16 before the PV
  * product (as FlashAttention-2 does) and rounds the output to bf16: ~3e-3 expected; a wrong
  * mask or index gives > 1e-1. */
@@ -16,8 +17,11 @@
 
 #define ATTN_TOL 1e-2
 
-static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int nseq, int warps,
-                      int qkv_fused)
+/* Runs every variant in `variants` (terminated by -1) on one packed batch and compares each
+ * with one float64 reference; the output is poisoned before each run. A wgmma variant the
+ * device cannot run (not compute capability 9.0) is reported and skipped. */
+static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int nseq,
+                      const int *variants, int qkv_fused)
 {
     int T = 0, maxlen = 0;
     int32_t cu[64];
@@ -31,10 +35,10 @@ static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int 
     /* fused layout [T, (nh + 2 nkv) hd] like the QKV projection, or separate buffers */
     int W = (nh + 2 * nkv) * hd;
     uint16_t *buf = gu_rand_bf16((size_t)T * W, -2, 2);
+    float *fb = gu_bf16_to_f32(buf, (size_t)T * W);
     uint16_t *dbuf = gu_upload(buf, (size_t)T * W * 2);
     int32_t *dcu = gu_upload(cu, (size_t)(nseq + 1) * 4);
     uint16_t *dout = vl_cuda_malloc((size_t)T * nh * hd * 2);
-    gu_poison(dout, (size_t)T * nh * hd * 2);
     struct vl_attn_args a = {0};
     a.q = dbuf;
     a.k = dbuf + nh * hd;
@@ -70,71 +74,93 @@ static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int 
     a.head_dim = hd;
     a.causal = causal;
     a.scale = 1.0f / sqrtf((float)hd);
-    vl_attention_variant(NULL, &a, warps);
-    vl_cuda_device_sync();
 
     float *ref = malloc((size_t)T * nh * hd * sizeof(float));
-    double *sc = malloc((size_t)maxlen * sizeof(double));
+    double *sc = malloc((size_t)maxlen * sizeof(double)),
+           *acc = malloc((size_t)hd * sizeof(double));
     for (int s = 0; s < nseq; s++)
         for (int h = 0; h < nh; h++) {
             int g = h / (nh / nkv);
             for (int i = 0; i < lens[s]; i++) {
-                const uint16_t *q = buf + (size_t)(cu[s] + i) * W + h * hd;
+                const float *q = fb + (size_t)(cu[s] + i) * W + h * hd;
                 int nk = causal ? i + 1 : lens[s];
                 double mx = -1e300, sum = 0;
                 for (int j = 0; j < nk; j++) {
-                    const uint16_t *k = buf + (size_t)(cu[s] + j) * W + (nh + g) * hd;
+                    const float *k = fb + (size_t)(cu[s] + j) * W + (nh + g) * hd;
                     double d = 0;
                     for (int e = 0; e < hd; e++)
-                        d += (double)vl_bf16_to_float(q[e]) * vl_bf16_to_float(k[e]);
+                        d += (double)q[e] * k[e];
                     sc[j] = d / sqrt((double)hd);
                     if (sc[j] > mx)
                         mx = sc[j];
                 }
-                for (int j = 0; j < nk; j++)
-                    sum += (sc[j] = exp(sc[j] - mx));
-                for (int e = 0; e < hd; e++) {
-                    double o = 0;
-                    for (int j = 0; j < nk; j++)
-                        o += sc[j] * vl_bf16_to_float(
-                                         buf[(size_t)(cu[s] + j) * W + (nh + nkv + g) * hd + e]);
-                    ref[(size_t)(cu[s] + i) * nh * hd + h * hd + e] = (float)(o / sum);
+                for (int e = 0; e < hd; e++)
+                    acc[e] = 0;
+                for (int j = 0; j < nk; j++) {
+                    double p = exp(sc[j] - mx);
+                    const float *v = fb + (size_t)(cu[s] + j) * W + (nh + nkv + g) * hd;
+                    sum += p;
+                    for (int e = 0; e < hd; e++)
+                        acc[e] += p * v[e];
                 }
+                for (int e = 0; e < hd; e++)
+                    ref[(size_t)(cu[s] + i) * nh * hd + h * hd + e] = (float)(acc[e] / sum);
             }
         }
-    char name[96];
-    snprintf(name, sizeof name, "attn h=%d/%d d=%d %s %d seqs T=%d warps=%d%s", nh, nkv, hd,
-             causal ? "causal" : "full", nseq, T, warps, qkv_fused ? "" : " sep");
-    CHECK(gu_compare_dev_bf16(name, dout, ref, (size_t)T * nh * hd, ATTN_TOL));
-    free(buf), free(ref), free(sc);
+    for (const int *vp = variants; *vp >= 0; vp++) {
+        char name[128];
+        snprintf(name, sizeof name, "attn h=%d/%d d=%d %s %d seqs T=%d max=%d var=%d%s", nh, nkv,
+                 hd, causal ? "causal" : "full", nseq, T, maxlen, *vp, qkv_fused ? "" : " sep");
+        if (!vl_attention_variant_available(&a, *vp)) {
+            fprintf(stderr, "  %-44s skipped: variant not available on this device\n", name);
+            continue;
+        }
+        gu_poison(dout, (size_t)T * nh * hd * 2);
+        vl_attention_variant(NULL, &a, *vp);
+        vl_cuda_device_sync();
+        CHECK(gu_compare_dev_bf16(name, dout, ref, (size_t)T * nh * hd, ATTN_TOL));
+    }
+    free(buf), free(fb), free(ref), free(sc), free(acc);
     vl_cuda_free(dbuf), vl_cuda_free(dcu), vl_cuda_free(dout), vl_cuda_free(ds);
 }
+
+/* wgmma variants (attention.h) and the mma.sync ones, each list ended by -1 */
+static const int V_HD128[] = {4, 8, VL_ATTN_SM90_N128, VL_ATTN_SM90_N64, 0, -1};
+static const int V_HD64[] = {2, 4, 8, VL_ATTN_SM90_N128, VL_ATTN_SM90_N64, 0, -1};
+static const int V_HD72[] = {2, 4, 8, 0, -1};
+static const int V_SMALL[] = {4, 2, 0, -1};
+static const int V_SMALL4[] = {4, 0, -1};
+/* every length the brief names: 1, 3, tile edges +- 1, odd sizes, several tiles */
+static const int LENS_ALL[] = {1, 3, 16, 17, 64, 65, 100, 128, 129, 200, 513, 1024};
 
 TEST(test_lm_attention)
 {
     int lens[] = {1, 17, 64, 65, 200, 513, 128, 3};
-    for (int w = 4; w <= 8; w += 4) {
-        attn_case(16, 8, 128, 1, lens, 8, w, 1);
-        attn_case(32, 8, 128, 1, lens + 3, 3, w, 0);
-    }
-    attn_case(6, 2, 16, 1, lens, 8, 4, 1); /* the tiny test checkpoint's shape */
-    attn_case(4, 2, 32, 1, lens, 5, 4, 0);
+    attn_case(16, 8, 128, 1, lens, 8, V_HD128, 1);
+    attn_case(32, 8, 128, 1, lens + 3, 3, V_HD128, 0);
+    attn_case(4, 2, 128, 1, LENS_ALL, 12, V_HD128, 0);
+    attn_case(4, 4, 128, 0, LENS_ALL, 12, V_HD128, 1); /* head dim 128 without the mask */
+    int longl[] = {2100, 5};
+    attn_case(2, 1, 128, 1, longl, 2, V_HD128, 1);
+    attn_case(6, 2, 16, 1, lens, 8, V_SMALL4, 1); /* the tiny test checkpoint's shape */
+    attn_case(4, 2, 32, 1, lens, 5, V_SMALL4, 0);
 }
 
 TEST(test_vit_attention)
 {
     int lens[] = {4, 64, 100, 1024, 16, 129};
-    for (int w = 2; w <= 8; w *= 2) {
-        attn_case(16, 16, 64, 0, lens, 6, w, 1);
-        attn_case(16, 16, 72, 0, lens, 6, w, 1);
-        attn_case(16, 16, 72, 0, lens + 4, 2, w, 0);
-    }
-    attn_case(3, 3, 16, 0, lens, 6, 4, 1);
-    attn_case(3, 3, 16, 0, lens, 6, 2, 1);
-    attn_case(4, 4, 80, 0, lens, 6, 4, 0);
-    attn_case(4, 4, 80, 0, lens, 6, 2, 0);
-    attn_case(4, 2, 32, 1, lens, 6, 2, 0); /* causal with 32-row warps */
-    attn_case(4, 2, 64, 1, lens, 6, 2, 1);
+    attn_case(16, 16, 64, 0, lens, 6, V_HD64, 1);
+    attn_case(4, 4, 64, 0, LENS_ALL, 12, V_HD64, 0);
+    attn_case(16, 16, 72, 0, lens, 6, V_HD72, 1);
+    attn_case(16, 16, 72, 0, lens + 4, 2, V_HD72, 0);
+    int longl[] = {7056, 5};
+    attn_case(1, 1, 64, 0, longl, 2, V_HD64, 1); /* a 1344 x 1344 image's patch count */
+    attn_case(3, 3, 16, 0, lens, 6, V_SMALL, 1);
+    attn_case(4, 4, 80, 0, lens, 6, V_SMALL, 0);
+    int small_c[] = {4, 2, -1};
+    attn_case(4, 2, 32, 1, lens, 6, small_c, 0); /* causal with 32-row warps */
+    attn_case(4, 2, 64, 1, lens, 6, V_HD64, 1);
+    attn_case(4, 2, 64, 1, LENS_ALL, 12, V_HD64, 0);
 }
 
 static void test_all(void)

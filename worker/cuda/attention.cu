@@ -9,6 +9,7 @@
  * log2 domain with fp32 statistics. Head dims that are not a multiple of 16 (72) are padded to
  * DP = 80 with zero columns in shared memory, which leaves Q K^T unchanged. */
 #include "worker/cuda/attention.h"
+#include "worker/cuda/attention_sm90.h"
 
 #include <math.h>
 
@@ -326,6 +327,26 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
     VL_LAUNCH_CHECK("attn_kernel");
 }
 
+/* The default variant, by measurement (bench_kernels, H100 80GB HBM3, 2026-11-27; docs/cuda.md):
+ * the wgmma kernel wherever it runs (compute capability 9.0, head dims 64 and 128): 1.2-1.8x the
+ * mma.sync kernel at every benchmarked shape. Key tiles of 64 (not 128): faster for head dim 64
+ * (250 vs 223 TFLOP/s at S = 1024) and for causal head dim 128 up to S = 2048 (207 vs 175 at
+ * S = 512); 128 wins only at S = 8192 (359 vs 334). Otherwise the mma.sync kernel with 4 warps
+ * of 32 rows for head dims <= 80 and 4 warps of 16 rows for 128. */
+static int default_variant(const struct vl_attn_args *a)
+{
+    if (vl_attention_sm90_available() && vl_attention_sm90_covers(a, VL_ATTN_SM90_N64))
+        return VL_ATTN_SM90_N64;
+    return a->head_dim <= 80 ? 2 : 4;
+}
+
+extern "C" int vl_attention_variant_available(const struct vl_attn_args *a, int variant)
+{
+    if (variant >= VL_ATTN_SM90_N128)
+        return vl_attention_sm90_available() && vl_attention_sm90_covers(a, variant);
+    return 1;
+}
+
 extern "C" void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int warps)
 {
     if (a->n_seqs <= 0 || a->max_seqlen <= 0)
@@ -335,10 +356,20 @@ extern "C" void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a
                  a->n_kv_heads);
         abort();
     }
-    /* variants: 4 warps x 16 rows (4), 8 warps x 16 rows (8), 4 warps x 32 rows (2: each K/V
-     * fragment feeds two m-tiles, half the shared-memory traffic; head dims <= 80) */
     if (warps == 0)
-        warps = a->head_dim <= 80 ? 2 : 4;
+        warps = default_variant(a);
+    if (warps >= VL_ATTN_SM90_N128) {
+        if (!vl_attention_variant_available(a, warps)) {
+            vl_error("vl_attention: wgmma variant %d unavailable (head dim %d, or not a compute "
+                     "capability 9.0 device)",
+                     warps, a->head_dim);
+            abort();
+        }
+        vl_attention_sm90(s, a, warps);
+        return;
+    }
+    /* mma.sync variants: 4 warps x 16 rows (4), 8 warps x 16 rows (8), 4 warps x 32 rows (2:
+     * each K/V fragment feeds two m-tiles, half the shared-memory traffic; head dims <= 80) */
     switch (a->head_dim * 16 + warps) {
     case 16 * 16 + 4:
         launch<16, 4, 1>(s, a);

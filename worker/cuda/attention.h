@@ -11,8 +11,10 @@
  * Head dims 64, 72 and 128 (the 2B / 8B vision towers and the language models), and 16, 32,
  * 80 (small test checkpoints). Strides must
  * keep every head 16-byte aligned. max_seqlen bounds the grid; a larger sequence is an error.
- * Implementation: a FlashAttention-2 style kernel on mma.sync bf16 tensor-core instructions
- * with cp.async double-buffered K/V tiles (docs/cuda.md records the measured TFLOP/s). */
+ * Implementation: on a compute capability 9.0 device (H100, H200), head dims 64 and 128 run a
+ * FlashAttention-3 style kernel on warpgroup MMA (attention_sm90.cu); everything else runs a
+ * FlashAttention-2 style kernel on mma.sync bf16 tensor-core instructions with cp.async
+ * double-buffered K/V tiles (attention.cu). docs/cuda.md records the measured TFLOP/s. */
 #ifndef VL_WORKER_CUDA_ATTENTION_H
 #define VL_WORKER_CUDA_ATTENTION_H
 
@@ -37,10 +39,20 @@ struct vl_attn_args {
 
 void vl_attention(vl_stream_t s, const struct vl_attn_args *a);
 
-/* Variant selector for tests and benchmarks: 4 or 8 = warps per block of 16 query rows each
- * (64 or 128 rows; head dims 64/72/128, and 4 for 16/32/80); 2 = 4 warps of 32 rows each (head
- * dims <= 80); 0 picks the default (2 for head dims <= 80, else 4). */
-void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int warps);
+/* Variant selector for tests and benchmarks. mma.sync kernel (any CUDA device): 4 or 8 = warps
+ * per block of 16 query rows each (64 or 128 rows; head dims 64/72/128, and 4 for 16/32/80);
+ * 2 = 4 warps of 32 rows each (head dims <= 80). wgmma kernel (compute capability 9.0 only;
+ * blocks of 2 warpgroups x 64 query rows, head dims 64 and 128): VL_ATTN_SM90_N128 = key tiles
+ * of 128, VL_ATTN_SM90_N64 = key tiles of 64, both double-buffered. 0 picks the default by the
+ * measured rule in attention.cu. An uncovered combination aborts. */
+enum {
+    VL_ATTN_SM90_N128 = 100,
+    VL_ATTN_SM90_N64 = 101,
+};
+void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int variant);
+
+/* 1 when the wgmma variant can run here (device of compute capability 9.0, head dim covered). */
+int vl_attention_variant_available(const struct vl_attn_args *a, int variant);
 
 #ifdef __cplusplus
 }

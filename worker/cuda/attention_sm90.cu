@@ -1,0 +1,464 @@
+/* Varlen attention on Hopper (attention_sm90.h): a FlashAttention-3 style forward kernel on
+ * warpgroup MMA (wgmma, sm_90a).
+ *
+ * Block = 2 warpgroups (256 threads) sharing one query tile of BM = 128 rows of one
+ * (sequence, head); warpgroup w owns rows [64 w, 64 w + 64). Q, K and V tiles sit in shared
+ * memory in the 128-byte-swizzled layout the tensor cores read through matrix descriptors:
+ * each 64-column slab of the head dim is a [rows][128 B] region, row r's 16-byte chunk c stored
+ * at chunk c ^ (r % 8). K/V tiles of BN keys stream through a ring of ST stages filled by
+ * cp.async from every thread, ST - 1 tiles ahead (rows past the sequence end zero-filled, so
+ * padded lanes stay finite; nothing is read across sequences).
+ * Per key tile: S = Q K^T by wgmma with both operands K-major in shared memory (fp32
+ * accumulators in registers), scale + mask + online softmax in the log2 domain with fp32
+ * statistics, P rounded to bf16 in registers and used directly as the register A operand of
+ * O += P V (V read N-major from the same swizzled layout: the transposed B form). Causal:
+ * key tiles past the query tile are never loaded, a warpgroup skips tiles entirely after its
+ * rows, and the grid puts the query-tile index slowest and reversed so the longest tiles of
+ * every sequence start first. */
+#include "worker/cuda/attention_sm90.h"
+
+#include <math.h>
+
+#include "worker/cuda/cuda_check.h"
+#include "worker/cuda/kcommon.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define VL_SM90A 1
+#endif
+
+#define BM90 128 /* query rows per block: 2 warpgroups x 64 */
+
+#ifdef VL_SM90A
+
+static __device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ void cp_async16_sw(uint32_t dst, const void *src, bool valid)
+{
+    int n = valid ? 16 : 0; /* 0 source bytes: the 16 destination bytes are zero-filled */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n)
+                 : "memory");
+}
+static __device__ __forceinline__ void cp_async_commit90()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void cp_async_wait90()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+/* Makes this thread's generic-proxy shared-memory writes (cp.async) visible to the tensor
+ * cores' async proxy; a block barrier after it publishes them to the other threads. */
+static __device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+static __device__ __forceinline__ void wgmma_fence()
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void wgmma_commit()
+{
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void wgmma_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Keeps the compiler from moving accesses of wgmma accumulators across the wait. */
+static __device__ __forceinline__ void reg_fence(float &x)
+{
+    asm volatile("" : "+f"(x)::"memory");
+}
+static __device__ __forceinline__ float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+/* Shared-memory matrix descriptor, 128-byte swizzle: start address, leading and stride byte
+ * offsets (K-major: stride = 1024 B between 8-row groups, leading unused; N-major: leading =
+ * distance between 64-column slabs, stride = 1024 B between 8-row groups). */
+static __device__ __forceinline__ uint64_t sdesc(uint32_t addr, uint32_t lbo, uint32_t sbo)
+{
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) |
+           ((uint64_t)(sbo >> 4) << 32) | (1ull << 62);
+}
+
+/* D[64 x 64] (+)= A[64 x 16] B[16 x 64]^T, A and B K-major in shared memory. */
+static __device__ __forceinline__ void wgmma_ss_n64(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+/* D[64 x 128] (+)= A[64 x 16] B[16 x 128]^T, A and B K-major in shared memory. */
+static __device__ __forceinline__ void wgmma_ss_n128(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                   "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+                   "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+                   "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
+/* D[64 x 64] += A[64 x 16] B[16 x 64], A in registers (4 x bf16x2 per thread), B N-major in
+ * shared memory. */
+static __device__ __forceinline__ void wgmma_rs_n64(float *d, const uint32_t *a, uint64_t db)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+/* D[64 x 128] += A[64 x 16] B[16 x 128], A in registers (4 x bf16x2 per thread), B N-major in
+ * shared memory. */
+static __device__ __forceinline__ void wgmma_rs_n128(float *d, const uint32_t *a, uint64_t db)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                   "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+                   "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+                   "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+template <int N> struct wg_ss;
+template <> struct wg_ss<64> {
+    static __device__ __forceinline__ void run(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        wgmma_ss_n64(d, a, b, acc);
+    }
+};
+template <> struct wg_ss<128> {
+    static __device__ __forceinline__ void run(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        wgmma_ss_n128(d, a, b, acc);
+    }
+};
+template <int N> struct wg_rs;
+template <> struct wg_rs<64> {
+    static __device__ __forceinline__ void run(float *d, const uint32_t *a, uint64_t b)
+    {
+        wgmma_rs_n64(d, a, b);
+    }
+};
+template <> struct wg_rs<128> {
+    static __device__ __forceinline__ void run(float *d, const uint32_t *a, uint64_t b)
+    {
+        wgmma_rs_n128(d, a, b);
+    }
+};
+
+/* Copies rows [row0, row0 + ROWS) of one head (a sequence of `len` rows starting at global row
+ * `start`) into the swizzled tile at shared address `dst`; rows past len are zero-filled. */
+template <int D, int ROWS>
+static __device__ __forceinline__ void load_tile_sw(uint32_t dst, const bf16 *g, int stride,
+                                                    int start, int row0, int len)
+{
+    constexpr int CH = D / 8; /* 16-byte chunks per row */
+    static_assert(ROWS * CH % 256 == 0, "tile chunks must divide among the block's threads");
+#pragma unroll
+    for (int i = 0; i < ROWS * CH / 256; i++) {
+        int t = threadIdx.x + i * 256;
+        int r = t / CH, c = t % CH;
+        bool valid = row0 + r < len;
+        const bf16 *src = g + (size_t)(start + (valid ? row0 + r : 0)) * stride + c * 8;
+        uint32_t off = (c / 8) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+        cp_async16_sw(dst + off, src, valid);
+    }
+}
+
+#endif /* VL_SM90A */
+
+template <int D, int BN, int ST> struct attn90_cfg {
+    static constexpr int Q_BYTES = BM90 * D * 2;
+    static constexpr int KV_BYTES = BN * D * 2;
+    static constexpr int SMEM = Q_BYTES + 2 * ST * KV_BYTES + 1024; /* + 1024-byte alignment */
+};
+
+template <int D, int BN, int ST, int MINB>
+static __global__ void __launch_bounds__(256, MINB)
+    attn90_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
+                  const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
+                  int v_stride, int o_stride, const int32_t *__restrict__ cu_seqlens, int group,
+                  int causal, float scale_log2)
+{
+#ifdef VL_SM90A
+    using cfg = attn90_cfg<D, BN, ST>;
+    static_assert(D % 64 == 0 && (BN == 64 || BN == 128), "unsupported tile");
+    extern __shared__ unsigned char smem_raw[];
+    uint32_t sQ = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    uint32_t sK = sQ + cfg::Q_BYTES, sV = sK + ST * cfg::KV_BYTES;
+
+    int head, seq, mb;
+    if (causal) { /* longest tiles first: the query-tile index is slowest and reversed */
+        head = blockIdx.x, seq = blockIdx.y, mb = (int)gridDim.z - 1 - (int)blockIdx.z;
+    } else { /* tiles of one (sequence, head) adjacent: they share K/V in L2 */
+        mb = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
+    }
+    int start = cu_seqlens[seq], len = cu_seqlens[seq + 1] - start;
+    int m0 = mb * BM90;
+    if (m0 >= len)
+        return;
+    int kvh = head / group;
+    const bf16 *qh = qg + head * D, *kh = kg + kvh * D, *vh = vg + kvh * D;
+    int kv_end = causal ? min(len, m0 + BM90) : len;
+    int n_tiles = (kv_end + BN - 1) / BN;
+
+    load_tile_sw<D, BM90>(sQ, qh, q_stride, start, m0, len);
+#pragma unroll
+    for (int t = 0; t < ST - 1; t++) {
+        if (t < n_tiles) {
+            load_tile_sw<D, BN>(sK + t * cfg::KV_BYTES, kh, k_stride, start, t * BN, len);
+            load_tile_sw<D, BN>(sV + t * cfg::KV_BYTES, vh, v_stride, start, t * BN, len);
+        }
+        cp_async_commit90();
+    }
+
+    int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    int wg_row0 = m0 + wg * 64;
+    int row_a = wg_row0 + warp * 16 + (lane >> 2); /* this thread's rows: row_a, row_a + 8 */
+    float o[D / 2], s[BN / 2];
+    uint32_t p[BN / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++)
+        o[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < BN / 2; i++)
+        s[i] = 0.0f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+    uint32_t qbase = sQ + wg * 64 * 128;
+
+    for (int j = 0; j < n_tiles; j++) {
+        cp_async_wait90<ST - 2>(); /* tile j (and Q) landed for this thread's copies */
+        fence_proxy_async();
+        __syncthreads(); /* ... for everyone's; and every warpgroup is done with tile j - 1 */
+        {
+            int jn = j + ST - 1; /* refill the stage tile j - 1 used */
+            if (jn < n_tiles) {
+                int st = jn % ST;
+                load_tile_sw<D, BN>(sK + st * cfg::KV_BYTES, kh, k_stride, start, jn * BN, len);
+                load_tile_sw<D, BN>(sV + st * cfg::KV_BYTES, vh, v_stride, start, jn * BN, len);
+            }
+            cp_async_commit90();
+        }
+        int n0 = j * BN;
+        if (causal && n0 > wg_row0 + 63)
+            continue; /* every key of this tile follows every row of this warpgroup */
+        uint32_t kst = sK + (j % ST) * cfg::KV_BYTES, vst = sV + (j % ST) * cfg::KV_BYTES;
+
+        /* S = Q K^T */
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            uint32_t qa = qbase + (ks / 4) * (BM90 * 128) + (ks % 4) * 32;
+            uint32_t kb = kst + (ks / 4) * (BN * 128) + (ks % 4) * 32;
+            wg_ss<BN>::run(s, sdesc(qa, 16, 1024), sdesc(kb, 16, 1024), ks > 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++)
+            reg_fence(s[i]);
+
+        /* scale, mask, online softmax (rows row_a: elements e = 0, 1; row_a + 8: e = 2, 3) */
+        bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > wg_row0);
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float v = s[nt * 4 + e] * scale_log2;
+                if (need_mask) {
+                    int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                    int qr = row_a + (e >> 1) * 8;
+                    if (key >= len || (causal && key > qr))
+                        v = -INFINITY;
+                }
+                s[nt * 4 + e] = v;
+            }
+        float corr[2];
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            float mx = mrow[hr];
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++)
+                mx = fmaxf(mx, fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float base = mx == -INFINITY ? 0.0f : mx;
+            corr[hr] = ex2(mrow[hr] - base);
+            mrow[hr] = mx;
+            float sum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++) {
+                float p0 = ex2(s[nt * 4 + hr * 2] - base);
+                float p1 = ex2(s[nt * 4 + hr * 2 + 1] - base);
+                s[nt * 4 + hr * 2] = p0;
+                s[nt * 4 + hr * 2 + 1] = p1;
+                sum += p0 + p1;
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            lrow[hr] = lrow[hr] * corr[hr] + sum;
+        }
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            o[i * 4 + 0] *= corr[0];
+            o[i * 4 + 1] *= corr[0];
+            o[i * 4 + 2] *= corr[1];
+            o[i * 4 + 3] *= corr[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            p[kk][0] = pack_bf16x2(s[kk * 8 + 0], s[kk * 8 + 1]);
+            p[kk][1] = pack_bf16x2(s[kk * 8 + 2], s[kk * 8 + 3]);
+            p[kk][2] = pack_bf16x2(s[kk * 8 + 4], s[kk * 8 + 5]);
+            p[kk][3] = pack_bf16x2(s[kk * 8 + 6], s[kk * 8 + 7]);
+        }
+
+        /* O += P V */
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            wg_rs<D>::run(o, p[kk], sdesc(vst + kk * 2048, BN * 128, 1024));
+        wgmma_commit();
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < D / 2; i++)
+            reg_fence(o[i]);
+    }
+    cp_async_wait90<0>(); /* no copy may outlive the block */
+
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        int qr = row_a + hr * 8;
+        if (qr >= len)
+            continue;
+        float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
+        bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
+#pragma unroll
+        for (int dn = 0; dn < D / 8; dn++)
+            *(__nv_bfloat162 *)(orow + dn * 8) =
+                __floats2bfloat162_rn(o[dn * 4 + hr * 2] * inv, o[dn * 4 + hr * 2 + 1] * inv);
+    }
+#else
+    __trap(); /* the host never launches this without a compute capability 9.0 device */
+#endif
+}
+
+template <int D, int BN, int ST, int MINB>
+static void launch90(vl_stream_t s, const struct vl_attn_args *a)
+{
+    using cfg = attn90_cfg<D, BN, ST>;
+    static bool configured; /* per instantiation; the attribute is per device function */
+    if (!configured) {
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
+        configured = true;
+    }
+    int mt = (a->max_seqlen + BM90 - 1) / BM90;
+    dim3 grid = a->causal ? dim3(a->n_heads, a->n_seqs, mt) : dim3(mt, a->n_heads, a->n_seqs);
+    float scale_log2 = a->scale * 1.4426950408889634f;
+    attn90_kernel<D, BN, ST, MINB><<<grid, 256, cfg::SMEM, s>>>(
+        (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
+        a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads / a->n_kv_heads, a->causal,
+        scale_log2);
+    VL_LAUNCH_CHECK("attn90_kernel");
+}
+
+extern "C" int vl_attention_sm90_available(void)
+{
+    static int avail = -1; /* benign race: every thread computes the same value */
+    if (avail < 0) {
+        int dev = 0, major = 0, minor = 0;
+        VL_CUDA_CHECK(cudaGetDevice(&dev));
+        VL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        VL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+        avail = major == 9 && minor == 0;
+    }
+    return avail;
+}
+
+extern "C" int vl_attention_sm90_covers(const struct vl_attn_args *a, int variant)
+{
+    int d = a->head_dim;
+    switch (variant) {
+    case VL_ATTN_SM90_N128:
+    case VL_ATTN_SM90_N64:
+        return d == 64 || d == 128;
+    default:
+        return 0;
+    }
+}
+
+extern "C" void vl_attention_sm90(vl_stream_t s, const struct vl_attn_args *a, int variant)
+{
+    int d = a->head_dim;
+    if (variant == VL_ATTN_SM90_N128 && d == 64)
+        launch90<64, 128, 2, 2>(s, a);
+    else if (variant == VL_ATTN_SM90_N64 && d == 64)
+        launch90<64, 64, 2, 2>(s, a);
+    else if (variant == VL_ATTN_SM90_N128 && d == 128)
+        launch90<128, 128, 2, 1>(s, a);
+    else if (variant == VL_ATTN_SM90_N64 && d == 128)
+        launch90<128, 64, 2, 2>(s, a);
+    else {
+        vl_error("vl_attention: wgmma variant %d does not cover head dim %d", variant, d);
+        abort();
+    }
+}
