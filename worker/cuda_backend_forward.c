@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/alloc.h"
 #include "common/limits.h"
@@ -143,6 +144,68 @@ static size_t bf(size_t elems)
     return elems * 2;
 }
 
+struct tune_sum {
+    int shapes;
+    double gain_sum, gain_max;
+};
+
+#define TUNE_W 4 /* distinct layers' weights per timing (as in a forward, none L2-resident) */
+
+/* vl_gemm_tune at M = 256, 512, ... up to max_m (small first: the row-chunk candidates of M use
+ * the choices tuned for M/2 and M/4). */
+static void tune_class(struct vl_cuda_ctx *c, struct tune_sum *ts, int64_t max_m, int N, int K,
+                       const uint16_t *X, const uint16_t *const *W, const uint16_t *const *bias,
+                       int n_w, uint16_t *Y, enum vl_gemm_epilogue epi, int acc)
+{
+    for (int64_t M = 256; M <= max_m; M *= 2) {
+        double gain = vl_gemm_tune(c->gemm, c->stream, (int)M, N, K, X, W, bias, n_w, Y, epi, acc);
+        if (gain > 0) {
+            ts->shapes++;
+            ts->gain_sum += gain;
+            if (gain > ts->gain_max)
+                ts->gain_max = gain;
+        }
+    }
+}
+
+/* Measured GEMM algorithms (gemm.h) for the language model's four projections, on the workspace
+ * buffers (random-filled first; overwritten later by every batch anyway) and the weights of the
+ * first TUNE_W layers. The vision tower's GEMMs keep the heuristic: tuning them measured no gain
+ * end to end (2B 512x512 images -0.3, -0.1, -1.5 % in three H100 runs, bench/NOTES.md). */
+static void tune_gemms(struct vl_cuda_ctx *c)
+{
+    if (!vl_gemm_tune_enabled())
+        return;
+    const struct vl_cuda_config *k = &c->cfg;
+    const struct vl_cuda_weights *w = c->w;
+    vl_stream_t s = c->stream;
+    size_t T = (size_t)c->cap_tokens;
+    int H = k->hidden, hd = k->head_dim, nq = k->heads, nkv = k->kv_heads, I = k->inter;
+    int Wq = (nq + 2 * nkv) * hd;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    vl_cuda_fill_random_bf16(c->xn, T * H, 11, 1.0f, s);
+    vl_cuda_fill_random_bf16(c->att, T * nq * hd, 12, 1.0f, s);
+    vl_cuda_fill_random_bf16(c->act, T * I, 13, 1.0f, s);
+    vl_cuda_fill_random_bf16(c->h, T * H, 14, 1.0f, s);
+    struct tune_sum ts = {0};
+    const uint16_t *wa[TUNE_W], *wb[TUNE_W], *wc[TUNE_W], *wd[TUNE_W];
+    int nl = k->layers < TUNE_W ? k->layers : TUNE_W;
+    for (int l = 0; l < nl; l++) {
+        const struct vl_cuda_layer *L = &w->layer[l];
+        wa[l] = L->qkv_w, wb[l] = L->o_w, wc[l] = L->gate_up_w, wd[l] = L->down_w;
+    }
+    tune_class(c, &ts, c->cap_tokens, Wq, H, c->xn, wa, NULL, nl, c->qkv, VL_GEMM_PLAIN, 0);
+    tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
+    tune_class(c, &ts, c->cap_tokens, 2 * I, H, c->xn, wc, NULL, nl, c->gu, VL_GEMM_PLAIN, 0);
+    tune_class(c, &ts, c->cap_tokens, H, I, c->act, wd, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
+    vl_cuda_stream_sync(s);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    vl_info("GEMM tuning: %d shapes in %.0f ms; heuristic pick / chosen time: mean %.3f, max %.3f",
+            ts.shapes, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
+            ts.shapes ? ts.gain_sum / ts.shapes : 1.0, ts.gain_max);
+}
+
 struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
                                        const struct vl_cuda_weights *w, int64_t max_batch_tokens,
                                        int64_t max_batch_patches, char *err, size_t errlen)
@@ -215,6 +278,7 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     c->img_rows = vl_malloc(T * 4);
     c->vid_rows = vl_malloc(T * 4);
     vl_cuda_device_sync();
+    tune_gemms(c);
     c->stats.weights_bytes = w->bytes;
     c->stats.workspace_bytes = vl_cuda_mem_used() - before;
     c->stats.peak_device_bytes = vl_cuda_mem_used();

@@ -4,14 +4,19 @@
  * uploads, vision tower, language model, pooling), one warm-up call, then the median of timed
  * calls (host clock around the call, which ends synchronised). Prints a markdown table.
  *
- * usage: bench_model [2B|8B] [budget_tokens] [budget_patches] */
+ * usage: bench_model [2B|8B] [budget_tokens] [budget_patches]
+ * Environment: VL_GEMM_TUNE=0 keeps cuBLASLt's heuristic GEMM algorithms (the path before
+ * measured selection, for before/after in one run); VL_BENCH_DEBUG=1 logs at debug level (each
+ * tuned GEMM shape with its times). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/item.h"
+#include "common/log.h"
 #include "worker/cuda/device.h"
+#include "worker/cuda/gemm.h"
 #include "worker/cuda_backend.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -124,6 +129,8 @@ static double time_embed(struct vl_cuda_ctx *ctx, struct vl_item *its, int n, in
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "2B";
+    if (getenv("VL_BENCH_DEBUG"))
+        vl_log_set_level(VL_LOG_DEBUG);
     int64_t bt = argc > 2 ? atoll(argv[2]) : 16384, bp = argc > 3 ? atoll(argv[3]) : 16384;
     struct vl_cuda_config cfg;
     struct vl_device_info dev;
@@ -145,8 +152,9 @@ int main(int argc, char **argv)
     }
     int H = cfg.hidden;
     printf("\n### vlembed CUDA backend, %s (random bf16 weights), %s, budgets %lld tokens / %lld "
-           "patches\n\n| case | time per call | throughput |\n|---|---|---|\n",
-           which, dev.name, (long long)bt, (long long)bp);
+           "patches, GEMM algorithms %s\n\n| case | time per call | throughput |\n|---|---|---|\n",
+           which, dev.name, (long long)bt, (long long)bp,
+           vl_gemm_tune_enabled() ? "measured (vl_gemm_tune)" : "cuBLASLt heuristic");
     fflush(stdout);
 
     /* 512-token documents */

@@ -73,6 +73,31 @@ TEST(test_gemm)
     gemm_case(g, 130, 192, 384, VL_GEMM_PLAIN, 1);
     gemm_case(g, 64, 72, 96, VL_GEMM_BIAS, 1);
     vl_gemm_free(g);
+
+    /* measured choices (vl_gemm_tune at M = 256 .. 2048), used at M and up to M/16 below */
+    g = vl_gemm_create(32u << 20);
+    size_t mx = 2048 * 512;
+    uint16_t *sx = vl_cuda_malloc(mx * 2), *sw = vl_cuda_malloc(mx * 2), *sb = vl_cuda_malloc(1024);
+    uint16_t *sy = vl_cuda_malloc(mx * 2);
+    vl_cuda_fill_random_bf16(sx, mx, 3, 1.0f, NULL);
+    vl_cuda_fill_random_bf16(sw, mx, 4, 0.1f, NULL);
+    vl_cuda_fill_random_bf16(sb, 512, 5, 0.5f, NULL);
+    const uint16_t *ws[2] = {sw, sw + 256 * 384}, *bs[2] = {sb, sb + 128};
+    for (int m = 256; m <= 2048; m *= 2) {
+        vl_gemm_tune(g, NULL, m, 256, 384, sx, ws, NULL, 2, sy, VL_GEMM_PLAIN, 0);
+        vl_gemm_tune(g, NULL, m, 320, 256, sx, ws, bs, 2, sy, VL_GEMM_BIAS, 1);
+    }
+    gemm_case(g, 2048, 256, 384, VL_GEMM_PLAIN, 0);
+    gemm_case(g, 1950, 256, 384, VL_GEMM_PLAIN, 0);
+    gemm_case(g, 1024, 320, 256, VL_GEMM_BIAS, 1);
+    gemm_case(g, 1000, 320, 256, VL_GEMM_BIAS, 1);
+    /* row chunks (a choice the tuner makes where it measures faster), forced here */
+    vl_gemm_pin_chunks(g, 1040, 192, 256, VL_GEMM_BIAS_GELU_TANH, 0, 512);
+    gemm_case(g, 1040, 192, 256, VL_GEMM_BIAS_GELU_TANH, 0); /* 512 + 512 + 16 rows */
+    vl_gemm_pin_chunks(g, 1000, 136, 200, VL_GEMM_PLAIN, 1, 328);
+    gemm_case(g, 990, 136, 200, VL_GEMM_PLAIN, 1);
+    vl_cuda_free(sx), vl_cuda_free(sw), vl_cuda_free(sb), vl_cuda_free(sy);
+    vl_gemm_free(g);
 }
 
 TEST(test_norms)
