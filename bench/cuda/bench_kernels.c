@@ -115,19 +115,27 @@ static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, i
     c.a.scale = 1.0f / sqrtf((float)hd);
     /* FLOPs: 4 * S^2 * hd per head per sequence, halved for causal */
     double flops = 4.0 * seqlen * (double)seqlen * hd * nh * nseq * (causal ? 0.5 : 1.0);
-    /* the mma.sync kernel's variants and the wgmma kernel's, in the same run */
-    int variants[] = {hd <= 80 ? 2 : 4, 4, VL_ATTN_SM90_N128, VL_ATTN_SM90_N64};
-    for (size_t vi = 0; vi < sizeof variants / sizeof variants[0]; vi++) {
-        c.warps = variants[vi];
-        if ((vi == 1 && hd > 80) || !vl_attention_variant_available(&c.a, c.warps))
+    /* the mma.sync kernel's variants and the wgmma kernel's (attention.h), in the same run */
+    static const struct {
+        int v;
+        const char *name;
+    } vars[] = {
+        {2, "mma.sync 4 warps x 32 rows"},
+        {4, "mma.sync 4 warps x 16 rows"},
+        {VL_ATTN_SM90_N128, "wgmma 128-key tiles, 2 stages"},
+        {VL_ATTN_SM90_N64, "wgmma 64-key tiles, 2 stages"},
+        {VL_ATTN_SM90_N64_S4, "wgmma 64-key tiles, 4 stages"},
+        {VL_ATTN_SM90_N64_S4_OV, "wgmma 64-key tiles, 4 stages, overlap"},
+        {VL_ATTN_SM90_N128_S3_OV, "wgmma 128-key tiles, 3 stages, overlap"},
+        {VL_ATTN_SM90_N128_S4_OV_1B, "wgmma 128-key tiles, 4 stages, overlap, 1 block/SM"},
+    };
+    for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
+        c.warps = vars[vi].v;
+        if ((c.warps == 2 && hd > 80) || !vl_attention_variant_available(&c.a, c.warps))
             continue;
-        const char *vn = c.warps == 2                   ? "mma.sync 4 warps x 32 rows"
-                         : c.warps == 4                 ? "mma.sync 4 warps x 16 rows"
-                         : c.warps == VL_ATTN_SM90_N128 ? "wgmma 2 WG x 64 rows, 128-key tiles"
-                                                        : "wgmma 2 WG x 64 rows, 64-key tiles";
         float ms = time_ms(attn_fn, &c, 3, 15);
         printf("| attention %s, S=%d x %d seqs, %s | %.3f ms | %.0f TFLOP/s |\n", label, seqlen,
-               nseq, vn, ms, flops / (ms * 1e-3) / 1e12);
+               nseq, vars[vi].name, ms, flops / (ms * 1e-3) / 1e12);
         fflush(stdout);
     }
     vl_cuda_free(qkv), vl_cuda_free(o), vl_cuda_free(dcu), free(cu);

@@ -125,8 +125,26 @@ static void attn_case(int nh, int nkv, int hd, int causal, const int *lens, int 
 }
 
 /* wgmma variants (attention.h) and the mma.sync ones, each list ended by -1 */
-static const int V_HD128[] = {4, 8, VL_ATTN_SM90_N128, VL_ATTN_SM90_N64, 0, -1};
-static const int V_HD64[] = {2, 4, 8, VL_ATTN_SM90_N128, VL_ATTN_SM90_N64, 0, -1};
+static const int V_HD128[] = {4,
+                              8,
+                              VL_ATTN_SM90_N128,
+                              VL_ATTN_SM90_N64,
+                              VL_ATTN_SM90_N64_S4,
+                              VL_ATTN_SM90_N64_S4_OV,
+                              VL_ATTN_SM90_N128_S3_OV,
+                              0,
+                              -1};
+static const int V_HD64[] = {2,
+                             4,
+                             8,
+                             VL_ATTN_SM90_N128,
+                             VL_ATTN_SM90_N64,
+                             VL_ATTN_SM90_N64_S4,
+                             VL_ATTN_SM90_N64_S4_OV,
+                             VL_ATTN_SM90_N128_S3_OV,
+                             VL_ATTN_SM90_N128_S4_OV_1B,
+                             0,
+                             -1};
 static const int V_HD72[] = {2, 4, 8, 0, -1};
 static const int V_SMALL[] = {4, 2, 0, -1};
 static const int V_SMALL4[] = {4, 0, -1};

@@ -327,16 +327,22 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
     VL_LAUNCH_CHECK("attn_kernel");
 }
 
-/* The default variant, by measurement (bench_kernels, H100 80GB HBM3, 2026-11-27; docs/cuda.md):
- * the wgmma kernel wherever it runs (compute capability 9.0, head dims 64 and 128): 1.2-1.8x the
- * mma.sync kernel at every benchmarked shape. Key tiles of 64 (not 128): faster for head dim 64
- * (250 vs 223 TFLOP/s at S = 1024) and for causal head dim 128 up to S = 2048 (207 vs 175 at
- * S = 512); 128 wins only at S = 8192 (359 vs 334). Otherwise the mma.sync kernel with 4 warps
- * of 32 rows for head dims <= 80 and 4 warps of 16 rows for 128. */
+/* The default variant, by measurement (bench_kernels, H100 80GB HBM3, 2026-11-27, every variant
+ * in one run; docs/cuda.md): the wgmma kernel wherever it runs (compute capability 9.0, head
+ * dims 64 and 128): 1.3-2.1x the mma.sync kernel at every benchmarked shape.
+ * Head dim 64: 64-key tiles, 4 stages, softmax overlapped with the previous tile's P V
+ * (VL_ATTN_SM90_N64_S4_OV): 348 / 401 TFLOP/s at S = 1024 / 7056, against 344 / 384 for
+ * 128-key tiles and 309 / 346 without the overlap.
+ * Head dim 128 (causal LM): 64-key tiles, 2 stages, 2 blocks per SM (VL_ATTN_SM90_N64): 93 /
+ * 235 / 373 / 441 at S = 128 / 512 / 2048 / 8192, the best or tied at each (4 stages or the
+ * overlap need more shared memory than 2 blocks per SM allow, and lose 5-20 %).
+ * Otherwise the mma.sync kernel with 4 warps of 32 rows for head dims <= 80 and 4 warps of 16
+ * rows for 128. */
 static int default_variant(const struct vl_attn_args *a)
 {
-    if (vl_attention_sm90_available() && vl_attention_sm90_covers(a, VL_ATTN_SM90_N64))
-        return VL_ATTN_SM90_N64;
+    int v = a->head_dim == 64 ? VL_ATTN_SM90_N64_S4_OV : VL_ATTN_SM90_N64;
+    if (vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
+        return v;
     return a->head_dim <= 80 ? 2 : 4;
 }
 

@@ -42,12 +42,17 @@ void vl_attention(vl_stream_t s, const struct vl_attn_args *a);
 /* Variant selector for tests and benchmarks. mma.sync kernel (any CUDA device): 4 or 8 = warps
  * per block of 16 query rows each (64 or 128 rows; head dims 64/72/128, and 4 for 16/32/80);
  * 2 = 4 warps of 32 rows each (head dims <= 80). wgmma kernel (compute capability 9.0 only;
- * blocks of 2 warpgroups x 64 query rows, head dims 64 and 128): VL_ATTN_SM90_N128 = key tiles
- * of 128, VL_ATTN_SM90_N64 = key tiles of 64, both double-buffered. 0 picks the default by the
- * measured rule in attention.cu. An uncovered combination aborts. */
+ * blocks of 2 warpgroups x 64 query rows; head dims 64 and 128 unless noted): the key-tile size,
+ * the shared-memory stages, and OV = the softmax of one tile overlapped with the P V product of
+ * the previous one inside each warpgroup. 0 picks the default by the measured rule in
+ * attention.cu. An uncovered combination aborts. */
 enum {
-    VL_ATTN_SM90_N128 = 100,
-    VL_ATTN_SM90_N64 = 101,
+    VL_ATTN_SM90_N128 = 100,          /* 128-key tiles, 2 stages */
+    VL_ATTN_SM90_N64 = 101,           /* 64-key tiles, 2 stages */
+    VL_ATTN_SM90_N64_S4 = 102,        /* 64-key tiles, 4 stages */
+    VL_ATTN_SM90_N64_S4_OV = 103,     /* 64-key tiles, 4 stages, OV */
+    VL_ATTN_SM90_N128_S3_OV = 104,    /* 128-key tiles, 3 stages, OV */
+    VL_ATTN_SM90_N128_S4_OV_1B = 105, /* head dim 64: 128-key tiles, 4 stages, OV, 1 block/SM */
 };
 void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int variant);
 

@@ -110,6 +110,26 @@ static __device__ __forceinline__ void wgmma_ss_n64(float *d, uint64_t da, uint6
                  : "l"(da), "l"(db), "r"(acc));
 }
 
+/* D[64 x 96] (+)= A[64 x 16] B[16 x 96]^T, A and B K-major in shared memory. */
+static __device__ __forceinline__ void wgmma_ss_n96(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+                 "}, %48, %49, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                   "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                   "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
 /* D[64 x 128] (+)= A[64 x 16] B[16 x 128]^T, A and B K-major in shared memory. */
 static __device__ __forceinline__ void wgmma_ss_n128(float *d, uint64_t da, uint64_t db, int acc)
 {
@@ -184,6 +204,12 @@ template <> struct wg_ss<64> {
         wgmma_ss_n64(d, a, b, acc);
     }
 };
+template <> struct wg_ss<96> {
+    static __device__ __forceinline__ void run(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        wgmma_ss_n96(d, a, b, acc);
+    }
+};
 template <> struct wg_ss<128> {
     static __device__ __forceinline__ void run(float *d, uint64_t a, uint64_t b, int acc)
     {
@@ -225,13 +251,113 @@ static __device__ __forceinline__ void load_tile_sw(uint32_t dst, const bf16 *g,
 
 #endif /* VL_SM90A */
 
-template <int D, int BN, int ST> struct attn90_cfg {
+#ifdef VL_SM90A
+
+/* Masks one S tile (keys past the sequence, and after the row when causal), updates the running
+ * row max / sum, replaces s by the probabilities (fp32) and returns the factor the output
+ * accumulated so far must be scaled by in corr. The scale (> 0) is folded into the
+ * exponent's FMA; statistics in the log2 domain: p = 2^(s * scale_log2 - max * scale_log2). */
+template <int BN>
+static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float *lrow, float *corr,
+                                                    bool mask, int n0, int len, bool causal,
+                                                    int row_a, int lane, float scale_log2)
+{
+    if (mask) {
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                int qr = row_a + (e >> 1) * 8;
+                if (key >= len || (causal && key > qr))
+                    s[nt * 4 + e] = -INFINITY;
+            }
+    }
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) { /* rows row_a (elements 0, 1) and row_a + 8 (2, 3) */
+        float mx = mrow[hr];
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+            mx = fmaxf(mx, fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float base = mx == -INFINITY ? 0.0f : mx * scale_log2;
+        corr[hr] = ex2(mrow[hr] * scale_log2 - base);
+        mrow[hr] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++) {
+            float p0 = ex2(fmaf(s[nt * 4 + hr * 2], scale_log2, -base));
+            float p1 = ex2(fmaf(s[nt * 4 + hr * 2 + 1], scale_log2, -base));
+            s[nt * 4 + hr * 2] = p0;
+            s[nt * 4 + hr * 2 + 1] = p1;
+            sum += p0 + p1;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        lrow[hr] = lrow[hr] * corr[hr] + sum;
+    }
+}
+
+/* The probabilities of one tile (softmax_tile's s) as bf16 wgmma A fragments. */
+template <int BN> static __device__ __forceinline__ void pack_p(const float *s, uint32_t (*p)[4])
+{
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+        p[kk][0] = pack_bf16x2(s[kk * 8 + 0], s[kk * 8 + 1]);
+        p[kk][1] = pack_bf16x2(s[kk * 8 + 2], s[kk * 8 + 3]);
+        p[kk][2] = pack_bf16x2(s[kk * 8 + 4], s[kk * 8 + 5]);
+        p[kk][3] = pack_bf16x2(s[kk * 8 + 6], s[kk * 8 + 7]);
+    }
+}
+
+template <int D> static __device__ __forceinline__ void rescale(float *o, const float *corr)
+{
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) {
+        o[i * 4 + 0] *= corr[0];
+        o[i * 4 + 1] *= corr[0];
+        o[i * 4 + 2] *= corr[1];
+        o[i * 4 + 3] *= corr[1];
+    }
+}
+
+/* Issues S = Q K^T for one key tile (not waited). */
+template <int D, int BN>
+static __device__ __forceinline__ void issue_qk(float *s, uint32_t qbase, uint32_t kst)
+{
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ks++) {
+        uint32_t qa = qbase + (ks / 4) * (BM90 * 128) + (ks % 4) * 32;
+        uint32_t kb = kst + (ks / 4) * (BN * 128) + (ks % 4) * 32;
+        wg_ss<BN>::run(s, sdesc(qa, 16, 1024), sdesc(kb, 16, 1024), ks > 0);
+    }
+}
+
+/* Issues O += P V for one key tile (not waited). */
+template <int D, int BN>
+static __device__ __forceinline__ void issue_pv(float *o, uint32_t (*p)[4], uint32_t vst)
+{
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++)
+        wg_rs<D>::run(o, p[kk], sdesc(vst + kk * 2048, BN * 128, 1024));
+}
+
+#endif /* VL_SM90A */
+
+/* Tile configuration: head dim D, BN keys per tile, ST shared-memory stages, MINB blocks per SM
+ * (the register cap), OV = overlap the softmax of tile j with the P V product of tile j - 1
+ * inside each warpgroup (FlashAttention-3's intra-warpgroup pipelining; K/V prefetched ST - 2
+ * tiles ahead instead of ST - 1, since tile j - 1's V stays in use during tile j). */
+template <int D, int BN, int ST, int OV> struct attn90_cfg {
     static constexpr int Q_BYTES = BM90 * D * 2;
     static constexpr int KV_BYTES = BN * D * 2;
     static constexpr int SMEM = Q_BYTES + 2 * ST * KV_BYTES + 1024; /* + 1024-byte alignment */
+    static constexpr int AHEAD = OV ? ST - 2 : ST - 1;              /* tiles in flight */
+    static_assert(AHEAD >= 1, "too few stages");
 };
 
-template <int D, int BN, int ST, int MINB>
+template <int D, int BN, int ST, int MINB, int OV>
 static __global__ void __launch_bounds__(256, MINB)
     attn90_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
                   const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
@@ -239,8 +365,9 @@ static __global__ void __launch_bounds__(256, MINB)
                   int causal, float scale_log2)
 {
 #ifdef VL_SM90A
-    using cfg = attn90_cfg<D, BN, ST>;
-    static_assert(D % 64 == 0 && (BN == 64 || BN == 128), "unsupported tile");
+    using cfg = attn90_cfg<D, BN, ST, OV>;
+    constexpr int AHEAD = cfg::AHEAD;
+    static_assert(D % 64 == 0 && BN % 32 == 0 && BN <= 128, "unsupported tile");
     extern __shared__ unsigned char smem_raw[];
     uint32_t sQ = (smem_addr(smem_raw) + 1023u) & ~1023u;
     uint32_t sK = sQ + cfg::Q_BYTES, sV = sK + ST * cfg::KV_BYTES;
@@ -262,7 +389,7 @@ static __global__ void __launch_bounds__(256, MINB)
 
     load_tile_sw<D, BM90>(sQ, qh, q_stride, start, m0, len);
 #pragma unroll
-    for (int t = 0; t < ST - 1; t++) {
+    for (int t = 0; t < AHEAD; t++) {
         if (t < n_tiles) {
             load_tile_sw<D, BN>(sK + t * cfg::KV_BYTES, kh, k_stride, start, t * BN, len);
             load_tile_sw<D, BN>(sV + t * cfg::KV_BYTES, vh, v_stride, start, t * BN, len);
@@ -273,109 +400,104 @@ static __global__ void __launch_bounds__(256, MINB)
     int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     int wg_row0 = m0 + wg * 64;
     int row_a = wg_row0 + warp * 16 + (lane >> 2); /* this thread's rows: row_a, row_a + 8 */
-    float o[D / 2], s[BN / 2];
+    /* tiles this warpgroup needs: causal stops after the tile holding its last row */
+    int n_wg = causal ? min(n_tiles, (wg_row0 + 64 + BN - 1) / BN) : n_tiles;
+    float o[D / 2];
     uint32_t p[BN / 16][4];
 #pragma unroll
     for (int i = 0; i < D / 2; i++)
         o[i] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < BN / 2; i++)
-        s[i] = 0.0f;
-    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f}, corr[2];
     uint32_t qbase = sQ + wg * 64 * 128;
 
-    for (int j = 0; j < n_tiles; j++) {
-        cp_async_wait90<ST - 2>(); /* tile j (and Q) landed for this thread's copies */
+    /* Waits for tile j, then refills the stage freed AHEAD tiles back (a block barrier: every
+     * warpgroup is past its last use). Returns tile j's K and V stage addresses. */
+    auto next_tile = [&](int j, uint32_t &kst, uint32_t &vst) {
+        cp_async_wait90<AHEAD - 1>(); /* tile j (and Q) landed for this thread's copies */
         fence_proxy_async();
-        __syncthreads(); /* ... for everyone's; and every warpgroup is done with tile j - 1 */
-        {
-            int jn = j + ST - 1; /* refill the stage tile j - 1 used */
-            if (jn < n_tiles) {
-                int st = jn % ST;
-                load_tile_sw<D, BN>(sK + st * cfg::KV_BYTES, kh, k_stride, start, jn * BN, len);
-                load_tile_sw<D, BN>(sV + st * cfg::KV_BYTES, vh, v_stride, start, jn * BN, len);
-            }
-            cp_async_commit90();
+        __syncthreads(); /* ... for everyone's; and the stage refilled below is free */
+        int jn = j + AHEAD;
+        if (jn < n_tiles) {
+            int st = jn % ST;
+            load_tile_sw<D, BN>(sK + st * cfg::KV_BYTES, kh, k_stride, start, jn * BN, len);
+            load_tile_sw<D, BN>(sV + st * cfg::KV_BYTES, vh, v_stride, start, jn * BN, len);
         }
-        int n0 = j * BN;
-        if (causal && n0 > wg_row0 + 63)
-            continue; /* every key of this tile follows every row of this warpgroup */
-        uint32_t kst = sK + (j % ST) * cfg::KV_BYTES, vst = sV + (j % ST) * cfg::KV_BYTES;
+        cp_async_commit90();
+        kst = sK + (j % ST) * cfg::KV_BYTES;
+        vst = sV + (j % ST) * cfg::KV_BYTES;
+    };
+    auto need_mask = [&](int n0) { return n0 + BN > len || (causal && n0 + BN - 1 > wg_row0); };
 
-        /* S = Q K^T */
-        wgmma_fence();
+    if (!OV) {
+        for (int j = 0; j < n_tiles; j++) {
+            uint32_t kst, vst;
+            next_tile(j, kst, vst);
+            if (j >= n_wg)
+                continue;    /* every key of this tile follows every row of this warpgroup */
+            float s[BN / 2]; /* fresh each tile: the first k-step overwrites it */
+            wgmma_fence();
+            issue_qk<D, BN>(s, qbase, kst);
+            wgmma_commit();
+            wgmma_wait<0>();
 #pragma unroll
-        for (int ks = 0; ks < D / 16; ks++) {
-            uint32_t qa = qbase + (ks / 4) * (BM90 * 128) + (ks % 4) * 32;
-            uint32_t kb = kst + (ks / 4) * (BN * 128) + (ks % 4) * 32;
-            wg_ss<BN>::run(s, sdesc(qa, 16, 1024), sdesc(kb, 16, 1024), ks > 0);
+            for (int i = 0; i < BN / 2; i++)
+                reg_fence(s[i]);
+            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(j * BN), j * BN, len, causal, row_a,
+                             lane, scale_log2);
+            pack_p<BN>(s, p);
+            rescale<D>(o, corr);
+            wgmma_fence();
+            issue_pv<D, BN>(o, p, vst);
+            wgmma_commit();
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < D / 2; i++)
+                reg_fence(o[i]);
         }
+    } else {
+        /* Every warpgroup runs every tile (a causal tile wholly after a warpgroup's rows is all
+         * masked: probabilities 0, statistics unchanged), which keeps the wgmma issue free of
+         * per-warpgroup branches. */
+        uint32_t kst, vst;
+        next_tile(0, kst, vst);
+        float s[BN / 2];
+        wgmma_fence();
+        issue_qk<D, BN>(s, qbase, kst);
         wgmma_commit();
         wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < BN / 2; i++)
             reg_fence(s[i]);
-
-        /* scale, mask, online softmax (rows row_a: elements e = 0, 1; row_a + 8: e = 2, 3) */
-        bool need_mask = n0 + BN > len || (causal && n0 + BN - 1 > wg_row0);
+        softmax_tile<BN>(s, mrow, lrow, corr, need_mask(0), 0, len, causal, row_a, lane,
+                         scale_log2);
+        pack_p<BN>(s, p);
+        for (int j = 1; j < n_tiles; j++) {
+            /* S_j = Q K_j^T and O += P_{j-1} V_{j-1} in flight together; the softmax of S_j
+             * (in fp32, in place) runs while the P V product does; P_j replaces P_{j-1} once
+             * that product is done */
+            uint32_t vprev = vst;
+            next_tile(j, kst, vst);
+            float s[BN / 2]; /* fresh registers: nothing defines them while wgmma runs */
+            wgmma_fence();
+            issue_qk<D, BN>(s, qbase, kst);
+            wgmma_commit();
+            issue_pv<D, BN>(o, p, vprev);
+            wgmma_commit();
+            wgmma_wait<1>();
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++)
+            for (int i = 0; i < BN / 2; i++)
+                reg_fence(s[i]);
+            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(j * BN), j * BN, len, causal, row_a,
+                             lane, scale_log2);
+            wgmma_wait<0>();
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float v = s[nt * 4 + e] * scale_log2;
-                if (need_mask) {
-                    int key = n0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-                    int qr = row_a + (e >> 1) * 8;
-                    if (key >= len || (causal && key > qr))
-                        v = -INFINITY;
-                }
-                s[nt * 4 + e] = v;
-            }
-        float corr[2];
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            float mx = mrow[hr];
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++)
-                mx = fmaxf(mx, fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float base = mx == -INFINITY ? 0.0f : mx;
-            corr[hr] = ex2(mrow[hr] - base);
-            mrow[hr] = mx;
-            float sum = 0.0f;
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++) {
-                float p0 = ex2(s[nt * 4 + hr * 2] - base);
-                float p1 = ex2(s[nt * 4 + hr * 2 + 1] - base);
-                s[nt * 4 + hr * 2] = p0;
-                s[nt * 4 + hr * 2 + 1] = p1;
-                sum += p0 + p1;
-            }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            lrow[hr] = lrow[hr] * corr[hr] + sum;
+            for (int i = 0; i < D / 2; i++)
+                reg_fence(o[i]);
+            rescale<D>(o, corr);
+            pack_p<BN>(s, p);
         }
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) {
-            o[i * 4 + 0] *= corr[0];
-            o[i * 4 + 1] *= corr[0];
-            o[i * 4 + 2] *= corr[1];
-            o[i * 4 + 3] *= corr[1];
-        }
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            p[kk][0] = pack_bf16x2(s[kk * 8 + 0], s[kk * 8 + 1]);
-            p[kk][1] = pack_bf16x2(s[kk * 8 + 2], s[kk * 8 + 3]);
-            p[kk][2] = pack_bf16x2(s[kk * 8 + 4], s[kk * 8 + 5]);
-            p[kk][3] = pack_bf16x2(s[kk * 8 + 6], s[kk * 8 + 7]);
-        }
-
-        /* O += P V */
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-            wg_rs<D>::run(o, p[kk], sdesc(vst + kk * 2048, BN * 128, 1024));
+        wgmma_fence(); /* the last P V */
+        issue_pv<D, BN>(o, p, vst);
         wgmma_commit();
         wgmma_wait<0>();
 #pragma unroll
@@ -401,20 +523,20 @@ static __global__ void __launch_bounds__(256, MINB)
 #endif
 }
 
-template <int D, int BN, int ST, int MINB>
+template <int D, int BN, int ST, int MINB, int OV>
 static void launch90(vl_stream_t s, const struct vl_attn_args *a)
 {
-    using cfg = attn90_cfg<D, BN, ST>;
+    using cfg = attn90_cfg<D, BN, ST, OV>;
     static bool configured; /* per instantiation; the attribute is per device function */
     if (!configured) {
-        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB>,
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB, OV>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
         configured = true;
     }
     int mt = (a->max_seqlen + BM90 - 1) / BM90;
     dim3 grid = a->causal ? dim3(a->n_heads, a->n_seqs, mt) : dim3(mt, a->n_heads, a->n_seqs);
     float scale_log2 = a->scale * 1.4426950408889634f;
-    attn90_kernel<D, BN, ST, MINB><<<grid, 256, cfg::SMEM, s>>>(
+    attn90_kernel<D, BN, ST, MINB, OV><<<grid, 256, cfg::SMEM, s>>>(
         (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
         a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads / a->n_kv_heads, a->causal,
         scale_log2);
@@ -434,31 +556,60 @@ extern "C" int vl_attention_sm90_available(void)
     return avail;
 }
 
+/* The variants (attention.h): tile configuration per head dim. */
 extern "C" int vl_attention_sm90_covers(const struct vl_attn_args *a, int variant)
 {
     int d = a->head_dim;
-    switch (variant) {
-    case VL_ATTN_SM90_N128:
-    case VL_ATTN_SM90_N64:
-        return d == 64 || d == 128;
-    default:
+    if (!(a->scale > 0.0f)) /* the kernel's running max needs scale > 0 */
         return 0;
-    }
+    if (variant == VL_ATTN_SM90_N128_S4_OV_1B)
+        return d == 64;
+    return (d == 64 || d == 128) && variant >= VL_ATTN_SM90_N128 &&
+           variant <= VL_ATTN_SM90_N128_S3_OV;
 }
 
 extern "C" void vl_attention_sm90(vl_stream_t s, const struct vl_attn_args *a, int variant)
 {
-    int d = a->head_dim;
-    if (variant == VL_ATTN_SM90_N128 && d == 64)
-        launch90<64, 128, 2, 2>(s, a);
-    else if (variant == VL_ATTN_SM90_N64 && d == 64)
-        launch90<64, 64, 2, 2>(s, a);
-    else if (variant == VL_ATTN_SM90_N128 && d == 128)
-        launch90<128, 128, 2, 1>(s, a);
-    else if (variant == VL_ATTN_SM90_N64 && d == 128)
-        launch90<128, 64, 2, 2>(s, a);
-    else {
-        vl_error("vl_attention: wgmma variant %d does not cover head dim %d", variant, d);
+    if (!vl_attention_sm90_covers(a, variant)) {
+        vl_error("vl_attention: wgmma variant %d does not cover head dim %d", variant, a->head_dim);
         abort();
+    }
+    if (a->head_dim == 64) {
+        switch (variant) {
+        case VL_ATTN_SM90_N128:
+            launch90<64, 128, 2, 2, 0>(s, a);
+            break;
+        case VL_ATTN_SM90_N64:
+            launch90<64, 64, 2, 2, 0>(s, a);
+            break;
+        case VL_ATTN_SM90_N64_S4:
+            launch90<64, 64, 4, 2, 0>(s, a);
+            break;
+        case VL_ATTN_SM90_N64_S4_OV:
+            launch90<64, 64, 4, 2, 1>(s, a);
+            break;
+        case VL_ATTN_SM90_N128_S3_OV:
+            launch90<64, 128, 3, 1, 1>(s, a);
+            break;
+        default: /* VL_ATTN_SM90_N128_S4_OV_1B */
+            launch90<64, 128, 4, 1, 1>(s, a);
+        }
+    } else {
+        switch (variant) {
+        case VL_ATTN_SM90_N128:
+            launch90<128, 128, 2, 1, 0>(s, a);
+            break;
+        case VL_ATTN_SM90_N64:
+            launch90<128, 64, 2, 2, 0>(s, a);
+            break;
+        case VL_ATTN_SM90_N64_S4:
+            launch90<128, 64, 4, 1, 0>(s, a);
+            break;
+        case VL_ATTN_SM90_N64_S4_OV:
+            launch90<128, 64, 4, 1, 1>(s, a);
+            break;
+        default: /* VL_ATTN_SM90_N128_S3_OV */
+            launch90<128, 128, 3, 1, 1>(s, a);
+        }
     }
 }
