@@ -12,6 +12,8 @@
 #include "worker/cuda/attention_sm90.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "worker/cuda/cuda_check.h"
 #include "worker/cuda/kcommon.h"
@@ -329,19 +331,26 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
 
 /* The default variant, by measurement (bench_kernels, H100 80GB HBM3, 2026-11-27, every variant
  * in one run; docs/cuda.md): the wgmma kernel wherever it runs (compute capability 9.0, head
- * dims 64 and 128): 1.3-2.1x the mma.sync kernel at every benchmarked shape.
+ * dims 64 and 128): 1.3-2.4x the mma.sync kernel at every benchmarked shape.
  * Head dim 64: 64-key tiles, 4 stages, softmax overlapped with the previous tile's P V
- * (VL_ATTN_SM90_N64_S4_OV): 348 / 401 TFLOP/s at S = 1024 / 7056, against 344 / 384 for
- * 128-key tiles and 309 / 346 without the overlap.
- * Head dim 128 (causal LM): 64-key tiles, 2 stages, 2 blocks per SM (VL_ATTN_SM90_N64): 93 /
- * 235 / 373 / 441 at S = 128 / 512 / 2048 / 8192, the best or tied at each (4 stages or the
- * overlap need more shared memory than 2 blocks per SM allow, and lose 5-20 %).
+ * (VL_ATTN_SM90_N64_S4_OV): 344 / 402 TFLOP/s at S = 1024 / 7056, against 324 / 379 for
+ * 128-key tiles and 316 / 358 without the overlap.
+ * Head dim 128 (causal LM): 64-key tiles, 2 stages, 2 blocks per SM (VL_ATTN_SM90_N64): 92 /
+ * 237 / 387 / 466 at S = 128 / 512 / 2048 / 8192, the best at each (4 stages or the overlap
+ * need more shared memory than 2 blocks per SM allow and lose 10-25 %).
  * Otherwise the mma.sync kernel with 4 warps of 32 rows for head dims <= 80 and 4 warps of 16
  * rows for 128. */
 static int default_variant(const struct vl_attn_args *a)
 {
+    /* VL_ATTN_KERNEL=mma (docs/cuda.md) keeps every call on the mma.sync kernel, for
+     * whole-model comparisons in one run; read once (benign race: same value everywhere) */
+    static int mma_only = -1;
+    if (mma_only < 0) {
+        const char *e = getenv("VL_ATTN_KERNEL");
+        mma_only = e && strcmp(e, "mma") == 0;
+    }
     int v = a->head_dim == 64 ? VL_ATTN_SM90_N64_S4_OV : VL_ATTN_SM90_N64;
-    if (vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
+    if (!mma_only && vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
         return v;
     return a->head_dim <= 80 ? 2 : 4;
 }

@@ -253,10 +253,18 @@ static __device__ __forceinline__ void load_tile_sw(uint32_t dst, const bf16 *g,
 
 #ifdef VL_SM90A
 
+/* Rescaling the output is skipped while a row's max grows by at most this much (log2 units):
+ * the stale max stays the exponent's base, so probabilities reach at most 2^8 (exact in the
+ * math, no overflow in bf16 P or the fp32 sums), and the O *= corr pass (as many multiplies per
+ * tile as the head dim's accumulators) runs only when a max really jumps. */
+#define RESCALE_LOG2 8.0f
+
 /* Masks one S tile (keys past the sequence, and after the row when causal), updates the running
- * row max / sum, replaces s by the probabilities (fp32) and returns the factor the output
- * accumulated so far must be scaled by in corr. The scale (> 0) is folded into the
- * exponent's FMA; statistics in the log2 domain: p = 2^(s * scale_log2 - max * scale_log2). */
+ * row max and this thread's partial row sums (lrow: the quad's four partial sums add up to the
+ * row's; reduced at the end), replaces s by the probabilities (fp32) and returns in corr the
+ * factor the output accumulated so far must be scaled by (1 when the max is kept). The scale
+ * (> 0) is folded into the exponent's FMA; statistics in the log2 domain:
+ * p = 2^(s * scale_log2 - max * scale_log2). */
 template <int BN>
 static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float *lrow, float *corr,
                                                     bool mask, int n0, int len, bool causal,
@@ -281,9 +289,13 @@ static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float
             mx = fmaxf(mx, fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        float base = mx == -INFINITY ? 0.0f : mx * scale_log2;
-        corr[hr] = ex2(mrow[hr] * scale_log2 - base);
-        mrow[hr] = mx;
+        /* -inf to finite: grow (corr 0); -inf to -inf: NaN, keep (all masked so far) */
+        corr[hr] = 1.0f;
+        if ((mx - mrow[hr]) * scale_log2 > RESCALE_LOG2) {
+            corr[hr] = ex2((mrow[hr] - mx) * scale_log2);
+            mrow[hr] = mx;
+        }
+        float base = mrow[hr] == -INFINITY ? 0.0f : mrow[hr] * scale_log2;
         float sum = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < BN / 8; nt++) {
@@ -293,8 +305,6 @@ static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float
             s[nt * 4 + hr * 2 + 1] = p1;
             sum += p0 + p1;
         }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         lrow[hr] = lrow[hr] * corr[hr] + sum;
     }
 }
@@ -313,6 +323,8 @@ template <int BN> static __device__ __forceinline__ void pack_p(const float *s, 
 
 template <int D> static __device__ __forceinline__ void rescale(float *o, const float *corr)
 {
+    if (corr[0] == 1.0f && corr[1] == 1.0f)
+        return;
 #pragma unroll
     for (int i = 0; i < D / 8; i++) {
         o[i * 4 + 0] *= corr[0];
@@ -506,6 +518,11 @@ static __global__ void __launch_bounds__(256, MINB)
     }
     cp_async_wait90<0>(); /* no copy may outlive the block */
 
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) { /* the quad's partial row sums add up to the row's */
+        lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 1);
+        lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 2);
+    }
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) {
         int qr = row_a + hr * 8;
