@@ -7,6 +7,7 @@
 #   make bench     benchmarks (GPU machine for the CUDA ones)
 #   make device-bundle   binaries + shared libraries the GPU machine lacks, in build/bundle
 #   make fmt / make lint
+#   make fuzz      libFuzzer targets, each run for FUZZ_SECONDS (make fuzz-bins: build only)
 #
 # Knobs: CC, NVCC, CUDA_HOME, CUDA_ARCH, SAN=address,undefined, BUILD, WERROR=1, NO_CUDA=1.
 #
@@ -157,7 +158,41 @@ lint: | $(STAMP)
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench $(BUILD)/lib*.a $(BINS) $(BUILD)/bundle
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# ---- fuzzing (docs/security.md, "Fuzzing") ------------------------------------------------------
+#   make fuzz-bins   build the libFuzzer targets (clang, ASan + UBSan) in $(BUILD)/fuzz
+#   make fuzz        build them and run each for FUZZ_SECONDS (default 600) on a copy of its seeds
+# Each target links only the sources it exercises, compiled again with coverage instrumentation.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -std=gnu17 -g -O1 -I. -D_GNU_SOURCE -pthread -fno-strict-aliasing -MMD -MP -Wno-unknown-warning-option \
+                -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+fobj = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
+FUZZ_COMMON := common/alloc.c common/log.c
+FUZZ_SRC_http := tests/fuzz/fuzz_http.c gateway/http.c gateway/clients.c $(FUZZ_COMMON)
+FUZZ_SRC_api_json := tests/fuzz/fuzz_api_json.c gateway/api_parse.c $(FUZZ_COMMON)
+FUZZ_SRC_mpapi := tests/fuzz/fuzz_mpapi.c gateway/mpapi_decode.c gateway/api_parse.c \
+                  common/msgpack_util.c common/frame.c $(FUZZ_COMMON)
+FUZZ_SRC_image := tests/fuzz/fuzz_image.c gateway/media_decode.c gateway/media_png.c \
+                  gateway/media_stb.c gateway/media_resize.c $(FUZZ_COMMON)
+FUZZ_SRC_safetensors := tests/fuzz/fuzz_safetensors.c worker/safetensors.c $(FUZZ_COMMON)
+FUZZ_NAMES := http api_json mpapi image safetensors
+FUZZERS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
+.PHONY: fuzz fuzz-bins
+fuzz-bins: $(FUZZERS)
+fuzz: $(FUZZERS)
+	bash tests/fuzz/run.sh $(BUILD) $(FUZZ_SECONDS)
+$(FUZZ_DIR)/obj/%.o: %.c | $(STAMP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+define fuzzer
+$(FUZZ_DIR)/fuzz_$(1): $(call fobj,$(FUZZ_SRC_$(1)))
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $$@ $$^ $(PKG_LIBS) -pthread
+endef
+$(foreach f,$(FUZZ_NAMES),$(eval $(call fuzzer,$(f))))
+
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)
 
 # The README's first command: serve the committed tiny random-weight checkpoint on CPU workers
 # unless MODEL= points at a real Qwen3-VL-Embedding checkpoint directory.

@@ -43,7 +43,8 @@ void *vl_realloc(void *p, size_t n)
 char *vl_strndup(const char *s, size_t n)
 {
     char *d = vl_malloc(n + 1);
-    memcpy(d, s, n);
+    if (n) /* s may be NULL when n is 0 (msgpack-c's empty strings) */
+        memcpy(d, s, n);
     d[n] = 0;
     return d;
 }

@@ -10,6 +10,8 @@ void *vl_malloc(size_t n);
 void *vl_calloc(size_t count, size_t size);
 void *vl_realloc(void *p, size_t n);
 char *vl_strdup(const char *s);
+/* Copies exactly n bytes of s (NUL bytes included) and appends a NUL: unlike strndup it does not
+ * stop at a NUL, so n must not exceed the bytes s holds. */
 char *vl_strndup(const char *s, size_t n);
 
 /* Stores a*b in *out and returns 1, or returns 0 if it overflows size_t. */

@@ -177,10 +177,12 @@ int vl_mp_unpack_map(const uint8_t *buf, size_t len, msgpack_unpacked *out, char
     msgpack_unpack_return r = msgpack_unpack_next(out, (const char *)buf, len, &off);
     if (r != MSGPACK_UNPACK_SUCCESS) {
         snprintf(err, errlen, "msgpack: cannot unpack the frame (%d)", (int)r);
+        msgpack_unpacked_destroy(out);
         return -1;
     }
     if (out->data.type != MSGPACK_OBJECT_MAP) {
         snprintf(err, errlen, "msgpack: the frame is not a map");
+        msgpack_unpacked_destroy(out); /* its zone would leak (found by tests/fuzz/fuzz_mpapi.c) */
         return -1;
     }
     return 0;

@@ -18,7 +18,7 @@
 int vl_mp_check(const uint8_t *buf, size_t len, int max_depth, char *err, size_t errlen);
 
 /* Unpacks a checked frame into `out` (caller destroys with msgpack_unpacked_destroy). The root
- * must be a map. Returns 0 or -1 with err. */
+ * must be a map. Returns 0 or -1 with err (then nothing is left to destroy). */
 int vl_mp_unpack_map(const uint8_t *buf, size_t len, msgpack_unpacked *out, char *err,
                      size_t errlen);
 

@@ -162,6 +162,8 @@ static int get_src(struct pctx *c, const cJSON *j, const char *param, struct api
                    "bin:%d",
                    &idx) == 1 &&
             idx >= 0 && idx < c->n_bins) {
+            if (!c->bins[idx].len || !c->bins[idx].ptr) /* preprocessing needs a url or bytes */
+                BAD(param, "%s: empty bytes", param);
             out->bytes = c->bins[idx].ptr;
             out->len = c->bins[idx].len;
             return 0;
@@ -632,7 +634,7 @@ int api_parse(const cJSON *root, const struct api_limits *lim, const struct api_
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "input");
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (in && msgs)
-        BAD("messages", "give either input or messages, not both");
+        BAD("messages", "messages: give either input or messages, not both");
     int cfm = 0, agp = 0, ast = 0;
     int have_cfm = 0, have_agp = 0;
     if ((j = cJSON_GetObjectItemCaseSensitive(root, "continue_final_message"))) {

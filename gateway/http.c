@@ -295,7 +295,10 @@ static void header_done(struct http_conn *c)
             *q = (char)tolower((unsigned char)*q);
     } else if (strcasecmp(c->hfield, "x-request-id") == 0) {
         free(c->cur->request_id);
-        c->cur->request_id = vl_strndup(v, 128);
+        /* at most 128 bytes, and never past the value's end (vl_strndup copies n bytes: with n
+         * = 128 a short value read past its buffer, and the bytes were echoed in the answer;
+         * found by tests/fuzz/fuzz_http.c) */
+        c->cur->request_id = vl_strndup(v, strnlen(v, 128));
     } else if (strcasecmp(c->hfield, "expect") == 0) {
         c->expect_continue = strcasecmp(v, "100-continue") == 0;
     } else if (strcasecmp(c->hfield, "authorization") == 0) {
@@ -473,6 +476,18 @@ static void conn_parse(struct http_conn *c, const char *data, size_t len)
     if (c->closing)
         return;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    while (e == HPE_PAUSED && !c->fatal && c->n_outstanding < c->srv->lim.max_pipeline) {
+        /* the request that filled the pipeline was answered at once (inside the parser's
+         * callback, so conn_flush could not resume): go on with the rest now, or nobody would
+         * (found by tests/fuzz/fuzz_http.c with max_pipeline 1) */
+        http_parser_pause(&c->parser, 0);
+        data += n;
+        len -= n;
+        n = len ? http_parser_execute(&c->parser, &settings, data, len) : 0;
+        if (c->closing)
+            return;
+        e = HTTP_PARSER_ERRNO(&c->parser);
+    }
     if (e == HPE_PAUSED) {
         size_t rest = len - n;
         char *p = vl_malloc(rest ? rest : 1);

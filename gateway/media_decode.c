@@ -349,14 +349,17 @@ int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int3
 {
     enum media_format f = media_format_sniff(data, n);
     *fmt = f;
-    int depth, ctype, comp, alpha, iw = 0, ih = 0;
+    int depth, ctype, comp, alpha, iw = 0, ih = 0, rc;
     switch (f) {
     case MEDIA_FMT_PNG:
-        return png_ihdr(data, n, w, h, &depth, &ctype, err, errlen);
+        rc = png_ihdr(data, n, w, h, &depth, &ctype, err, errlen);
+        break;
     case MEDIA_FMT_JPEG:
-        return jpeg_decode(data, n, 0, 0, NULL, w, h, err, errlen);
+        rc = jpeg_decode(data, n, 0, 0, NULL, w, h, err, errlen);
+        break;
     case MEDIA_FMT_WEBP:
-        return webp_info(data, n, w, h, &alpha, err, errlen);
+        rc = webp_info(data, n, w, h, &alpha, err, errlen);
+        break;
     case MEDIA_FMT_GIF:
     case MEDIA_FMT_BMP:
         if (!media_stb_info(data, n, &iw, &ih, &comp)) {
@@ -365,10 +368,18 @@ int media_image_info(const uint8_t *data, size_t n, enum media_format *fmt, int3
         }
         *w = iw;
         *h = ih;
-        return 0;
+        rc = 0;
+        break;
     default:
         return unsupported(data, n, err, errlen);
     }
+    /* a header may say 0 (PNG) or, read as signed, a negative width (BMP): not a size (found by
+     * tests/fuzz/fuzz_image.c; the decoder refused them, but this promises a size) */
+    if (rc == 0 && (*w < 1 || *h < 1)) {
+        snprintf(err, errlen, "corrupt %s header: %dx%d pixels", media_format_name(f), *w, *h);
+        return -EINVAL;
+    }
+    return rc;
 }
 
 static int check_size(int32_t w, int32_t h, const struct media_limits *l, char *err, size_t errlen)

@@ -1,7 +1,6 @@
-/* The msgpack API (see mpapi.h; frames and fields in docs/api.md). A request frame is checked
- * (common/msgpack_util.h), unpacked, and converted to the same JSON tree the HTTP API parses,
- * with each bin replaced by a reference "\x01bin:N" into the frame (kept alive with the job),
- * so both APIs share one validator and one pipeline. */
+/* The msgpack API (see mpapi.h; frames and fields in docs/api.md): connections, frames, answers.
+ * A frame is decoded into an api_req by mpapi_decode.c (kept alive with the job, as its bins
+ * point into it), so both APIs share one validator and one pipeline. */
 #include "gateway/mpapi.h"
 
 #include <msgpack.h>
@@ -22,6 +21,7 @@ struct mp_conn {
     struct vl_frame_reader rd;
     int refs; /* 1 while open + 1 per request in flight */
     int dead, reading, inflight;
+    int broken; /* a framing error was answered: nothing more is read */
     struct mp_conn *prev, *next;
     struct mp_req *reqs;
 };
@@ -135,98 +135,6 @@ static void pack_json(msgpack_packer *pk, const cJSON *j)
             msgpack_pack_false(pk);
     } else
         msgpack_pack_nil(pk);
-}
-
-/* ---- msgpack -> cJSON (requests) ---------------------------------------------------------- */
-
-static cJSON *to_json(const msgpack_object *o, struct mp_req *r, int *n_bins, int cap_bins,
-                      char *err, size_t errlen)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        return cJSON_CreateNull();
-    case MSGPACK_OBJECT_BOOLEAN:
-        return cJSON_CreateBool(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return cJSON_CreateNumber((double)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return cJSON_CreateNumber((double)o->via.i64);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        return cJSON_CreateNumber(o->via.f64);
-    case MSGPACK_OBJECT_STR: {
-        if (memchr(o->via.str.ptr, 0, o->via.str.size) ||
-            (o->via.str.size && o->via.str.ptr[0] == '\x01')) {
-            snprintf(err, errlen, "strings must not contain NUL or start with \\x01");
-            return NULL;
-        }
-        char *s = vl_strndup(o->via.str.ptr, o->via.str.size);
-        cJSON *j = cJSON_CreateString(s);
-        free(s);
-        return j;
-    }
-    case MSGPACK_OBJECT_BIN: {
-        if (*n_bins >= cap_bins) {
-            snprintf(err, errlen, "too many bin values");
-            return NULL;
-        }
-        r->bins[*n_bins].ptr = (const uint8_t *)o->via.bin.ptr;
-        r->bins[*n_bins].len = o->via.bin.size;
-        char ref[32];
-        snprintf(ref, sizeof ref,
-                 "\x01"
-                 "bin:%d",
-                 (*n_bins)++);
-        return cJSON_CreateString(ref);
-    }
-    case MSGPACK_OBJECT_ARRAY: {
-        cJSON *a = cJSON_CreateArray();
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            cJSON *x = to_json(&o->via.array.ptr[i], r, n_bins, cap_bins, err, errlen);
-            if (!x) {
-                cJSON_Delete(a);
-                return NULL;
-            }
-            cJSON_AddItemToArray(a, x);
-        }
-        return a;
-    }
-    case MSGPACK_OBJECT_MAP: {
-        cJSON *m = cJSON_CreateObject();
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object *k = &o->via.map.ptr[i].key;
-            if (k->type != MSGPACK_OBJECT_STR || memchr(k->via.str.ptr, 0, k->via.str.size)) {
-                snprintf(err, errlen, "map keys must be strings");
-                cJSON_Delete(m);
-                return NULL;
-            }
-            cJSON *x = to_json(&o->via.map.ptr[i].val, r, n_bins, cap_bins, err, errlen);
-            if (!x) {
-                cJSON_Delete(m);
-                return NULL;
-            }
-            char *ks = vl_strndup(k->via.str.ptr, k->via.str.size);
-            cJSON_AddItemToObject(m, ks, x);
-            free(ks);
-        }
-        return m;
-    }
-    default:
-        snprintf(err, errlen, "unsupported msgpack type (ext)");
-        return NULL;
-    }
-}
-
-static void count_bins(const msgpack_object *o, int *n)
-{
-    if (o->type == MSGPACK_OBJECT_BIN)
-        (*n)++;
-    else if (o->type == MSGPACK_OBJECT_ARRAY)
-        for (uint32_t i = 0; i < o->via.array.size; i++)
-            count_bins(&o->via.array.ptr[i], n);
-    else if (o->type == MSGPACK_OBJECT_MAP)
-        for (uint32_t i = 0; i < o->via.map.size; i++)
-            count_bins(&o->via.map.ptr[i].val, n);
 }
 
 /* ---- answers ------------------------------------------------------------------------------ */
@@ -347,66 +255,21 @@ static void handle_frame(struct mp_conn *c, const uint8_t *p, size_t len)
     r->payload = vl_malloc(len);
     memcpy(r->payload, p, len);
     struct api_err e;
-    char err[256];
-    msgpack_unpacked up;
-    int unpacked = 0;
-    cJSON *root = NULL;
-    if (vl_mp_unpack_map(r->payload, len, &up, err, sizeof err)) {
-        api_err_set(&e, 400, "invalid_request_error", "invalid_msgpack", NULL, "%s", err);
-        goto bad;
-    }
-    unpacked = 1;
-    const msgpack_object *id = vl_mp_get(&up.data, "id");
-    if (id) {
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_object(&pk, *id);
-        r->id = sb.data;
-        r->id_len = sb.size;
-    }
-    const msgpack_object *type = vl_mp_get(&up.data, "type");
-    int preview = 0;
-    if (type && !vl_mp_str_eq(type, "embed")) {
-        if (vl_mp_str_eq(type, "preview"))
-            preview = 1;
-        else {
-            api_err_set(&e, 400, "invalid_request_error", "unknown_type", "type",
-                        "type: must be \"embed\" or \"preview\"");
-            goto bad;
-        }
-    }
-    int nb = 0;
-    count_bins(&up.data, &nb);
-    r->bins = vl_calloc((size_t)nb + 1, sizeof *r->bins);
-    int used = 0;
-    /* the request fields, without the envelope (type, id) */
-    msgpack_object body = up.data;
-    msgpack_object_kv *kv = vl_calloc(body.via.map.size + 1, sizeof *kv);
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < body.via.map.size; i++) {
-        const msgpack_object *key = &body.via.map.ptr[i].key;
-        if (vl_mp_str_eq(key, "type") || vl_mp_str_eq(key, "id"))
-            continue;
-        kv[k++] = body.via.map.ptr[i];
-    }
-    body.via.map.ptr = kv;
-    body.via.map.size = k;
-    root = to_json(&body, r, &used, nb, err, sizeof err);
-    free(kv);
-    if (!root) {
-        api_err_set(&e, 400, "invalid_request_error", "invalid_msgpack", NULL, "%s", err);
-        goto bad;
-    }
+    struct mpapi_decoded d;
     struct api_job *j = vl_calloc(1, sizeof *j);
-    if (api_parse(root, &m->ctx->lim, r->bins, used, &j->req, &e)) {
+    int rc = mpapi_decode(r->payload, len, &m->ctx->lim, &d, &j->req, &e);
+    r->id = d.id; /* answers echo the id, errors too */
+    r->id_len = d.id_len;
+    r->bins = d.bins;
+    if (rc) {
         api_req_free(&j->req);
         free(j);
-        goto bad;
+        metrics_error(m->ctx->metrics, e.status, e.code);
+        answer_error(c, r, &e);
+        req_free(r);
+        return;
     }
-    cJSON_Delete(root);
-    msgpack_unpacked_destroy(&up);
+    int preview = d.preview;
     j->ctx = m->ctx;
     j->api = MA_MSGPACK;
     j->preview = preview;
@@ -421,15 +284,6 @@ static void handle_frame(struct mp_conn *c, const uint8_t *p, size_t len)
     c->inflight++;
     m->active_jobs++;
     api_job_start(j);
-    return;
-bad:
-    if (root)
-        cJSON_Delete(root);
-    if (unpacked)
-        msgpack_unpacked_destroy(&up);
-    metrics_error(m->ctx->metrics, e.status, e.code);
-    answer_error(c, r, &e);
-    req_free(r);
 }
 
 static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b)
@@ -443,6 +297,42 @@ static void on_shutdown(uv_shutdown_t *sh, int status)
     free(sh);
 }
 
+/* A framing error: answered (without an id: the frame was never read), then nothing more is read
+ * from this connection and its write side is closed once the answers in flight are out. */
+static void frame_error(struct mp_conn *c, const struct api_err *e)
+{
+    struct mp_req r = {0};
+    metrics_error(c->m->ctx->metrics, e->status, e->code);
+    answer_error(c, &r, e);
+    c->broken = 1;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->pipe);
+        c->reading = 0;
+    }
+    uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
+    if (uv_shutdown(sh, (uv_stream_t *)&c->pipe, on_shutdown) != 0)
+        free(sh);
+}
+
+/* Handles the whole frames buffered, up to the in-flight cap. */
+static void take_frames(struct mp_conn *c)
+{
+    const uint8_t *p;
+    size_t len;
+    int rc = VL_FRAME_NEED_MORE;
+    while (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
+           (rc = vl_frame_reader_next(&c->rd, &p, &len)) == VL_FRAME_OK)
+        handle_frame(c, p, len);
+    if (rc == VL_FRAME_EMPTY && !c->dead && !c->broken) {
+        /* a zero length is no frame: left in place it would block every later frame while the
+         * buffer kept growing with what follows */
+        struct api_err e;
+        api_err_set(&e, 400, "invalid_request_error", "invalid_msgpack", NULL,
+                    "a frame of length 0 (each frame is a 4-byte length, then one msgpack map)");
+        frame_error(c, &e);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct mp_conn *c = s->data;
@@ -451,27 +341,17 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         conn_close(c);
         return;
     }
-    int rc = n > 0 ? vl_frame_reader_feed(&c->rd, b->base, (size_t)n) : 0;
+    int rc = n > 0 && !c->broken ? vl_frame_reader_feed(&c->rd, b->base, (size_t)n) : 0;
     free(b->base);
     if (rc) {
         struct api_err e;
-        struct mp_req r = {0};
         api_err_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
                     "a frame of %zu bytes exceeds the limit of %zu bytes", c->rd.bad_len,
                     c->m->max_frame);
-        answer_error(c, &r, &e);
-        uv_read_stop(s);
-        c->reading = 0;
-        uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
-        if (uv_shutdown(sh, s, on_shutdown) != 0)
-            free(sh);
+        frame_error(c, &e);
         return;
     }
-    const uint8_t *p;
-    size_t len;
-    while (!c->dead && c->inflight < c->m->max_inflight_per_conn &&
-           (rc = vl_frame_reader_next(&c->rd, &p, &len)) == VL_FRAME_OK)
-        handle_frame(c, p, len);
+    take_frames(c);
     if (!c->dead && c->inflight >= c->m->max_inflight_per_conn && c->reading) {
         uv_read_stop(s);
         c->reading = 0;
@@ -480,15 +360,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void resume(struct mp_conn *c)
 {
-    if (c->dead || c->reading || c->inflight >= c->m->max_inflight_per_conn)
+    if (c->dead || c->broken || c->reading || c->inflight >= c->m->max_inflight_per_conn)
         return;
-    /* frames already buffered first */
-    const uint8_t *p;
-    size_t len;
-    while (!c->dead && c->inflight < c->m->max_inflight_per_conn &&
-           vl_frame_reader_next(&c->rd, &p, &len) == VL_FRAME_OK)
-        handle_frame(c, p, len);
-    if (!c->dead && c->inflight < c->m->max_inflight_per_conn &&
+    take_frames(c); /* frames already buffered first */
+    if (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
         uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
         c->reading = 1;
 }

@@ -25,6 +25,23 @@ struct mpapi {
 };
 
 void mpapi_init(struct mpapi *m, struct api_ctx *ctx, size_t max_frame);
+
+/* A decoded request frame: the envelope (type, id) and the bins that api_src.bytes point to. */
+struct mpapi_decoded {
+    int preview; /* type "preview" */
+    char *id;    /* the request's id, packed msgpack (echoed in the answer), or NULL */
+    size_t id_len;
+    struct api_bin *bins; /* views into the frame */
+    int n_bins;
+};
+
+/* Decodes one frame's payload (without its length prefix) into req, which then points into p
+ * (p must outlive req). Returns 0, or -1 with e filled (400: invalid_msgpack, unknown_type, or
+ * api_parse's errors); d is filled as far as decoding got (the id on most errors) either way,
+ * and is freed with mpapi_decoded_free; req with api_req_free. */
+int mpapi_decode(const uint8_t *p, size_t len, const struct api_limits *lim,
+                 struct mpapi_decoded *d, struct api_req *req, struct api_err *e);
+void mpapi_decoded_free(struct mpapi_decoded *d);
 /* Binds PATH (mode 0600; a stale socket file is replaced) or serves an inherited fd. */
 int mpapi_listen(struct mpapi *m, const char *path, char *err, size_t errlen);
 int mpapi_listen_fd(struct mpapi *m, int fd, char *err, size_t errlen);

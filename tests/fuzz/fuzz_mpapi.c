@@ -1,0 +1,121 @@
+/* libFuzzer target for the msgpack API's request path without the socket: the input is a byte
+ * stream as a client would send it, fed to the frame reader (common/frame.c) in chunks of
+ * varying size, and every whole frame is decoded by mpapi_decode (gateway/mpapi_decode.c:
+ * pre-validator, msgpack-c unpacker, msgpack -> JSON tree, api_parse). Besides crashes, leaks and
+ * UB, it checks:
+ *   - the reader hands out exactly the frames an independent walk over the length prefixes finds,
+ *     in order, and refuses a declared length over the cap before buffering it;
+ *   - an accepted request's media bytes (bins) lie inside their frame, and every image or video
+ *     has a source (a URL or bytes);
+ *   - a refusal is a 400 with a code and a message.
+ * Build and run: `make fuzz-bins`, `make fuzz` (docs/security.md, "Fuzzing"). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/frame.h"
+#include "gateway/api.h"
+#include "gateway/mpapi.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_FRAME (1u << 20)
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void in_frame(const uint8_t *p, size_t len, const uint8_t *b, size_t n)
+{
+    if (n && (b < p || b + n > p + len))
+        abort();
+}
+
+static void decode_one(const uint8_t *p, size_t len)
+{
+    struct api_limits lim;
+    api_limits_default(&lim);
+    struct mpapi_decoded d;
+    struct api_req req;
+    struct api_err e;
+    memset(&e, 0, sizeof e);
+    if (mpapi_decode(p, len, &lim, &d, &req, &e) == 0) {
+        if (req.n_items < 1 || req.n_items > lim.max_items)
+            abort();
+        for (int i = 0; i < d.n_bins; i++)
+            in_frame(p, len, d.bins[i].ptr, d.bins[i].len);
+        for (int i = 0; i < req.n_items; i++) {
+            const struct api_item *it = &req.items[i];
+            for (int k = 0; k < it->n_parts; k++) {
+                const struct api_part *pt = &it->parts[k];
+                if (pt->kind != API_PART_TEXT && !pt->n_frames && !pt->src.url && !pt->src.bytes)
+                    abort(); /* a visual with no source: preprocessing would dereference NULL */
+                if (pt->src.bytes)
+                    in_frame(p, len, pt->src.bytes, pt->src.len);
+                for (int f = 0; f < pt->n_frames; f++)
+                    if (pt->frames[f].bytes)
+                        in_frame(p, len, pt->frames[f].bytes, pt->frames[f].len);
+            }
+        }
+    } else if (e.status != 400 || !e.code[0] || !e.message[0]) {
+        abort();
+    }
+    api_req_free(&req);
+    mpapi_decoded_free(&d);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* the reference walk: where each frame starts and ends, and where the stream turns bad */
+    size_t ref_off[64], ref_len[64];
+    int n_ref = 0, ref_bad = 0;
+    size_t pos = 0;
+    while (n_ref < 64 && size - pos >= 4) {
+        uint32_t n = be32(data + pos);
+        if (n == 0 || n > MAX_FRAME) {
+            ref_bad = 1;
+            break;
+        }
+        if (size - pos - 4 < n)
+            break;
+        ref_off[n_ref] = pos + 4;
+        ref_len[n_ref++] = n;
+        pos += 4 + n;
+    }
+
+    struct vl_frame_reader rd;
+    vl_frame_reader_init(&rd, MAX_FRAME);
+    int got = 0, bad = 0;
+    size_t fed = 0, step = 1;
+    while (fed < size && !bad && !(n_ref == 64 && got == 64)) {
+        size_t k = size - fed < step ? size - fed : step;
+        step = step * 3 % 61 + 1; /* 1, 4, 13, 40, 60, 59, ...: splits at many offsets */
+        if (vl_frame_reader_feed(&rd, data + fed, k) == VL_FRAME_TOO_LARGE) {
+            bad = 1;
+            break;
+        }
+        fed += k;
+        const uint8_t *p;
+        size_t len;
+        int rc = VL_FRAME_NEED_MORE;
+        while ((n_ref < 64 || got < 64) &&
+               (rc = vl_frame_reader_next(&rd, &p, &len)) == VL_FRAME_OK) {
+            if (got >= n_ref || len != ref_len[got] || memcmp(p, data + ref_off[got], len) != 0)
+                abort(); /* a frame the length prefixes do not describe */
+            got++;
+            if (got <= 8) /* decoding is the expensive part: the first frames are enough */
+                decode_one(p, len);
+        }
+        if (rc == VL_FRAME_TOO_LARGE || rc == VL_FRAME_EMPTY)
+            bad = 1;
+        if (rd.cap > (size_t)MAX_FRAME * 2 + 8192)
+            abort(); /* the buffer grew past what one frame and one chunk need */
+    }
+    if (got < n_ref && !bad)
+        abort(); /* a whole frame was never handed out */
+    if (bad && !ref_bad)
+        abort(); /* refused a stream whose prefixes are all fine */
+    vl_frame_reader_free(&rd);
+    return 0;
+}
