@@ -27,7 +27,7 @@ for n in $NAMES; do
     http) opts+=(-dict=tests/fuzz/http.dict -max_len=16384) ;;
     api_json) opts+=(-dict=tests/fuzz/api_json.dict -max_len=8192) ;;
     mpapi) opts+=(-dict=tests/fuzz/api_json.dict -max_len=16384) ;;
-    image) opts+=(-max_len=65536) ;;
+    image) opts+=(-max_len=65536 -timeout=30) ;;
   esac
   t0=$(date +%s)
   "$bin" "${opts[@]}" "$work" >"$OUT/$n.log" 2>&1
