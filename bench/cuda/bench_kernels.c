@@ -128,6 +128,7 @@ static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, i
         {VL_ATTN_SM90_N64_S4_OV, "wgmma 64-key tiles, 4 stages, overlap"},
         {VL_ATTN_SM90_N128_S3_OV, "wgmma 128-key tiles, 3 stages, overlap"},
         {VL_ATTN_SM90_N128_S4_OV_1B, "wgmma 128-key tiles, 4 stages, overlap, 1 block/SM"},
+        {VL_ATTN_SM90_N32_S4_OV, "wgmma 32-key tiles, 4 stages, overlap"},
     };
     for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
         c.warps = vars[vi].v;

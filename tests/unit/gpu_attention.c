@@ -132,6 +132,7 @@ static const int V_HD128[] = {4,
                               VL_ATTN_SM90_N64_S4,
                               VL_ATTN_SM90_N64_S4_OV,
                               VL_ATTN_SM90_N128_S3_OV,
+                              VL_ATTN_SM90_N32_S4_OV,
                               0,
                               -1};
 static const int V_HD64[] = {2,

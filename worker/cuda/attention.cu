@@ -342,15 +342,18 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
  * rows for 128. */
 static int default_variant(const struct vl_attn_args *a)
 {
-    /* VL_ATTN_KERNEL=mma (docs/cuda.md) keeps every call on the mma.sync kernel, for
-     * whole-model comparisons in one run; read once (benign race: same value everywhere) */
-    static int mma_only = -1;
-    if (mma_only < 0) {
+    /* VL_ATTN_KERNEL (docs/cuda.md): "mma" keeps every call on the mma.sync kernel, a wgmma
+     * variant number forces that variant where it covers the head dim; for whole-model A/B
+     * runs. Read once (benign race: every thread reads the same value). */
+    static int forced = -2; /* -2 unread, -1 mma.sync, 0 none, else a wgmma variant */
+    if (forced == -2) {
         const char *e = getenv("VL_ATTN_KERNEL");
-        mma_only = e && strcmp(e, "mma") == 0;
+        forced = !e ? 0 : strcmp(e, "mma") == 0 ? -1 : atoi(e) >= VL_ATTN_SM90_N128 ? atoi(e) : 0;
     }
     int v = a->head_dim == 64 ? VL_ATTN_SM90_N64_S4_OV : VL_ATTN_SM90_N64;
-    if (!mma_only && vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
+    if (forced > 0 && vl_attention_variant_available(a, forced))
+        return forced;
+    if (forced >= 0 && vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
         return v;
     return a->head_dim <= 80 ? 2 : 4;
 }

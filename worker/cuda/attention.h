@@ -53,6 +53,7 @@ enum {
     VL_ATTN_SM90_N64_S4_OV = 103,     /* 64-key tiles, 4 stages, OV */
     VL_ATTN_SM90_N128_S3_OV = 104,    /* 128-key tiles, 3 stages, OV */
     VL_ATTN_SM90_N128_S4_OV_1B = 105, /* head dim 64: 128-key tiles, 4 stages, OV, 1 block/SM */
+    VL_ATTN_SM90_N32_S4_OV = 106,     /* head dim 128: 32-key tiles, 4 stages, OV */
 };
 void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int variant);
 

@@ -93,6 +93,19 @@ static __device__ __forceinline__ uint64_t sdesc(uint32_t addr, uint32_t lbo, ui
            ((uint64_t)(sbo >> 4) << 32) | (1ull << 62);
 }
 
+/* D[64 x 32] (+)= A[64 x 16] B[16 x 32]^T, A and B K-major in shared memory. */
+static __device__ __forceinline__ void wgmma_ss_n32(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+                 "}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(da), "l"(db), "r"(acc));
+}
+
 /* D[64 x 64] (+)= A[64 x 16] B[16 x 64]^T, A and B K-major in shared memory. */
 static __device__ __forceinline__ void wgmma_ss_n64(float *d, uint64_t da, uint64_t db, int acc)
 {
@@ -198,6 +211,12 @@ static __device__ __forceinline__ void wgmma_rs_n128(float *d, const uint32_t *a
 }
 
 template <int N> struct wg_ss;
+template <> struct wg_ss<32> {
+    static __device__ __forceinline__ void run(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        wgmma_ss_n32(d, a, b, acc);
+    }
+};
 template <> struct wg_ss<64> {
     static __device__ __forceinline__ void run(float *d, uint64_t a, uint64_t b, int acc)
     {
@@ -467,9 +486,8 @@ static __global__ void __launch_bounds__(256, MINB)
                 reg_fence(o[i]);
         }
     } else {
-        /* Every warpgroup runs every tile (a causal tile wholly after a warpgroup's rows is all
-         * masked: probabilities 0, statistics unchanged), which keeps the wgmma issue free of
-         * per-warpgroup branches. */
+        /* The first tile, then tiles 1 .. n_wg - 1 with the overlap, the last P V, then only
+         * the barriers and refills of the tiles this warpgroup skips (causal). */
         uint32_t kst, vst;
         next_tile(0, kst, vst);
         float s[BN / 2];
@@ -483,7 +501,7 @@ static __global__ void __launch_bounds__(256, MINB)
         softmax_tile<BN>(s, mrow, lrow, corr, need_mask(0), 0, len, causal, row_a, lane,
                          scale_log2);
         pack_p<BN>(s, p);
-        for (int j = 1; j < n_tiles; j++) {
+        for (int j = 1; j < n_wg; j++) {
             /* S_j = Q K_j^T and O += P_{j-1} V_{j-1} in flight together; the softmax of S_j
              * (in fp32, in place) runs while the P V product does; P_j replaces P_{j-1} once
              * that product is done */
@@ -508,13 +526,15 @@ static __global__ void __launch_bounds__(256, MINB)
             rescale<D>(o, corr);
             pack_p<BN>(s, p);
         }
-        wgmma_fence(); /* the last P V */
+        wgmma_fence(); /* the last P V: tile n_wg - 1's V stays resident until the barrier */
         issue_pv<D, BN>(o, p, vst);
         wgmma_commit();
         wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < D / 2; i++)
             reg_fence(o[i]);
+        for (int j = n_wg; j < n_tiles; j++)
+            next_tile(j, kst, vst);
     }
     cp_async_wait90<0>(); /* no copy may outlive the block */
 
@@ -581,6 +601,8 @@ extern "C" int vl_attention_sm90_covers(const struct vl_attn_args *a, int varian
         return 0;
     if (variant == VL_ATTN_SM90_N128_S4_OV_1B)
         return d == 64;
+    if (variant == VL_ATTN_SM90_N32_S4_OV)
+        return d == 128;
     return (d == 64 || d == 128) && variant >= VL_ATTN_SM90_N128 &&
            variant <= VL_ATTN_SM90_N128_S3_OV;
 }
@@ -625,8 +647,11 @@ extern "C" void vl_attention_sm90(vl_stream_t s, const struct vl_attn_args *a, i
         case VL_ATTN_SM90_N64_S4_OV:
             launch90<128, 64, 4, 1, 1>(s, a);
             break;
-        default: /* VL_ATTN_SM90_N128_S3_OV */
+        case VL_ATTN_SM90_N128_S3_OV:
             launch90<128, 128, 3, 1, 1>(s, a);
+            break;
+        default: /* VL_ATTN_SM90_N32_S4_OV */
+            launch90<128, 32, 4, 2, 1>(s, a);
         }
     }
 }
