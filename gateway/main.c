@@ -3,8 +3,10 @@
  * control fd (docs/internal-protocol.md), or standalone with --http / --api-socket and
  * --worker-sockets. On SIGTERM it stops accepting, answers what it has, and exits 0.
  * Every flag is listed in docs/api.md ("Gateway options"). */
+#include <arpa/inet.h>
 #include <libgen.h>
 #include <msgpack.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -320,6 +322,33 @@ static void on_signal(uv_signal_t *s, int sig)
     begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* HTTP on an address other hosts can reach, without API keys: allowed (a trusted network, a
+ * proxy doing auth), but said once at start (docs/security.md). */
+static void warn_if_exposed(struct http_server *h)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&h->listener, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    int loopback = 0;
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        uv_ip4_name(a, host, sizeof host);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                   (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+        uv_ip6_name(a, host, sizeof host);
+    }
+    if (!loopback)
+        vl_warn("HTTP listens on %s without API keys: anyone who can reach it can use the "
+                "service; set --api-keys-file or keep it behind an authenticating proxy "
+                "(docs/security.md)",
+                host);
+}
+
 /* SIGHUP: reload the API keys (nothing else is reloaded by the gateway itself). */
 static void on_sighup(uv_signal_t *s, int sig)
 {
@@ -485,6 +514,8 @@ int main(int argc, char **argv)
         return VL_EXIT_PERMANENT;
     }
     G.have_http = rc == 0;
+    if (G.have_http && !o->api_keys_file)
+        warn_if_exposed(&G.http);
     if (o->api_fd >= 0)
         rc = mpapi_listen_fd(&G.mp, (int)o->api_fd, err, sizeof err);
     else if (o->api_socket && strcmp(o->api_socket, "none") != 0)

@@ -12,9 +12,13 @@
  * systemd hears RELOADING=1 at the start and READY=1 at the end (sd_notify(3)); vlembedctl
  * reload (the unit's ExecReload=) returns when the roll has ended, non-zero if it failed.
  *
+ * A reload also sends SIGHUP to a ready gateway, which re-reads its --api-keys-file
+ * (docs/security.md); nothing else of the gateway changes without a gateway restart.
+ *
  * What a reload re-reads: the config file and flags, as at start. model, worker-bin,
  * worker-args, the timeouts, the backoff keys and log-level take effect; keys that need new
  * sockets or a different set of devices only at the next start (a warning says so). */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +155,23 @@ static void start(struct sv *s)
         finish(s, 0);
 }
 
+/* The gateway re-reads its API keys on SIGHUP. Only a ready one: before it has installed its
+ * handler, SIGHUP's default action would kill it. A gateway still starting reads the file anyway.
+ */
+static void signal_gateway(struct sv *s)
+{
+    if (s->gw.cur < 0)
+        return;
+    struct sv_proc *g = &s->procs[s->gw.cur];
+    if (!g->used || g->pid <= 0 || g->state != SV_READY)
+        return;
+    if (kill(g->pid, SIGHUP) == 0)
+        vl_info("reload: SIGHUP to gateway %d (pid %d): it re-reads its API keys", g->id,
+                (int)g->pid);
+    else
+        vl_warn("reload: SIGHUP to gateway %d (pid %d) failed", g->id, (int)g->pid);
+}
+
 void sv_reload_request(struct sv *s, int conn)
 {
     if (s->stopping) {
@@ -158,6 +179,7 @@ void sv_reload_request(struct sv *s, int conn)
             sv_control_reply_reload(s, conn, 0, "the supervisor is stopping", 0);
         return;
     }
+    signal_gateway(s);
     if (s->rl.phase != SV_RL_IDLE) {
         /* A reload asked for during another must see the config as it is now: run it after. */
         s->rl.pending = 1;
