@@ -1,11 +1,15 @@
 /* Closed-loop load generator for the serving benchmark (bench/serve/run.sh).
  *
- *   loadgen http HOST:PORT BODY.json ITEMS CONNS SECONDS  POST /v1/embeddings, keep-alive
- *   loadgen worker SOCKET FRAME.bin ITEMS CONNS SECONDS   embed frames straight to a worker
+ *   loadgen http HOST:PORT BODY.json ITEMS CONNS SECONDS [PID...]
+ *       POST /v1/embeddings, keep-alive
+ *   loadgen worker SOCKET FRAME.bin ITEMS CONNS SECONDS [PID...]
+ *       embed frames straight to a worker
  *
  * Each connection has one request outstanding at a time (one thread per connection, blocking
  * sockets); after a 1 s warm-up it counts completed requests, items, errors and each request's
- * latency, then prints one line: requests/s, items/s, p50, p90, p99 latency (ms), errors.
+ * latency, then prints one line: requests/s, items/s, p50, p90, p99 latency (ms), errors, and
+ * for each PID given the CPU it used over the measured window in cores (user + system time from
+ * /proc/PID/stat divided by wall time; "cpu=1.93,0.41" in PID order, -1 if unreadable).
  * In worker mode FRAME.bin is a whole frame (4-byte length + msgpack embed map) holding ITEMS
  * items; a request is complete when ITEMS answers have come back (one or more result frames). */
 #include <arpa/inet.h>
@@ -218,6 +222,27 @@ static void *conn_main(void *arg)
     return NULL;
 }
 
+/* utime + stime of pid in seconds, or -1. */
+static double proc_cpu_s(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces; the fields after it do not */
+    if (!p)
+        return -1;
+    unsigned long ut = 0, st = 0;
+    /* after ") ": state(3) ... utime is field 14, stime 15 */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -227,8 +252,8 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: loadgen http HOST:PORT BODY ITEMS CONNS SECONDS\n"
-                        "       loadgen worker SOCKET FRAME ITEMS CONNS SECONDS\n");
+        fprintf(stderr, "usage: loadgen http HOST:PORT BODY ITEMS CONNS SECONDS [PID...]\n"
+                        "       loadgen worker SOCKET FRAME ITEMS CONNS SECONDS [PID...]\n");
         return 2;
     }
     mode_http = strcmp(argv[1], "http") == 0;
@@ -252,6 +277,11 @@ int main(int argc, char **argv)
     items_per_req = atoi(argv[argi++]);
     int conns = atoi(argv[argi++]);
     seconds = atof(argv[argi++]);
+    int npids = argc - argi;
+    int *pids = calloc((size_t)(npids ? npids : 1), sizeof *pids);
+    double *cpu0 = calloc((size_t)(npids ? npids : 1), sizeof *cpu0);
+    for (int i = 0; i < npids; i++)
+        pids[i] = atoi(argv[argi + i]);
     if (mode_http) {
         char head[512];
         int hl = snprintf(head, sizeof head,
@@ -271,11 +301,24 @@ int main(int argc, char **argv)
     t_measure = now() + 1.0;
     for (int i = 0; i < conns; i++)
         pthread_create(&th[i], NULL, conn_main, &st[i]);
-    struct timespec ts = {.tv_sec = (time_t)(seconds + 1.0),
-                          .tv_nsec = (long)((seconds + 1.0 - (long)(seconds + 1.0)) * 1e9)};
+    struct timespec warm = {.tv_sec = 1};
+    nanosleep(&warm, NULL); /* the warm-up second; CPU is counted from here, like requests */
+    double c_t0 = now();
+    for (int i = 0; i < npids; i++)
+        cpu0[i] = proc_cpu_s(pids[i]);
+    struct timespec ts = {.tv_sec = (time_t)seconds,
+                          .tv_nsec = (long)((seconds - (long)seconds) * 1e9)};
     nanosleep(&ts, NULL);
     stop = 1;
     double elapsed = now() - t_measure;
+    double c_wall = now() - c_t0;
+    char cpu[512] = "";
+    size_t cl = 0;
+    for (int i = 0; i < npids && cl + 32 < sizeof cpu; i++) {
+        double c1 = proc_cpu_s(pids[i]);
+        double cores = cpu0[i] < 0 || c1 < 0 ? -1 : (c1 - cpu0[i]) / c_wall;
+        cl += (size_t)snprintf(cpu + cl, sizeof cpu - cl, "%s%.2f", i ? "," : " cpu=", cores);
+    }
     for (int i = 0; i < conns; i++)
         pthread_join(th[i], NULL);
     size_t n = 0;
@@ -290,7 +333,7 @@ int main(int argc, char **argv)
     qsort(all, n, sizeof *all, cmp);
     double p50 = n ? all[n / 2] : 0, p90 = n ? all[n * 9 / 10] : 0, p99 = n ? all[n * 99 / 100] : 0;
     printf("conns=%d requests=%zu req/s=%.1f items/s=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f "
-           "errors=%ld\n",
-           conns, n, n / elapsed, n * (double)items_per_req / elapsed, p50, p90, p99, errors);
+           "errors=%ld%s\n",
+           conns, n, n / elapsed, n * (double)items_per_req / elapsed, p50, p90, p99, errors, cpu);
     return errors ? 1 : 0;
 }

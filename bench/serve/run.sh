@@ -7,7 +7,7 @@
 # Environment: MODEL (default tests/data/tiny-model), BACKEND (cpu), WORKERS (1), SECONDS (5),
 #   CONNS ("1 8 32"), THREADS (worker threads for cpu, 0 = all cores), BATCH (items per batch
 #   request, 16), TEXT (the text of every item), GATEWAY_ARGS (extra gateway flags), ONE=0 skips
-#   the one-item rows.
+#   the one-item rows. Images through the gateway: bench/serve/images.sh.
 # Prints markdown tables. Run it on an otherwise idle machine: the load generator, the gateway
 # and the workers share the CPUs.
 set -u
