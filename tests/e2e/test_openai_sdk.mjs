@@ -2,58 +2,19 @@
 // CPU worker, unchanged: its default base64 encoding (decoded by the SDK), float, dimensions,
 // arrays, token ids, the multimodal extension passed through, an error surfacing as the SDK's
 // APIError with the field named, and 32 concurrent calls.
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { OpenAI, ROOT, check, makeTmp, runAndExit, startService } from './sdk_harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = process.env.VL_ROOT || path.resolve(here, '../..');
-const BUILD = process.env.VL_BUILD || path.join(ROOT, 'build');
-const MODEL = path.join(ROOT, 'tests/data/tiny-model');
-const require = createRequire(path.join(ROOT, 'build/deps/node/package.json'));
-const OpenAI = require('openai').default;
-
-let failures = 0;
-function check(cond, what) {
-  if (!cond) failures++;
-  console.log(`${cond ? 'ok  ' : 'FAIL:'} ${what}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function close(a, b, tol = 1e-6) {
   if (!a || !b || a.length !== b.length) return false;
   return a.every((x, i) => Math.abs(x - b[i]) <= tol);
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-sdk-'));
-const sock = path.join(tmp, 'w.sock');
-const procs = [];
-const worker = spawn(path.join(BUILD, 'vlembed-worker'),
-  ['--model', MODEL, '--socket', sock, '--threads', '1'], { stdio: ['ignore', 'ignore', 'inherit'] });
-procs.push(worker);
-for (let i = 0; i < 300 && !fs.existsSync(sock); i++) await sleep(20);
-const gateway = spawn(path.join(BUILD, 'vlembed-gateway'),
-  ['--model', MODEL, '--http', '127.0.0.1:0', '--worker-sockets', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
-procs.push(gateway);
-let log = '';
-gateway.stderr.on('data', (d) => { log += d; process.stderr.write(d); });
-let port = 0;
-for (let i = 0; i < 500 && !port; i++) {
-  const m = log.match(/\(port (\d+)\)/);
-  if (m) port = Number(m[1]);
-  else await sleep(20);
-}
-const base = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 500; i++) {
-  try {
-    if ((await fetch(`${base}/ready`)).status === 200) break;
-  } catch { /* not yet */ }
-  await sleep(20);
-}
+const tmp = makeTmp('vl-sdk-');
+const { base, procs } = await startService(tmp);
 
-try {
+await runAndExit(procs, async () => {
   const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 });
   const text = 'A photo of a cat sitting on a red sofa.';
   const raw = await (await fetch(`${base}/v1/embeddings`, {
@@ -97,11 +58,4 @@ try {
   const many = await Promise.all(Array.from({ length: 32 }, (_, k) =>
     client.embeddings.create({ model: 'x', input: k % 2 ? [text, 'b'] : text })));
   check(many.every((r) => close(r.data[0].embedding, want, 1e-7)), '32 concurrent SDK calls');
-} catch (e) {
-  console.log('FAIL: exception', e);
-  failures++;
-} finally {
-  for (const p of procs.reverse()) p.kill('SIGTERM');
-}
-console.log(`${failures} failures`);
-process.exit(failures ? 1 : 0);
+});

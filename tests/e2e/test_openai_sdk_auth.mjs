@@ -4,59 +4,19 @@
 // of key A are held open (heads sent, bodies not finished, on raw sockets), the SDK with key A gets
 // RateLimitError (429 client_concurrency, Retry-After) and the SDK with key B is still served; once
 // A's held requests complete, A is served again.
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = process.env.VL_ROOT || path.resolve(here, '../..');
-const BUILD = process.env.VL_BUILD || path.join(ROOT, 'build');
-const MODEL = path.join(ROOT, 'tests/data/tiny-model');
-const require = createRequire(path.join(ROOT, 'build/deps/node/package.json'));
-const OpenAI = require('openai').default;
-
-let failures = 0;
-function check(cond, what) {
-  if (!cond) failures++;
-  console.log(`${cond ? 'ok  ' : 'FAIL:'} ${what}`);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { OpenAI, check, makeTmp, runAndExit, sleep, startService } from './sdk_harness.mjs';
 
 const KA = 'sk-sdk-client-a-0123456789abcdef';
 const KB = 'sk-sdk-client-b-fedcba9876543210';
 const WRONG = 'sk-sdk-wrong-key-000000000000000';
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-sdk-auth-'));
+const tmp = makeTmp('vl-sdk-auth-');
 fs.writeFileSync(path.join(tmp, 'keys'), `${KA} client-a\n${KB} client-b\n`, { mode: 0o600 });
-const sock = path.join(tmp, 'w.sock');
-const procs = [];
-const worker = spawn(path.join(BUILD, 'vlembed-worker'),
-  ['--model', MODEL, '--socket', sock, '--threads', '1'], { stdio: ['ignore', 'ignore', 'inherit'] });
-procs.push(worker);
-for (let i = 0; i < 300 && !fs.existsSync(sock); i++) await sleep(20);
-const gateway = spawn(path.join(BUILD, 'vlembed-gateway'),
-  ['--model', MODEL, '--http', '127.0.0.1:0', '--worker-sockets', sock,
-    '--api-keys-file', path.join(tmp, 'keys'), '--client-max-inflight', '2'],
-  { stdio: ['ignore', 'ignore', 'pipe'] });
-procs.push(gateway);
-let log = '';
-gateway.stderr.on('data', (d) => { log += d; process.stderr.write(d); });
-let port = 0;
-for (let i = 0; i < 500 && !port; i++) {
-  const m = log.match(/\(port (\d+)\)/);
-  if (m) port = Number(m[1]);
-  else await sleep(20);
-}
-const base = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 500; i++) {
-  try {
-    if ((await fetch(`${base}/ready`)).status === 200) break;
-  } catch { /* not yet */ }
-  await sleep(20);
-}
+const { base, port, procs } = await startService(tmp,
+  ['--api-keys-file', path.join(tmp, 'keys'), '--client-max-inflight', '2']);
 
 // A request whose head is sent and whose body is not: it holds one in-flight slot of its key.
 function holdOpen(key) {
@@ -81,7 +41,7 @@ function holdOpen(key) {
   });
 }
 
-try {
+await runAndExit(procs, async () => {
   const a = new OpenAI({ baseURL: `${base}/v1`, apiKey: KA, maxRetries: 0 });
   const b = new OpenAI({ baseURL: `${base}/v1`, apiKey: KB, maxRetries: 0 });
   const r = await a.embeddings.create({ model: 'x', input: 'a cat' });
@@ -127,11 +87,4 @@ try {
   check(/vlembed_client_rejected_total\{reason="inflight"\} [1-9]/.test(m)
     && /vlembed_errors_total\{status="429",code="client_concurrency"\} [1-9]/.test(m),
   '429s counted in /metrics');
-} catch (e) {
-  console.log('FAIL: exception', e);
-  failures++;
-} finally {
-  for (const p of procs.reverse()) p.kill('SIGTERM');
-}
-console.log(`${failures} failures`);
-process.exit(failures ? 1 : 0);
+});
