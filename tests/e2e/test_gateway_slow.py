@@ -82,6 +82,30 @@ def metric(c, line_start):
     return None
 
 
+def trickle(s, chunks, wait, each=None):
+    """Sends chunks one at a time on s, waiting up to `wait` s for an answer after each (each(i)
+    runs after chunk i is sent), then closes s. Returns (status or None, body, seconds taken)."""
+    t0 = time.time()
+    st, b = None, b""
+    s.settimeout(wait)
+    for i, chunk in enumerate(chunks):
+        try:
+            s.sendall(chunk)
+        except OSError:
+            break
+        if each:
+            each(i)
+        try:
+            st, _, b = read_response(s)
+            if st is not None:
+                break
+        except OSError:
+            break
+    dt = time.time() - t0
+    s.close()
+    return st, b, dt
+
+
 def slow_senders():
     c = Cluster(0, gateway_args=["--min-body-rate", "1k", "--body-rate-grace-s", "1",
                                  "--header-timeout-s", "1.5", "--request-timeout-s", "4"])
@@ -89,27 +113,16 @@ def slow_senders():
         # slowloris body: 1 byte per 0.25 s = 4 B/s, far below 1 KiB/s
         s = connect(c.port)
         s.sendall(head(100000))
-        t0 = time.time()
-        st = None
         served_meanwhile = None
-        for i in range(40):
-            try:
-                s.sendall(b" ")
-            except OSError:
-                break
+
+        def normal_client(i):
+            nonlocal served_meanwhile
             if i == 2:
                 t1 = time.time()
                 r = request(c.port)
                 served_meanwhile = (r[0], time.time() - t1)
-            s.settimeout(0.25)
-            try:
-                st, h, b = read_response(s)
-                if st is not None:
-                    break
-            except OSError:
-                break
-        dt = time.time() - t0
-        s.close()
+
+        st, b, dt = trickle(s, [b" "] * 40, 0.25, normal_client)
         check(st == 408 and b"minimum byte rate" in b and code_of(b) == "request_timeout",
               "slowloris body (4 B/s): 408 request_timeout naming the minimum rate (%s, %.2f s)" % (st, dt))
         check(0.9 <= dt <= 3.0, "... after the 1 s grace, not the 1.5 s stall timeout or later (%.2f s)" % dt)
@@ -119,44 +132,18 @@ def slow_senders():
         # a body that keeps the rate (4 KiB/s) but never ends: the whole-request deadline
         s = connect(c.port)
         s.sendall(head(10 ** 7))
-        t0 = time.time()
-        st = None
-        s.settimeout(0.1)
-        while time.time() - t0 < 8:
-            try:
-                s.sendall(b" " * 400)
-            except OSError:
-                break
-            try:
-                st, h, b = read_response(s)
-                if st is not None:
-                    break
-            except OSError:
-                break
-        dt = time.time() - t0
-        s.close()
+        def for_8_s():
+            t_end = time.time() + 8
+            while time.time() < t_end:
+                yield b" " * 400
+
+        st, b, dt = trickle(s, for_8_s(), 0.1)
         check(st == 408 and b"request timeout" in b, "a body at 4 KiB/s that never ends: 408 (%s)" % st)
         check(3.5 <= dt <= 5.5, "... at --request-timeout-s 4 (%.2f s)" % dt)
 
         # slowloris head: one byte of the head every 0.2 s
-        s = connect(c.port)
-        t0 = time.time()
-        st = None
         msg = head(len(BODY))
-        s.settimeout(0.2)
-        for i in range(len(msg)):
-            try:
-                s.sendall(msg[i:i + 1])
-            except OSError:
-                break
-            try:
-                st, h, b = read_response(s)
-                if st is not None:
-                    break
-            except OSError:
-                break
-        dt = time.time() - t0
-        s.close()
+        st, b, dt = trickle(connect(c.port), (msg[i:i + 1] for i in range(len(msg))), 0.2)
         check(st == 408 and b"header timeout" in b, "slowloris head: 408 naming the header timeout (%s)" % st)
         check(1.3 <= dt <= 2.5, "... at --header-timeout-s 1.5 from the first byte (%.2f s)" % dt)
 
