@@ -371,8 +371,12 @@ int main(int argc, char **argv)
     char err[512];
     struct gw_opts *o = &G.o;
     int rc = vl_config_load(opts, N_OPTS, o, argc, argv, NULL, NULL, err, sizeof err);
-    if (rc == 1)
+    if (rc == 1) {
+        vl_config_usage(opts, N_OPTS, "vlembed-gateway",
+                        "Accepts HTTP and msgpack requests, prepares items and routes them to the "
+                        "workers (docs/api.md, docs/configuration.md).");
         return VL_EXIT_OK;
+    }
     if (rc < 0) {
         vl_error("%s", err);
         return VL_EXIT_PERMANENT;

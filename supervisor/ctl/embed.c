@@ -56,8 +56,13 @@ int ctl_cmd_embed(int argc, char **argv)
     struct embed_opts o = {0};
     char err[512];
     int rc = vl_config_load(opts, N_OPTS, &o, argc, argv, NULL, NULL, err, sizeof err);
-    if (rc == 1)
+    if (rc == 1) {
+        vl_config_usage(opts, N_OPTS, "vlembedctl embed",
+                        "Embeds JSON Lines items from stdin offline with a model directory, one "
+                        "{\"embedding\"} line per item (docs/api.md).");
+        vl_config_free(opts, N_OPTS, &o);
         return 0;
+    }
     if (rc < 0 || !o.model) {
         fprintf(stderr, "vlembedctl embed: %s\n", rc < 0 ? err : "--model: required");
         return VL_EXIT_PERMANENT;

@@ -52,6 +52,10 @@ int ctl_cmd_tokenize(int argc, char **argv)
     if (r != 0) {
         if (r < 0)
             fprintf(stderr, "vlembedctl tokenize: %s\n", err);
+        else
+            vl_config_usage(tokenize_optv, n_opts, "vlembedctl tokenize",
+                            "Reads JSON Lines {\"text\": ...} on stdin, writes {\"ids\": [...]} "
+                            "per line (docs/tokenizer.md).");
         vl_config_free(tokenize_optv, n_opts, &o);
         return r > 0 ? 0 : 2;
     }
