@@ -5,7 +5,10 @@
   docs/*.md as `--name`, and --help prints a type for it;
 * every metric name in the sources is in docs/metrics.md;
 * every (status, code) the gateway's API code can answer is a row of docs/errors.md's table;
-* every request field the JSON parser accepts (its allowed-key lists) is in docs/api.md.
+* every request field the JSON parser accepts (its allowed-key lists) is in docs/api.md;
+* every key of what a real gateway + CPU worker serve (HTTP /v1/embeddings with text + image,
+  /v1/embeddings/preview, /v1/models, /health, /ready, /metrics names, the msgpack API's result,
+  preview and error answers) is in docs/api.md (or docs/metrics.md for metrics).
 
 Fails with the list of what is missing, so a new flag, metric, error or field cannot land
 undocumented."""
@@ -89,8 +92,69 @@ for f in sorted(fields):
     if f"`{f}`" not in doc("api.md"):
         missing.append(f"request field `{f}` not in docs/api.md")
 
+# 5. the served schema ----------------------------------------------------------------------
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vlharness  # noqa: E402  (starts real processes; after the static checks)
+
+
+def keys_of(v, path, out):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            out.add((k, f"{path}.{k}" if path else k))
+            keys_of(x, f"{path}.{k}" if path else k, out)
+    elif isinstance(v, list):
+        for x in v[:3]:
+            keys_of(x, path + "[]", out)
+
+
+def documented_key(k, text):
+    return re.search(r"`[^`\n]*\b" + re.escape(k) + r"\b[^`\n]*`", text) is not None
+
+
+served = set()
+c = vlharness.Cluster(n_workers=1)
+try:
+    png = vlharness.data_uri(os.path.join(ROOT, "tests/data/goldens/media/image.png"))
+    item = {"text": "a red square", "image": png, "instruction": "Find the picture."}
+    for path, body in (("/v1/embeddings", {"model": "tiny", "input": ["a cat", item]}),
+                       ("/v1/embeddings", {"model": "tiny", "input": "x", "encoding_format": "base64",
+                                           "dimensions": 16}),
+                       ("/v1/embeddings/preview", {"model": "tiny", "input": [item]}),
+                       ("/v1/embeddings", {"model": "tiny", "input": [{"image": "data:image/png;base64,AAAA"}]})):
+        st, _, r = c.post(body, path=path)
+        if not isinstance(r, dict):
+            missing.append(f"POST {path}: status {st}, not a JSON object")
+            continue
+        keys_of(r, "", served)
+    for path in ("/v1/models", "/health", "/ready"):
+        st, _, r = c.get(path)
+        if isinstance(r, dict):
+            keys_of(r, "", served)
+        elif st != 200:
+            missing.append(f"GET {path}: status {st}")
+    m = vlharness.MsgpackClient(c.api_socket)
+    for req in ({"id": 7, "input": ["a cat", item]}, {"id": 8, "type": "preview", "input": [item]},
+                {"id": 9, "input": [{"image": b""}]}):
+        m.send(req)
+        a = m.recv()
+        keys_of(a, "", served)
+    m.close()
+    st, _, text = c.get("/metrics")
+    text = text if isinstance(text, str) else text.decode() if isinstance(text, bytes) else ""
+    for name in sorted(set(re.findall(r"^(vlembed_[a-z_]+)", text, re.M))):
+        name = re.sub(r"_(bucket|count|sum)$", "", name)
+        if name not in doc("metrics.md"):
+            missing.append(f"served metric {name} not in docs/metrics.md")
+finally:
+    c.stop()
+if len(served) < 20:
+    missing.append(f"only {len(served)} served keys seen: the requests above failed")
+for k, path in sorted(served, key=lambda x: x[1]):
+    if not documented_key(k, doc("api.md")):
+        missing.append(f"served key `{k}` ({path}) not in docs/api.md")
+
 print(f"checked {n_opts} options of {len(binaries)} commands, {len(metrics)} metrics, "
-      f"{len(errs)} error codes, {len(fields)} request fields")
+      f"{len(errs)} error codes, {len(fields)} request fields, {len(served)} served keys")
 if missing:
     print("undocumented:\n  " + "\n  ".join(missing))
     sys.exit(1)
