@@ -10,7 +10,9 @@
 #include "tests/gpu/gpu_util.h"
 #include "worker/cuda/attention.h"
 #include "worker/cuda/device.h"
+#include "worker/cuda/act.h"
 #include "worker/cuda/gemm.h"
+#include "worker/cuda/gemm_sm90.h"
 
 static int cmp_f(const void *a, const void *b)
 {
@@ -196,10 +198,113 @@ static void bench_gemms(void)
     vl_gemm_free(gt);
 }
 
-/* `bench_kernels attention` runs the attention rows only. */
+/* Own sm_90a GEMM (gemm_sm90.h) against cuBLASLt's heuristic pick (as the forward runs it without
+ * tuning) at the language models' shapes, same process, same buffers: each variant as the mean
+ * of 40 back-to-back calls over 8 weight copies (after 5), the variants alternated over 3 rounds,
+ * best round kept. "cuBLASLt" for gate_up is GEMM [M, 2I] then vl_swiglu; "sm90 plain" the own
+ * GEMM to [M, 2I] without the SwiGLU; "sm90 fused" vl_gemm_sm90_swiglu. */
+struct sm90_case {
+    int M, N, K, mode; /* mode 0: plain, 1: + residual (accumulate), 2: gate_up + SwiGLU */
+    uint16_t *x, *w, *y, *act;
+    size_t w_elems;
+    struct vl_gemm *g;
+};
+
+static float sm90_run_ms(struct sm90_case *c, int variant)
+{
+    size_t we = (size_t)c->N * c->K;
+    int nw = (int)(c->w_elems / we);
+    if (nw > 8)
+        nw = 8;
+    vl_event_t e0 = vl_cuda_event_create(), e1 = vl_cuda_event_create();
+    int acc = c->mode == 1;
+    for (int i = 0; i < 45; i++) {
+        if (i == 5)
+            vl_cuda_event_record(e0, NULL);
+        const uint16_t *w = c->w + (size_t)(i % nw) * we;
+        if (variant == 0) {
+            vl_gemm_bf16(c->g, NULL, c->M, c->N, c->K, c->x, w, NULL, c->y, VL_GEMM_PLAIN, acc);
+            if (c->mode == 2)
+                vl_swiglu(NULL, c->y, c->act, c->M, c->N / 2);
+        } else if (variant == 1) {
+            vl_gemm_sm90_bf16(NULL, c->M, c->N, c->K, c->x, w, c->y, acc);
+        } else {
+            vl_gemm_sm90_swiglu(NULL, c->M, c->N / 2, c->K, c->x, w, c->act);
+        }
+    }
+    vl_cuda_event_record(e1, NULL);
+    vl_cuda_event_sync(e1);
+    float ms = vl_cuda_event_ms(e0, e1) / 40;
+    vl_cuda_event_destroy(e0);
+    vl_cuda_event_destroy(e1);
+    return ms;
+}
+
+static void bench_sm90(void)
+{
+    if (!vl_gemm_sm90_available()) {
+        printf("| own sm_90a GEMM | not available on this device | |\n");
+        return;
+    }
+    struct {
+        const char *name;
+        int N, K, mode;
+    } shp[] = {{"2B gate_up+SwiGLU", 12288, 2048, 2},
+               {"2B down+res", 2048, 6144, 1},
+               {"2B qkv", 4096, 2048, 0},
+               {"2B o+res", 2048, 2048, 1},
+               {"8B gate_up+SwiGLU", 24576, 4096, 2},
+               {"8B down+res", 4096, 12288, 1},
+               {"8B qkv", 6144, 4096, 0},
+               {"8B o+res", 4096, 4096, 1}};
+    int Ms[] = {4464, 16384};
+    size_t maxn = 24576, maxk = 12288, maxm = 16384;
+    struct sm90_case c = {0};
+    c.g = vl_gemm_create(32u << 20);
+    c.x = vl_cuda_malloc(maxm * maxk * 2), c.w = vl_cuda_malloc(maxn * maxk * 2);
+    c.y = vl_cuda_malloc(maxm * maxn * 2), c.act = vl_cuda_malloc(maxm * maxn);
+    c.w_elems = maxn * maxk;
+    vl_cuda_fill_random_bf16(c.x, maxm * maxk, 3, 1.0f, NULL);
+    vl_cuda_fill_random_bf16(c.w, maxn * maxk, 4, 0.05f, NULL);
+    vl_cuda_fill_random_bf16(c.y, maxm * maxn, 5, 1.0f, NULL);
+    printf("| own sm_90a GEMM vs cuBLASLt heuristic pick: mean of 40 back-to-back calls over 8 "
+           "weight copies, best of 3 alternated rounds; TFLOP/s of the GEMM | | |\n");
+    for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++)
+        for (int mi = 0; mi < 2; mi++) {
+            c.M = Ms[mi], c.N = shp[i].N, c.K = shp[i].K, c.mode = shp[i].mode;
+            int nv = c.mode == 2 ? 3 : 2;
+            float best[3] = {1e30f, 1e30f, 1e30f};
+            for (int r = 0; r < 3; r++)
+                for (int v = 0; v < nv; v++) {
+                    float t = sm90_run_ms(&c, v);
+                    if (t < best[v])
+                        best[v] = t;
+                }
+            double fl = 2.0 * c.M * (double)c.N * c.K;
+#define TF(ms) (fl / ((ms)*1e-3) / 1e12)
+            if (c.mode == 2)
+                printf("| %s M=%d N=%d K=%d | cuBLASLt+swiglu %.3f ms, sm90 plain %.3f ms, "
+                       "sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[0] / best[2],
+                       TF(best[0]), TF(best[1]), TF(best[2]));
+            else
+                printf("| %s M=%d N=%d K=%d | cuBLASLt %.3f ms, sm90 %.3f ms (%.3fx) | %.0f / "
+                       "%.0f TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[0] / best[1], TF(best[0]),
+                       TF(best[1]));
+#undef TF
+            fflush(stdout);
+        }
+    vl_cuda_free(c.x), vl_cuda_free(c.w), vl_cuda_free(c.y), vl_cuda_free(c.act);
+    vl_gemm_free(c.g);
+}
+
+/* `bench_kernels attention` runs the attention rows only, `bench_kernels sm90` the own-GEMM rows
+ * only. */
 int main(int argc, char **argv)
 {
     int attn_only = argc > 1 && strcmp(argv[1], "attention") == 0;
+    int sm90_only = argc > 1 && strcmp(argv[1], "sm90") == 0;
     struct vl_device_info info;
     char err[256];
     if (vl_cuda_device_count() < 1 || vl_cuda_device_open(0, &info, err, sizeof err)) {
@@ -209,8 +314,15 @@ int main(int argc, char **argv)
     printf("\n### Kernels on %s (%d SMs)\n\n| case | time | rate |\n|---|---|---|\n", info.name,
            info.sm_count);
     fflush(stdout);
-    if (!attn_only)
+    if (sm90_only) {
+        bench_sm90();
+        vl_cuda_device_sync();
+        return 0;
+    }
+    if (!attn_only) {
         bench_gemms();
+        bench_sm90();
+    }
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 128, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 512, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 2048, 16384);

@@ -1,0 +1,475 @@
+/* Own Hopper GEMM (gemm_sm90.h): TMA + mbarrier pipeline, warp-specialised, persistent.
+ *
+ * Block = 3 warpgroups (384 threads), one block per SM, persistent over output tiles of
+ * BM x BN = 128 x 256 (the SwiGLU form: 128 rows x 128 act columns, whose 128 gate and 128 up
+ * weight rows make the same 256-wide product tile). Warpgroup 0 is the producer: after
+ * setmaxnreg.dec one thread issues the TMA loads (cp.async.bulk.tensor, 128-byte swizzle) of the
+ * X tile [128 x 64] and two W half-tiles [128 x 64] per k-block into a ring of ST stages, each
+ * guarded by a "full" mbarrier (transaction bytes) and an "empty" mbarrier (one arrival per
+ * consumer warpgroup). Warpgroups 1 and 2 consume (setmaxnreg.inc): each owns 64 rows of the
+ * tile and runs wgmma m64n256k16 with both operands K-major in shared memory, fp32 accumulators
+ * in registers (128 per thread), one wgmma group in flight so the previous stage is released
+ * while the current one computes. The epilogue converts the accumulators in registers and
+ * stores bf16 pairs straight to global memory (masked at M and N); while it runs, the producer
+ * already streams the next tile's stages. Tiles go out in groups of GROUP_M row tiles (column
+ * tile slowest within a group) so the tiles in flight share X and W through L2.
+ *
+ * The W half-tiles are rows [n0, n0 + 128) and [n0 + 128, n0 + 256) for the plain form and
+ * rows [j0, j0 + 128) (gate) and [I + j0, I + j0 + 128) (up) for the SwiGLU form: a thread's
+ * accumulator for gate column j sits in the same thread as up column j (register group + 16),
+ * so no weight permutation is needed. Rows past M or N and columns past K are zero-filled by
+ * TMA. */
+#include "worker/cuda/gemm_sm90.h"
+
+#include <cuda.h> /* CUtensorMap and its enums only: the encoder comes via the runtime */
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/cuda/cuda_check.h"
+#include "worker/cuda/kcommon.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define VL_SM90A 1
+#endif
+
+#define BM 128
+#define BN 256
+#define BK 64
+#define ST 4
+#define GROUP_M 16
+#define A_BYTES (BM * BK * 2)
+#define BH_BYTES (BN / 2 * BK * 2)
+#define STAGE_BYTES (A_BYTES + 2 * BH_BYTES)
+#define SMEM_BYTES (ST * STAGE_BYTES + 1024)
+
+enum { EPI_PLAIN = 0, EPI_ACC = 1, EPI_SWIGLU = 2 };
+
+#ifdef VL_SM90A
+
+static __device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+/* Returns once the phase of parity `parity` has completed. */
+static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
+{
+    uint32_t ok;
+    do {
+        asm volatile("{\n.reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+
+/* 2-D TMA load of box (c0 = column, c1 = row) into shared memory, completing on bar. */
+static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap *map, uint32_t bar,
+                                                int c0, int c1)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(bar), "r"(c0), "r"(c1)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void wgmma_fence()
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void wgmma_commit()
+{
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void wgmma_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Keeps the compiler from moving accumulator accesses across a wgmma wait. */
+static __device__ __forceinline__ void reg_fence(float &x)
+{
+    asm volatile("" : "+f"(x)::"memory");
+}
+
+/* Shared-memory matrix descriptor, K-major, 128-byte swizzle: rows of 128 B, 8-row groups
+ * 1024 B apart (stride byte offset); the leading offset is unused for this layout. */
+static __device__ __forceinline__ uint64_t sdesc(uint32_t addr)
+{
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           (1ull << 62);
+}
+
+/* D[64 x 256] (+)= A[64 x 16] B[16 x 256]^T, A and B K-major (128-byte swizzle) in shared
+ * memory; scale_d = 0 overwrites D. */
+static __device__ __forceinline__ void wgmma_n256(float *d, uint64_t da, uint64_t db, int scale_d)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, "
+        "%111, "
+        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, "
+        "%127"
+        "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+          "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+          "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+          "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),
+          "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),
+          "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+          "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
+          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+
+/* Tile t of the grouped order -> (row tile, column tile). */
+static __device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int *tm,
+                                                   int *tn)
+{
+    int per = GROUP_M * tiles_n, g = t / per, first = g * GROUP_M;
+    int gs = tiles_m - first < GROUP_M ? tiles_m - first : GROUP_M, r = t - g * per;
+    *tm = first + r % gs;
+    *tn = r / gs;
+}
+
+static __device__ __forceinline__ float silu_ref(float g)
+{
+    return rbf(g / (1.0f + expf(-g))); /* as vl_swiglu (act.cu), same flags, same rounding */
+}
+
+#endif /* VL_SM90A */
+
+/* n_step: W rows per column tile (256 plain, 128 SwiGLU); b_off: row offset of the second W
+ * half-tile (128 plain, I SwiGLU). N: Y's columns (act's for SwiGLU). */
+template <int EPI>
+static __global__ void __launch_bounds__(384, 1)
+    gemm_sm90_kernel(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb,
+                     bf16 *__restrict__ Y, int M, int N, int K, int tiles_m, int tiles_n,
+                     int n_step, int b_off)
+{
+#ifdef VL_SM90A
+    extern __shared__ uint8_t smem_raw[];
+    __shared__ __align__(8) uint64_t bars[2 * ST];
+    uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+    uint32_t full = smem_u32(&bars[0]), empty = smem_u32(&bars[ST]);
+    int wg = threadIdx.x / 128, nk = (K + BK - 1) / BK, total = tiles_m * tiles_n;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < ST; i++) {
+            mbar_init(full + 8 * i, 1);
+            mbar_init(empty + 8 * i, 2);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (threadIdx.x != 0)
+            return;
+        int st = 0;
+        uint32_t ph = 0;
+        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            int tm, tn;
+            tile_coords(t, tiles_m, tiles_n, &tm, &tn);
+            int r0 = tn * n_step;
+            for (int kb = 0; kb < nk; kb++) {
+                mbar_wait(empty + 8 * st, ph ^ 1);
+                uint32_t fb = full + 8 * st, sa = base + st * STAGE_BYTES;
+                mbar_expect_tx(fb, STAGE_BYTES);
+                tma_load(sa, &ta, fb, kb * BK, tm * BM);
+                tma_load(sa + A_BYTES, &tb, fb, kb * BK, r0);
+                tma_load(sa + A_BYTES + BH_BYTES, &tb, fb, kb * BK, r0 + b_off);
+                if (++st == ST)
+                    st = 0, ph ^= 1;
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    int c = wg - 1, tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+    float acc[128];
+#pragma unroll
+    for (int i = 0; i < 128; i++)
+        acc[i] = 0.0f;
+    int st = 0;
+    uint32_t ph = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        int tm, tn;
+        tile_coords(t, tiles_m, tiles_n, &tm, &tn);
+        int prev = 0;
+        for (int kb = 0; kb < nk; kb++) {
+            mbar_wait(full + 8 * st, ph);
+            uint32_t sa = base + st * STAGE_BYTES + c * (64 * 128),
+                     sb = base + st * STAGE_BYTES + A_BYTES;
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++)
+                wgmma_n256(acc, sdesc(sa + kk * 32), sdesc(sb + kk * 32), kb > 0 || kk > 0);
+            wgmma_commit();
+            if (kb > 0) {
+                wgmma_wait<1>();
+                if (tid == 0)
+                    mbar_arrive(empty + 8 * prev);
+            }
+            prev = st;
+            if (++st == ST)
+                st = 0, ph ^= 1;
+        }
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < 128; i++)
+            reg_fence(acc[i]);
+        if (tid == 0)
+            mbar_arrive(empty + 8 * prev);
+
+        int row0 = tm * BM + c * 64 + warp * 16 + lane / 4;
+        if (EPI == EPI_SWIGLU) {
+            int col0 = tn * 128 + 2 * (lane % 4);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                int row = row0 + 8 * h;
+                if (row >= M)
+                    continue;
+                bf16 *yr = Y + (size_t)row * N + col0;
+#pragma unroll
+                for (int i = 0; i < 16; i++) {
+                    float g0 = rbf(acc[4 * i + 2 * h]), g1 = rbf(acc[4 * i + 2 * h + 1]);
+                    float u0 = rbf(acc[4 * (i + 16) + 2 * h]),
+                          u1 = rbf(acc[4 * (i + 16) + 2 * h + 1]);
+                    *(__nv_bfloat162 *)(yr + 8 * i) =
+                        __floats2bfloat162_rn(silu_ref(g0) * u0, silu_ref(g1) * u1);
+                }
+            }
+        } else {
+            int col0 = tn * BN + 2 * (lane % 4);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                int row = row0 + 8 * h;
+                if (row >= M)
+                    continue;
+                bf16 *yr = Y + (size_t)row * N + col0;
+#pragma unroll
+                for (int i = 0; i < 32; i++) {
+                    if (col0 + 8 * i >= N)
+                        break;
+                    float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
+                    __nv_bfloat162 *p = (__nv_bfloat162 *)(yr + 8 * i);
+                    if (EPI == EPI_ACC) {
+                        __nv_bfloat162 o = *p;
+                        v0 += __low2float(o);
+                        v1 += __high2float(o);
+                    }
+                    *p = __floats2bfloat162_rn(v0, v1);
+                }
+            }
+        }
+    }
+#endif
+}
+
+/* Writes 1 in the sm_90a build, 0 in the PTX build other devices would JIT. */
+static __global__ void sm90_probe(int *flag)
+{
+#ifdef VL_SM90A
+    *flag = 1;
+#else
+    *flag = 0;
+#endif
+}
+
+/* ---- host ---- */
+
+typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                              const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                              const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                              CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+#define MAX_DEV 64
+static struct {
+    int known, avail, sms;
+    encode_fn encode;
+} g_dev[MAX_DEV];
+
+static int cur_dev(void)
+{
+    int d = 0;
+    VL_CUDA_CHECK(cudaGetDevice(&d));
+    if (d < 0 || d >= MAX_DEV) {
+        vl_error("gemm_sm90: device ordinal %d out of range", d);
+        abort();
+    }
+    return d;
+}
+
+/* Probes the device once: cc 9.0, the sm_90a image present (the probe kernel of the sm_90a
+ * build writes 1; a PTX-only build writes 0), the tensor-map encoder, the smem opt-in. */
+static void probe(int d)
+{
+    if (g_dev[d].known)
+        return;
+    g_dev[d].known = 1;
+    int major = 0, minor = 0;
+    VL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d));
+    VL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, d));
+    VL_CUDA_CHECK(cudaDeviceGetAttribute(&g_dev[d].sms, cudaDevAttrMultiProcessorCount, d));
+    if (major != 9 || minor != 0)
+        return;
+    int *dflag = NULL, flag = 0;
+    VL_CUDA_CHECK(cudaMalloc(&dflag, sizeof(int)));
+    VL_CUDA_CHECK(cudaMemset(dflag, 0, sizeof(int)));
+    sm90_probe<<<1, 1>>>(dflag);
+    VL_LAUNCH_CHECK("sm90_probe");
+    VL_CUDA_CHECK(cudaMemcpy(&flag, dflag, sizeof(int), cudaMemcpyDeviceToHost));
+    VL_CUDA_CHECK(cudaFree(dflag));
+    if (!flag)
+        return;
+    void *fn = NULL;
+    cudaDriverEntryPointQueryResult q;
+    VL_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                   cudaEnableDefault, &q));
+    if (q != cudaDriverEntryPointSuccess || !fn)
+        return;
+    g_dev[d].encode = (encode_fn)fn;
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_PLAIN>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_ACC>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_SWIGLU>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    g_dev[d].avail = 1;
+}
+
+extern "C" int vl_gemm_sm90_available(void)
+{
+    int d = cur_dev();
+    probe(d);
+    return g_dev[d].avail;
+}
+
+/* The default when VL_GEMM_KERNEL is unset (docs/cuda.md: the measured end-to-end choice). */
+#define SM90_DEFAULT 0
+
+extern "C" int vl_gemm_sm90_selected(void)
+{
+    static int want = -1;
+    if (want < 0) {
+        const char *e = getenv("VL_GEMM_KERNEL");
+        if (e && !strcmp(e, "sm90"))
+            want = 1;
+        else if (e && !strcmp(e, "cublas"))
+            want = 0;
+        else {
+            if (e && *e)
+                vl_warn("VL_GEMM_KERNEL=%s is neither cublas nor sm90: using the default", e);
+            want = SM90_DEFAULT;
+        }
+    }
+    return want && vl_gemm_sm90_available();
+}
+
+/* Row-major [rows, K] bf16 matrix as a 2-D tensor map with a [128 x 64] box, 128-byte swizzle. */
+static void make_map(encode_fn enc, CUtensorMap *m, const uint16_t *p, int rows, int K)
+{
+    cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+    cuuint64_t strides[1] = {(cuuint64_t)K * 2};
+    cuuint32_t box[2] = {BK, 128}, es[2] = {1, 1};
+    CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dims, strides, box, es,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        vl_error("gemm_sm90: cuTensorMapEncodeTiled failed (%d) for [%d x %d] at %p", (int)r, rows,
+                 K, (const void *)p);
+        abort();
+    }
+}
+
+static int check_args(int d, int M, int N, int K, const uint16_t *X, const uint16_t *W,
+                      const char *what)
+{
+    if (!g_dev[d].avail) {
+        vl_error("%s: no sm_90a device (call vl_gemm_sm90_available first)", what);
+        abort();
+    }
+    if (M <= 0 || N <= 0 || K <= 0 || K % 8 || N % 8 || ((uintptr_t)X | (uintptr_t)W) % 16) {
+        vl_error("%s: unsupported shape M=%d N=%d K=%d or alignment", what, M, N, K);
+        abort();
+    }
+    return 0;
+}
+
+static void launch(int epi, vl_stream_t s, int M, int N, int K, const uint16_t *X,
+                   const uint16_t *W, int w_rows, uint16_t *Y, int tiles_n, int n_step, int b_off)
+{
+    int d = cur_dev();
+    CUtensorMap ta, tb;
+    make_map(g_dev[d].encode, &ta, X, M, K);
+    make_map(g_dev[d].encode, &tb, W, w_rows, K);
+    int tiles_m = (M + BM - 1) / BM, total = tiles_m * tiles_n;
+    unsigned grid = (unsigned)(total < g_dev[d].sms ? total : g_dev[d].sms);
+    if (epi == EPI_PLAIN)
+        gemm_sm90_kernel<EPI_PLAIN><<<grid, 384, SMEM_BYTES, s>>>(ta, tb, (bf16 *)Y, M, N, K,
+                                                                  tiles_m, tiles_n, n_step, b_off);
+    else if (epi == EPI_ACC)
+        gemm_sm90_kernel<EPI_ACC><<<grid, 384, SMEM_BYTES, s>>>(ta, tb, (bf16 *)Y, M, N, K, tiles_m,
+                                                                tiles_n, n_step, b_off);
+    else
+        gemm_sm90_kernel<EPI_SWIGLU><<<grid, 384, SMEM_BYTES, s>>>(ta, tb, (bf16 *)Y, M, N, K,
+                                                                   tiles_m, tiles_n, n_step, b_off);
+    VL_LAUNCH_CHECK("gemm_sm90_kernel");
+}
+
+extern "C" void vl_gemm_sm90_bf16(vl_stream_t s, int M, int N, int K, const uint16_t *X,
+                                  const uint16_t *W, uint16_t *Y, int accumulate)
+{
+    int d = cur_dev();
+    check_args(d, M, N, K, X, W, "vl_gemm_sm90_bf16");
+    launch(accumulate ? EPI_ACC : EPI_PLAIN, s, M, N, K, X, W, N, Y, (N + BN - 1) / BN, BN, BN / 2);
+}
+
+extern "C" void vl_gemm_sm90_swiglu(vl_stream_t s, int M, int I, int K, const uint16_t *X,
+                                    const uint16_t *W, uint16_t *act)
+{
+    int d = cur_dev();
+    check_args(d, M, I, K, X, W, "vl_gemm_sm90_swiglu");
+    if (I % 128) {
+        vl_error("vl_gemm_sm90_swiglu: intermediate size %d is not a multiple of 128", I);
+        abort();
+    }
+    launch(EPI_SWIGLU, s, M, I, K, X, W, 2 * I, act, I / 128, 128, I);
+}
