@@ -29,4 +29,15 @@
  * this many, a new client is refused (429) until idle entries expire. */
 #define VL_CLIENTS_MAX 65536
 
+/* Pixels one request may decode (gateway/pixel_budget.h): its images and video frames, summed
+ * from their headers before anything is decoded. Decoding + resizing costs CPU by declared
+ * pixels, not bytes (a 450-byte JPEG may declare 3.5 Mpx), and each image alone may have 50 M
+ * (max_decoded_pixels): 64 of those would be 3.2 G pixels, ~30-50 core-seconds, from one small
+ * request. The default admits the largest batch the other limits allow of normal photos:
+ * --max-visuals (64) x 16 Mpx (the largest common phone output, 4608x3456 = 15.9 M; 12 Mpx
+ * 4032x3024 is the usual), i.e. about 10-16 core-seconds of decoding (docs/media.md,
+ * "Per-request decode budget", has the measurements and what it means for video files). */
+#define VL_REQUEST_PIXELS_DEFAULT 1024000000LL
+#define VL_REQUEST_PIXELS_DEFAULT_S "1024000000"
+
 #endif

@@ -39,10 +39,14 @@ static void finish(struct api_job *j)
                 m->tokens[2] += (uint64_t)o->video_tokens;
                 m->images += (uint64_t)o->n_images;
                 m->videos += (uint64_t)o->n_videos;
+                m->decoded_pixels += (uint64_t)o->decoded_pixels;
             }
         }
-    } else
+    } else {
         metrics_error(m, j->status, j->err.code);
+        if (!strcmp(j->err.code, "too_many_pixels"))
+            m->rejected_pixels++;
+    }
     j->on_done(j);
 }
 
@@ -238,10 +242,13 @@ void api_job_start(struct api_job *j)
     double to = j->req.timeout_s > 0 ? j->req.timeout_s : c->default_timeout_s;
     uv_timer_start(&j->timer, on_timeout, (uint64_t)(to * 1000), 0);
     j->pp_pending = j->n;
+    /* every item's headers are charged to the request's pixel budget before any is decoded */
+    struct pp_gate *gate = pp_gate_new(c->pp);
     for (int i = 0; i < j->n && !j->finished; i++) {
         j->refs++;
-        pp_start(c->pp, &j->req, i, j->preview, on_pp, j);
+        pp_start(c->pp, &j->req, i, gate, j->preview, on_pp, j);
     }
+    pp_gate_seal(gate);
 }
 
 int api_job_out_dim(const struct api_job *j)

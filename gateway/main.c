@@ -42,6 +42,7 @@ struct gw_opts {
     double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s;
     int64_t max_items, max_visuals, max_text_bytes, max_inflight_items, max_tokens;
     int64_t preprocess_threads;
+    int64_t max_request_decoded_pixels;
 };
 
 #define O(name, type, field, def, lo, hi, choices, help)                                           \
@@ -85,6 +86,10 @@ static const struct vl_opt opts[] = {
     O("max-inflight-items", INT, max_inflight_items, "1024", 1, 1 << 24, NULL,
       "items admitted at once (preprocessing + queued + on workers); beyond: 429"),
     O("max-tokens", INT, max_tokens, "8192", 16, 8192, NULL, "prompt tokens per item"),
+    O("max-request-decoded-pixels", INT, max_request_decoded_pixels, VL_REQUEST_PIXELS_DEFAULT_S, 0,
+      1LL << 50, NULL,
+      "pixels one request may decode: its images and video frames, summed from their headers "
+      "before anything is decoded (413 too_many_pixels above; 0: no limit)"),
     O("preprocess-threads", INT, preprocess_threads, "4", 1, 128, NULL,
       "thread pool for decoding, resizing and tokenizing (UV_THREADPOOL_SIZE)"),
     O("media-dir", STR, media_dir, NULL, 1, 0, NULL,
@@ -418,6 +423,7 @@ int main(int argc, char **argv)
                            .media_dir = o->media_dir,
                            .fetch_allow_cidrs = o->fetch_allow_cidrs};
     media_limits_default(&pc.media);
+    pc.media.max_request_decoded_pixels = o->max_request_decoded_pixels;
     if (pp_ctx_init(&G.pp, G.loop, &pc, err, sizeof err)) {
         vl_error("tokenizer \"%s\": %s", tokpath, err);
         return VL_EXIT_PERMANENT;

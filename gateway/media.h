@@ -45,6 +45,9 @@ struct media_limits {
     int64_t video_max_source_frames; /* frames in a container we are willing to demux */
     int64_t video_max_decode_ms;     /* wall-clock budget of one video file's decoding */
     int32_t frame_list_fps_x10;      /* timestamps of frame lists: fps 2.0 (qwen-vl-utils) */
+    /* all the images and video frames one request decodes, summed from their headers before
+     * anything is decoded (gateway/pixel_budget.h); 0: no limit */
+    int64_t max_request_decoded_pixels;
 };
 
 void media_limits_default(struct media_limits *l);
@@ -127,6 +130,18 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
                              const struct media_video_opts *opts, struct vl_visual *out,
                              double **timestamps, int32_t **frame_indices, int32_t *n_indices,
                              char *err, size_t errlen);
+
+/* Reads a container's video stream without decoding it: frame size and the number of frames
+ * media_video_prepare_file would decode (it decodes from the first frame up to the last
+ * sampled one, which is always the last frame). Checks the byte, size and source-frame limits
+ * as media_video_prepare_file does. Costs one demuxing pass over the file. */
+int media_video_probe_file(const uint8_t *data, size_t n, const struct media_limits *l, int32_t *w,
+                           int32_t *h, int64_t *frames, char *err, size_t errlen);
+
+/* The frames a frame list of n keeps when max_frames is smaller (the embedder's
+ * frames[linspace(0, n-1, max, dtype=int)]): writes min(n, max_frames) indices to pick and
+ * returns that count. */
+int32_t media_video_list_pick(int32_t n, int32_t max_frames, int32_t *pick);
 
 /* Spec §7.2 smart_nframes: frames to sample from total frames at native_fps; -EINVAL if fewer
  * than 2 are possible. */

@@ -25,6 +25,7 @@
 #include <webp/demux.h>
 
 #include "common/alloc.h"
+#include "common/limits.h"
 #include "gateway/media.h"
 #include "gateway/media_png.h"
 #include "gateway/media_stb.h"
@@ -53,6 +54,7 @@ void media_limits_default(struct media_limits *l)
     l->video_max_source_frames = 200000;
     l->video_max_decode_ms = 60000;
     l->frame_list_fps_x10 = 20;
+    l->max_request_decoded_pixels = VL_REQUEST_PIXELS_DEFAULT;
 }
 
 enum media_format media_format_sniff(const uint8_t *d, size_t n)

@@ -91,6 +91,21 @@ static void fill_video(struct vl_visual *out, uint8_t *px, int32_t n, int32_t h,
 
 /* ---- frame lists (§7.3) ------------------------------------------------------------------- */
 
+int32_t media_video_list_pick(int32_t n, int32_t max_frames, int32_t *pick)
+{
+    /* The embedder keeps frames[linspace(0, n-1, max, dtype=int)] (numpy: i*step, truncated). */
+    int32_t keep = n > max_frames ? max_frames : n;
+    for (int32_t i = 0; i < keep; i++) {
+        if (keep == n)
+            pick[i] = i;
+        else {
+            double step = (double)(n - 1) / (keep - 1);
+            pick[i] = i == keep - 1 ? n - 1 : (int32_t)(i * step);
+        }
+    }
+    return keep < 0 ? 0 : keep;
+}
+
 int media_video_prepare_frames(const uint8_t *const *frames, const size_t *sizes, int n,
                                const struct media_limits *l, struct vl_visual *out,
                                double **timestamps, char *err, size_t errlen)
@@ -101,17 +116,8 @@ int media_video_prepare_frames(const uint8_t *const *frames, const size_t *sizes
         snprintf(err, errlen, "video frame list is empty");
         return -EINVAL;
     }
-    /* The embedder keeps frames[linspace(0, n-1, max, dtype=int)] (numpy: i*step, truncated). */
-    int32_t keep = n > l->video_max_frames ? l->video_max_frames : n;
-    int32_t *pick = vl_malloc((size_t)keep * sizeof *pick);
-    for (int32_t i = 0; i < keep; i++) {
-        if (keep == n)
-            pick[i] = i;
-        else {
-            double step = (double)(n - 1) / (keep - 1);
-            pick[i] = i == keep - 1 ? n - 1 : (int32_t)(i * step);
-        }
-    }
+    int32_t *pick = vl_malloc((size_t)n * sizeof *pick);
+    int32_t keep = media_video_list_pick(n, l->video_max_frames, pick);
     int32_t nf = keep + (keep & 1); /* padded to even with the last frame */
     int32_t h0 = 0, w0 = 0;
     uint8_t **first = vl_calloc((size_t)keep, sizeof *first);
@@ -291,6 +297,75 @@ static int demux_open(struct demux *d, const uint8_t *data, size_t n, char *err,
     return 0;
 }
 
+/* Opens the file, checks the video stream's size against the limits and counts its packets
+ * (decord's frame count; nothing is decoded). d is left open (demux_close it either way). */
+static int probe_pass(struct demux *d, const uint8_t *data, size_t n, const struct media_limits *l,
+                      int32_t *wp, int32_t *hp, double *native_fps, int64_t *frames, char *err,
+                      size_t errlen)
+{
+    int rc = demux_open(d, data, n, err, errlen);
+    if (rc)
+        return rc;
+    AVStream *st = d->fmt->streams[d->stream];
+    int32_t w = st->codecpar->width, h = st->codecpar->height;
+    if (w < 2 || h < 2) {
+        snprintf(err, errlen, "video frames are %dx%d; each side must be at least 2 pixels", w, h);
+        return -EINVAL;
+    }
+    if (w > l->max_width || h > l->max_height || (int64_t)w * h > l->max_decoded_pixels) {
+        snprintf(err, errlen, "video frames are %dx%d; the limit is %dx%d and %lld pixels", w, h,
+                 l->max_width, l->max_height, (long long)l->max_decoded_pixels);
+        return -E2BIG;
+    }
+    AVRational r = st->avg_frame_rate.num > 0 ? st->avg_frame_rate : st->r_frame_rate;
+    if (r.num <= 0 || r.den <= 0) {
+        snprintf(err, errlen, "video has no frame rate");
+        return -EINVAL;
+    }
+    AVPacket *pkt = av_packet_alloc();
+    if (!pkt) {
+        snprintf(err, errlen, "out of memory reading the video");
+        return -ENOMEM;
+    }
+    int64_t total = 0;
+    while (av_read_frame(d->fmt, pkt) >= 0) {
+        if (pkt->stream_index == d->stream)
+            total++;
+        av_packet_unref(pkt);
+        if (total > l->video_max_source_frames) {
+            snprintf(err, errlen, "video has more than %lld frames",
+                     (long long)l->video_max_source_frames);
+            av_packet_free(&pkt);
+            return -E2BIG;
+        }
+    }
+    av_packet_free(&pkt);
+    *wp = w;
+    *hp = h;
+    *native_fps = av_q2d(r);
+    *frames = total;
+    return 0;
+}
+
+int media_video_probe_file(const uint8_t *data, size_t n, const struct media_limits *l, int32_t *w,
+                           int32_t *h, int64_t *frames, char *err, size_t errlen)
+{
+    *w = *h = 0;
+    *frames = 0;
+    if (media_ffmpeg_load(err, errlen) < 0)
+        return -ENOTSUP;
+    if ((int64_t)n > l->max_video_bytes) {
+        snprintf(err, errlen, "video is %zu bytes; the limit is %lld", n,
+                 (long long)l->max_video_bytes);
+        return -E2BIG;
+    }
+    struct demux d;
+    double fps;
+    int rc = probe_pass(&d, data, n, l, w, h, &fps, frames, err, errlen);
+    demux_close(&d);
+    return rc;
+}
+
 int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_limits *l,
                              const struct media_video_opts *opts, struct vl_visual *out,
                              double **timestamps, int32_t **frame_indices, int32_t *n_indices,
@@ -336,45 +411,14 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
     uint8_t *rgb = NULL, *px = NULL;
     int32_t *idx = NULL;
     double *ts = NULL;
-    int rc = demux_open(&d, data, n, err, errlen);
+    int32_t w, h;
+    double native_fps;
+    int64_t total;
+    int64_t t_end = now_ms() + l->video_max_decode_ms;
+    int rc = probe_pass(&d, data, n, l, &w, &h, &native_fps, &total, err, errlen);
     if (rc)
         goto done;
-    AVStream *st = d.fmt->streams[d.stream];
-    int32_t w = st->codecpar->width, h = st->codecpar->height;
-    if (w < 2 || h < 2) {
-        snprintf(err, errlen, "video frames are %dx%d; each side must be at least 2 pixels", w, h);
-        rc = -EINVAL;
-        goto done;
-    }
-    if (w > l->max_width || h > l->max_height || (int64_t)w * h > l->max_decoded_pixels) {
-        snprintf(err, errlen, "video frames are %dx%d; the limit is %dx%d and %lld pixels", w, h,
-                 l->max_width, l->max_height, (long long)l->max_decoded_pixels);
-        rc = -E2BIG;
-        goto done;
-    }
-    AVRational r = st->avg_frame_rate.num > 0 ? st->avg_frame_rate : st->r_frame_rate;
-    if (r.num <= 0 || r.den <= 0) {
-        snprintf(err, errlen, "video has no frame rate");
-        rc = -EINVAL;
-        goto done;
-    }
-    double native_fps = av_q2d(r);
-
-    /* Pass 1: count the video packets (frames). */
-    int64_t t_end = now_ms() + l->video_max_decode_ms;
     pkt = av_packet_alloc();
-    int64_t total = 0;
-    while (av_read_frame(d.fmt, pkt) >= 0) {
-        if (pkt->stream_index == d.stream)
-            total++;
-        av_packet_unref(pkt);
-        if (total > l->video_max_source_frames) {
-            snprintf(err, errlen, "video has more than %lld frames",
-                     (long long)l->video_max_source_frames);
-            rc = -E2BIG;
-            goto done;
-        }
-    }
     int32_t nf;
     if ((rc = media_video_nframes(total, native_fps, fps, l->video_min_frames, max_frames, &nf, err,
                                   errlen)))
@@ -392,7 +436,7 @@ int media_video_prepare_file(const uint8_t *data, size_t n, const struct media_l
     demux_close(&d);
     if ((rc = demux_open(&d, data, n, err, errlen)))
         goto done;
-    st = d.fmt->streams[d.stream];
+    AVStream *st = d.fmt->streams[d.stream];
     const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
     cc = codec ? avcodec_alloc_context3(codec) : NULL;
     AVDictionary *copts = NULL;

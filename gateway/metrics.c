@@ -102,6 +102,19 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
         "vlembed_rejected_total{reason=\"overloaded\"} %llu\n"
         "vlembed_rejected_total{reason=\"no_ready_worker\"} %llu\n",
         (unsigned long long)m->rejected_overloaded, (unsigned long long)m->rejected_no_worker);
+    put(&b,
+        "# HELP vlembed_pixel_budget_rejected_total Requests refused (413 too_many_pixels) "
+        "because their images and video frames declare more pixels than "
+        "max-request-decoded-pixels; nothing of them was decoded.\n"
+        "# TYPE vlembed_pixel_budget_rejected_total counter\n"
+        "vlembed_pixel_budget_rejected_total %llu\n",
+        (unsigned long long)m->rejected_pixels);
+    put(&b,
+        "# HELP vlembed_decoded_pixels_total Pixels decoded for embedded requests (width x "
+        "height x frames, as their headers declare).\n"
+        "# TYPE vlembed_decoded_pixels_total counter\n"
+        "vlembed_decoded_pixels_total %llu\n",
+        (unsigned long long)m->decoded_pixels);
     static const char *sn[MS_N] = {"preprocess", "inference", "total"};
     put(&b, "# HELP vlembed_stage_seconds Time per request spent in each stage.\n"
             "# TYPE vlembed_stage_seconds histogram\n");

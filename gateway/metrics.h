@@ -33,6 +33,8 @@ struct metrics {
     uint64_t tokens[3]; /* text, image, video */
     uint64_t images, videos;
     uint64_t rejected_overloaded, rejected_no_worker;
+    uint64_t rejected_pixels; /* 413 too_many_pixels: over max-request-decoded-pixels */
+    uint64_t decoded_pixels;  /* declared pixels of the images and frames of embedded requests */
     struct metrics_hist stage[MS_N];
     uint64_t http_connections_rejected;
 };

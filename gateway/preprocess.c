@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "gateway/fetch.h"
 #include "gateway/media_source.h"
+#include "gateway/pixel_budget.h"
 #include "gateway/prompt.h"
 
 /* Field paths and error sentences are bounded buffers; longer ones are cut on purpose. */
@@ -19,6 +20,7 @@
 
 /* One media source of the item, in part order (a frame list contributes one per frame). */
 struct pp_src {
+    const struct api_part *part;
     const struct api_src *src;
     const char *path; /* for errors */
     char fpath[112];  /* path of a frame: "input[0].video[3]" */
@@ -44,6 +46,22 @@ struct pp_job {
     struct api_err err;
     struct pp_out out;
     uint64_t t_fetch0;
+    struct pp_gate *gate;
+    struct pp_job *next_waiting;  /* in gate->waiting */
+    struct pixel_charge *charges; /* declared decode work, one per image / kept frame / file */
+    int n_charges;
+};
+
+/* The items of one request meet here after their sources are loaded and their headers read,
+ * and before anything is decoded (see preprocess.h). Loop thread only; freed by the last of
+ * pp_gate_seal and the items' reports. */
+struct pp_gate {
+    struct pp_ctx *c;
+    struct pixel_budget budget;
+    int n_items, n_reported, sealed;
+    int failed;
+    struct api_err err; /* the first failure, given to every item still waiting */
+    struct pp_job *waiting;
 };
 
 void pp_out_free(struct pp_out *o)
@@ -212,15 +230,6 @@ static void work_cb(uv_work_t *w)
     char err[512];
     uint64_t t0 = uv_hrtime();
 
-    /* data: URIs and local files */
-    for (int s = 0; s < j->n_srcs && !j->failed; s++) {
-        struct pp_src *src = &j->srcs[s];
-        if (!src->ptr && load_source(c, src, &j->err))
-            j->failed = 1;
-    }
-    if (j->failed)
-        return;
-
     /* collect parts: visuals (in part order) and texts; messages carry their own parts */
     int n_parts_total = 0;
     if (it->n_msgs)
@@ -307,7 +316,7 @@ static void work_cb(uv_work_t *w)
         }
     }
     uint64_t t1 = uv_hrtime();
-    j->out.media_ns = t1 - t0;
+    j->out.media_ns += t1 - t0;
     if (j->failed)
         goto done;
 
@@ -457,7 +466,22 @@ static void job_free(struct pp_job *j)
     for (int s = 0; s < j->n_srcs; s++)
         free(j->srcs[s].owned);
     free(j->srcs);
+    free(j->charges);
     free(j);
+}
+
+/* Hands the item's result (or error) to its caller and frees the job. */
+static void job_finish(struct pp_job *j)
+{
+    if (j->failed) {
+        pp_out_free(&j->out);
+        j->cb(j->arg, j->index, NULL, &j->err);
+    } else {
+        struct pp_out *o = vl_malloc(sizeof *o);
+        *o = j->out;
+        j->cb(j->arg, j->index, o, NULL);
+    }
+    job_free(j);
 }
 
 static void after_work_cb(uv_work_t *w, int status)
@@ -466,27 +490,166 @@ static void after_work_cb(uv_work_t *w, int status)
     if (status == UV_ECANCELED && !j->failed)
         api_err_set(&j->err, 503, "server_error", "cancelled", j->it->path, "cancelled"),
             j->failed = 1;
-    if (j->failed) {
-        pp_out_free(&j->out);
-        j->cb(j->arg, j->index, NULL, &j->err);
-    } else {
-        struct pp_out *o = vl_malloc(sizeof *o);
-        *o = j->out;
-        o->fetch_ns = j->out.fetch_ns;
-        j->cb(j->arg, j->index, o, NULL);
+    job_finish(j);
+}
+
+/* ---- the gate: every item's headers are charged before any item is decoded ----------------- */
+
+struct pp_gate *pp_gate_new(struct pp_ctx *c)
+{
+    struct pp_gate *g = vl_calloc(1, sizeof *g);
+    g->c = c;
+    pixel_budget_init(&g->budget, c->cfg.media.max_request_decoded_pixels);
+    return g;
+}
+
+/* Once every item has reported and no more will come: decode the waiting ones (or nothing,
+ * if the request failed) and free the gate. */
+static void gate_maybe_done(struct pp_gate *g)
+{
+    if (!g->sealed || g->n_reported < g->n_items)
+        return;
+    struct pp_job *j = g->waiting;
+    g->waiting = NULL;
+    while (j) {
+        struct pp_job *next = j->next_waiting;
+        j->gate = NULL;
+        j->work.data = j;
+        uv_queue_work(j->c->loop, &j->work, work_cb, after_work_cb);
+        j = next;
     }
-    job_free(j);
+    free(g);
+}
+
+/* Gives every waiting item the request's failure instead of decoding it. */
+static void gate_flush_failed(struct pp_gate *g)
+{
+    while (g->waiting) {
+        struct pp_job *j = g->waiting;
+        g->waiting = j->next_waiting;
+        j->failed = 1;
+        j->err = g->err;
+        job_finish(j);
+    }
+}
+
+/* An item's sources are loaded and its headers read (or it failed): charge it, then wait for
+ * the others, or fail it and every other item of the request. */
+static void gate_report(struct pp_job *j)
+{
+    struct pp_gate *g = j->gate;
+    g->n_reported++;
+    if (!j->failed && !g->failed) {
+        if (pixel_budget_charge(&g->budget, j->charges, j->n_charges) == 0) {
+            for (int i = 0; i < j->n_charges; i++)
+                j->out.decoded_pixels += pixel_charge_pixels(&j->charges[i]);
+            j->next_waiting = g->waiting;
+            g->waiting = j;
+            gate_maybe_done(g);
+            return;
+        }
+        api_err_set(&j->err, 413, "invalid_request_error", "too_many_pixels", g->budget.param, "%s",
+                    g->budget.message);
+        j->failed = 1;
+    }
+    if (!g->failed) {
+        g->failed = 1;
+        g->err = j->err;
+    }
+    if (!j->failed) {
+        j->failed = 1;
+        j->err = g->err;
+    }
+    job_finish(j); /* the first failure reaches the caller first */
+    gate_flush_failed(g);
+    gate_maybe_done(g);
+}
+
+void pp_gate_seal(struct pp_gate *g)
+{
+    g->sealed = 1;
+    gate_maybe_done(g);
+}
+
+/* ---- loading and probing on the pool -------------------------------------------------------- */
+
+static void add_charge(struct pp_job *j, const char *path, int is_video, int32_t w, int32_t h,
+                       int64_t frames)
+{
+    struct pixel_charge *c = &j->charges[j->n_charges++];
+    c->path = path;
+    c->is_video = is_video;
+    c->width = w;
+    c->height = h;
+    c->frames = frames;
+}
+
+/* Loads data: URIs and local files, then reads every source's header (nothing is decoded). A
+ * header that cannot be read is charged nothing here: decoding it reports the error. A video
+ * file that cannot be probed fails the item now (decoding would fail the same way). */
+static void probe_work_cb(uv_work_t *w)
+{
+    struct pp_job *j = w->data;
+    struct pp_ctx *c = j->c;
+    const struct media_limits *ml = &c->cfg.media;
+    uint64_t t0 = uv_hrtime();
+    for (int s = 0; s < j->n_srcs && !j->failed; s++) {
+        struct pp_src *src = &j->srcs[s];
+        if (!src->ptr && load_source(c, src, &j->err))
+            j->failed = 1;
+    }
+    j->charges = vl_calloc((size_t)j->n_srcs + 1, sizeof *j->charges);
+    for (int s = 0; s < j->n_srcs && !j->failed;) {
+        const struct api_part *part = j->srcs[s].part;
+        char err[512];
+        enum media_format f;
+        int32_t iw, ih;
+        if (part->kind == API_PART_VIDEO && part->n_frames > 0) {
+            /* a frame list: only the frames the list keeps are decoded */
+            int32_t *pick = vl_malloc((size_t)part->n_frames * sizeof *pick);
+            int32_t keep = media_video_list_pick(part->n_frames, ml->video_max_frames, pick);
+            for (int32_t k = 0; k < keep; k++) {
+                struct pp_src *x = &j->srcs[s + pick[k]];
+                if (media_image_info(x->ptr, x->len, &f, &iw, &ih, err, sizeof err) == 0)
+                    add_charge(j, x->path, 0, iw, ih, 1);
+            }
+            free(pick);
+            s += part->n_frames;
+        } else if (part->kind == API_PART_VIDEO) {
+            struct pp_src *x = &j->srcs[s++];
+            int64_t frames;
+            int rc = media_video_probe_file(x->ptr, x->len, ml, &iw, &ih, &frames, err, sizeof err);
+            if (rc) {
+                fail(j, media_status(rc), "invalid_media", part->path, err);
+                break;
+            }
+            add_charge(j, x->path, 1, iw, ih, frames);
+        } else {
+            struct pp_src *x = &j->srcs[s++];
+            if (media_image_info(x->ptr, x->len, &f, &iw, &ih, err, sizeof err) == 0)
+                add_charge(j, x->path, 0, iw, ih, 1);
+        }
+    }
+    j->out.media_ns += uv_hrtime() - t0;
+}
+
+static void after_probe_cb(uv_work_t *w, int status)
+{
+    struct pp_job *j = w->data;
+    if (status == UV_ECANCELED && !j->failed)
+        api_err_set(&j->err, 503, "server_error", "cancelled", j->it->path, "cancelled"),
+            j->failed = 1;
+    gate_report(j);
 }
 
 static void sources_ready(struct pp_job *j)
 {
     j->work.data = j;
     if (j->failed) {
-        after_work_cb(&j->work, 0);
+        gate_report(j);
         return;
     }
-    j->work.data = j;
-    uv_queue_work(j->c->loop, &j->work, work_cb, after_work_cb);
+    uv_queue_work(j->c->loop, &j->work, probe_work_cb, after_probe_cb);
 }
 
 static void on_fetched(void *data, int status, const uint8_t *body, size_t n, const char *err)
@@ -520,10 +683,11 @@ static void on_fetched(void *data, int status, const uint8_t *body, size_t n, co
 
 /* ---- start ---------------------------------------------------------------------------------- */
 
-static void add_src(struct pp_job *j, const struct api_src *s, const char *path, int video_file,
-                    int frame)
+static void add_src(struct pp_job *j, const struct api_part *part, const struct api_src *s,
+                    const char *path, int video_file, int frame)
 {
     struct pp_src *x = &j->srcs[j->n_srcs++];
+    x->part = part;
     x->src = s;
     x->is_video_file = video_file;
     if (frame >= 0) {
@@ -542,19 +706,22 @@ static void collect_parts(struct pp_job *j, const struct api_part *parts, int n)
     for (int p = 0; p < n; p++) {
         const struct api_part *a = &parts[p];
         if (a->kind == API_PART_IMAGE)
-            add_src(j, &a->src, a->path, 0, -1);
+            add_src(j, a, &a->src, a->path, 0, -1);
         else if (a->kind == API_PART_VIDEO && a->n_frames)
             for (int f = 0; f < a->n_frames; f++)
-                add_src(j, &a->frames[f], a->path, 0, f);
+                add_src(j, a, &a->frames[f], a->path, 0, f);
         else if (a->kind == API_PART_VIDEO)
-            add_src(j, &a->src, a->path, 1, -1);
+            add_src(j, a, &a->src, a->path, 1, -1);
     }
 }
 
-void pp_start(struct pp_ctx *c, const struct api_req *req, int index, int want_preview,
-              pp_done_fn cb, void *arg)
+void pp_start(struct pp_ctx *c, const struct api_req *req, int index, struct pp_gate *gate,
+              int want_preview, pp_done_fn cb, void *arg)
 {
+    struct pp_gate *own = gate ? NULL : pp_gate_new(c);
     struct pp_job *j = vl_calloc(1, sizeof *j);
+    j->gate = gate ? gate : own;
+    j->gate->n_items++;
     j->c = c;
     j->req = req;
     j->it = &req->items[index];
@@ -619,6 +786,8 @@ void pp_start(struct pp_ctx *c, const struct api_req *req, int index, int want_p
     }
     if (--j->pending == 0)
         sources_ready(j);
+    if (own)
+        pp_gate_seal(own);
 }
 
 /* ---- blocking ------------------------------------------------------------------------------- */
@@ -645,7 +814,7 @@ int pp_run_blocking(struct pp_ctx *c, const struct api_req *req, int index, int 
                     struct pp_out *out, struct api_err *e)
 {
     struct blocking_res r = {0};
-    pp_start(c, req, index, want_preview, blocking_cb, &r);
+    pp_start(c, req, index, NULL, want_preview, blocking_cb, &r);
     while (!r.done)
         uv_run(c->loop, UV_RUN_ONCE);
     if (r.failed) {

@@ -1,7 +1,13 @@
 /* Preprocessing of one API item into a worker item (struct vl_item): fetch each media source
  * (http(s) through gateway/fetch.h on the loop; data: URIs and msgpack bytes in place), then on
- * the libuv thread pool decode and resize (gateway/media.h), render the prompt and tokenize
- * (gateway/prompt.h). The loop thread never does CPU work here.
+ * the libuv thread pool read every header, then decode and resize (gateway/media.h), render
+ * the prompt and tokenize (gateway/prompt.h). The loop thread never does CPU work here.
+ *
+ * The items of one request share a gate (struct pp_gate): each item's sources are loaded and
+ * their headers read, the declared pixels are charged to the request's budget
+ * (media_limits.max_request_decoded_pixels, gateway/pixel_budget.h), and only when every item
+ * has been charged within the budget does any item decode. Over the budget, every item fails
+ * with 413 too_many_pixels and nothing of the request is decoded.
  *
  * pp_run_blocking() is the same pipeline on a private loop, for `vlembedctl embed` and tests:
  * both paths run the same code, so offline vectors equal served vectors. */
@@ -41,6 +47,7 @@ struct pp_out {
     int32_t n_images, n_videos;
     cJSON *preview; /* when asked: prompt, token counts, sizes, grids, frames, timestamps */
     uint64_t fetch_ns, media_ns, tokenize_ns;
+    int64_t decoded_pixels; /* charged to the request's budget (headers: w * h * frames) */
 };
 void pp_out_free(struct pp_out *o);
 
@@ -53,10 +60,20 @@ void pp_ctx_free(struct pp_ctx *c);
  * "input[2].image: not a PNG, JPEG, GIF, BMP or WebP image"; 504 for a fetch timeout). */
 typedef void (*pp_done_fn)(void *arg, int index, struct pp_out *out, const struct api_err *err);
 
-/* Starts preprocessing item `index` of req (which must outlive the callback). The callback
- * runs on the loop thread, exactly once; `out` belongs to the callee (pp_out_free). */
-void pp_start(struct pp_ctx *c, const struct api_req *req, int index, int want_preview,
-              pp_done_fn cb, void *arg);
+/* One request's items meet at a gate before decoding (above). Create it, pp_start every item
+ * with it, then pp_gate_seal it (no more items will come): the gate frees itself once sealed
+ * and every started item has been charged or has failed. Loop thread only. */
+struct pp_gate;
+struct pp_gate *pp_gate_new(struct pp_ctx *c);
+void pp_gate_seal(struct pp_gate *g);
+
+/* Starts preprocessing item `index` of req (which must outlive the callback) behind gate (NULL:
+ * a gate of its own, for a single item). The callback runs on the loop thread, exactly once,
+ * possibly before this returns; `out` belongs to the callee (pp_out_free). When the request is
+ * over its pixel budget every item's callback gets the same 413 too_many_pixels error, the
+ * item that passed the budget first. */
+void pp_start(struct pp_ctx *c, const struct api_req *req, int index, struct pp_gate *gate,
+              int want_preview, pp_done_fn cb, void *arg);
 
 /* Blocking: preprocesses one item by running c's loop (a private loop nobody else runs) until
  * it is done. Returns 0, or -1 with e filled. */
