@@ -20,14 +20,17 @@ static void respond_json(struct http_req *req, int status, const char *extra, co
     http_respond(req, status, "application/json", extra, body, len);
 }
 
-static void respond_err(struct api_http *h, struct http_req *req, const struct api_err *e)
+/* retry_after_s: the Retry-After of a 429 or 503; 0: the gateway's default */
+static void respond_err(struct api_http *h, struct http_req *req, const struct api_err *e,
+                        int retry_after_s)
 {
     size_t len;
     char *body = api_err_json(e, &len);
     char extra[256] = "";
     int n = 0;
     if (e->status == 429 || e->status == 503)
-        n += snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n", h->retry_after_s);
+        n += snprintf(extra + n, sizeof extra - (size_t)n, "Retry-After: %d\r\n",
+                      retry_after_s > 0 ? retry_after_s : h->retry_after_s);
     if (req->request_id)
         snprintf(extra + n, sizeof extra - (size_t)n, "X-Request-Id: %s\r\n", req->request_id);
     respond_json(req, e->status, extra, body, len);
@@ -82,7 +85,7 @@ static void job_done(struct api_job *j)
     struct http_req *req = j->tp;
     struct api_http *h = j->ctx->user_http;
     if (j->status != 200) {
-        respond_err(h, req, &j->err);
+        respond_err(h, req, &j->err, j->retry_after_s);
         answered(h, j);
         return;
     }
@@ -93,6 +96,26 @@ static void job_done(struct api_job *j)
         render_done(&r->w, 0);
 }
 
+/* The per-client pixel rate (docs/security.md): the request's decode work, known once its
+ * headers are read, is charged to its client before anything is decoded. */
+static int charge_pixels(struct api_job *j, int64_t pixels, struct api_err *e)
+{
+    struct http_req *req = j->tp;
+    struct api_http *h = j->ctx->user_http;
+    struct client *c = req->admission;
+    uint64_t wait_ms = 0;
+    if (!c ||
+        clients_take_pixels(&h->guard.clients, c, uv_now(j->ctx->loop), pixels, &wait_ms) == 0)
+        return 0;
+    h->guard.rejected_pixels++;
+    j->retry_after_s = (int)((wait_ms + 999) / 1000);
+    api_err_set(e, 429, "rate_limit_error", "client_pixel_rate", NULL,
+                "this client is over its rate of %g decoded pixels per second; this request's "
+                "images and videos need %lld (nothing was decoded; retry in %d s)",
+                h->guard.clients.lim.pixel_rate, (long long)pixels, j->retry_after_s);
+    return -1;
+}
+
 static void embeddings(struct api_http *h, struct http_req *req, int preview)
 {
     struct api_err e;
@@ -101,7 +124,7 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
         api_err_set(&e, 415, "invalid_request_error", "unsupported_media_type", NULL,
                     "the body must be application/json");
         metrics_error(h->ctx->metrics, 415, e.code);
-        respond_err(h, req, &e);
+        respond_err(h, req, &e, 0);
         return;
     }
     const char *end = NULL;
@@ -123,7 +146,7 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
         api_err_set(&e, 400, "invalid_request_error", "invalid_json", NULL,
                     "the body is not valid JSON (error near byte %ld)", off);
         metrics_error(h->ctx->metrics, 400, e.code);
-        respond_err(h, req, &e);
+        respond_err(h, req, &e, 0);
         return;
     }
     struct api_job *j = vl_calloc(1, sizeof *j);
@@ -133,7 +156,7 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
         api_req_free(&j->req);
         free(j);
         metrics_error(h->ctx->metrics, e.status, e.code);
-        respond_err(h, req, &e);
+        respond_err(h, req, &e, 0);
         return;
     }
     j->ctx = h->ctx;
@@ -141,6 +164,8 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
     j->preview = preview;
     j->on_done = job_done;
     j->tp = req;
+    if (h->guard.clients.lim.pixel_rate > 0)
+        j->charge_pixels = charge_pixels;
     req->user = j;
     h->active_jobs++;
     api_job_start(j);
@@ -262,6 +287,7 @@ static char *guard_metrics(struct api_http *h, size_t *len)
         "vlembed_client_rejected_total{reason=\"connections\"} %llu\n"
         "vlembed_client_rejected_total{reason=\"inflight\"} %llu\n"
         "vlembed_client_rejected_total{reason=\"rate\"} %llu\n"
+        "vlembed_client_rejected_total{reason=\"pixel_rate\"} %llu\n"
         "vlembed_client_rejected_total{reason=\"too_many_clients\"} %llu\n"
         "# HELP vlembed_clients Clients tracked by the per-client limits.\n"
         "# TYPE vlembed_clients gauge\nvlembed_clients %d\n"
@@ -277,8 +303,8 @@ static char *guard_metrics(struct api_http *h, size_t *len)
         (unsigned long long)g->auth_missing, (unsigned long long)g->auth_malformed,
         (unsigned long long)g->auth_invalid, (unsigned long long)s->n_rejected_client_conns,
         (unsigned long long)g->rejected_inflight, (unsigned long long)g->rejected_rate,
-        (unsigned long long)g->rejected_table_full, g->clients.n,
-        (unsigned long long)s->n_timeouts[HTTP_TO_HEADER],
+        (unsigned long long)g->rejected_pixels, (unsigned long long)g->rejected_table_full,
+        g->clients.n, (unsigned long long)s->n_timeouts[HTTP_TO_HEADER],
         (unsigned long long)s->n_timeouts[HTTP_TO_BODY_STALL],
         (unsigned long long)s->n_timeouts[HTTP_TO_BODY_RATE],
         (unsigned long long)s->n_timeouts[HTTP_TO_REQUEST],
@@ -358,11 +384,11 @@ static void handler(struct http_server *s, struct http_req *req)
     } else {
         api_err_set(&e, 404, "invalid_request_error", "not_found", NULL, "no route %s",
                     strlen(p) > 200 ? "(long path)" : p);
-        return respond_err(h, req, &e);
+        return respond_err(h, req, &e, 0);
     }
     api_err_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL,
                 "method not allowed on %s", p);
-    respond_err(h, req, &e);
+    respond_err(h, req, &e, 0);
 }
 
 /* The client went away: stop the job (its admission is released, its items still queued on the
@@ -403,7 +429,7 @@ void api_http_set_guard(struct api_http *h, struct auth_keys *keys, int open_met
     if (cl) {
         clients_free(&g->clients);
         clients_init(&g->clients, cl);
-        g->limits_on = cl->max_inflight > 0 || cl->rate > 0;
+        g->limits_on = cl->max_inflight > 0 || cl->rate > 0 || cl->pixel_rate > 0;
         /* connection caps are counted by the HTTP server, per address */
         h->srv->clients = cl->max_conns > 0 ? &g->clients : NULL;
         h->srv->lim.max_client_conns = cl->max_conns;

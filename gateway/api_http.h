@@ -14,9 +14,9 @@ struct api_guard {
     struct auth_keys keys; /* n == 0: authentication off */
     int open_metrics;
     struct client_table clients;
-    int limits_on; /* clients.lim has an in-flight cap or a rate */
+    int limits_on; /* clients.lim has an in-flight cap, a rate or a pixel rate */
     uint64_t auth_missing, auth_malformed, auth_invalid;
-    uint64_t rejected_inflight, rejected_rate, rejected_table_full;
+    uint64_t rejected_inflight, rejected_rate, rejected_pixels, rejected_table_full;
 };
 
 struct api_http {

@@ -12,6 +12,19 @@
 
 static void job_unref(struct api_job *j);
 
+/* The gate's last check before decoding: a finished request (timed out, its client gone, an
+ * item failed) decodes nothing more; then the transport's per-client charge. */
+static int gate_check(void *arg, int64_t pixels, struct api_err *e)
+{
+    struct api_job *j = arg;
+    if (j->finished) {
+        api_err_set(e, 503, "server_error", "cancelled", NULL,
+                    "the request ended before its media were decoded");
+        return -1;
+    }
+    return j->charge_pixels ? j->charge_pixels(j, pixels, e) : 0;
+}
+
 static void finish(struct api_job *j)
 {
     if (j->finished)
@@ -244,6 +257,7 @@ void api_job_start(struct api_job *j)
     j->pp_pending = j->n;
     /* every item's headers are charged to the request's pixel budget before any is decoded */
     struct pp_gate *gate = pp_gate_new(c->pp);
+    pp_gate_set_check(gate, gate_check, j);
     for (int i = 0; i < j->n && !j->finished; i++) {
         j->refs++;
         pp_start(c->pp, &j->req, i, gate, j->preview, on_pp, j);

@@ -37,6 +37,11 @@ struct api_job {
     int preview;
     void (*on_done)(struct api_job *j);
     void *tp; /* the transport's */
+    /* optional, the transport's: once the request's images and videos are within its pixel
+     * budget and before they are decoded, charge `pixels` to the client (HTTP: the per-client
+     * pixel rate); non-zero refuses the request with *e, and may set retry_after_s */
+    int (*charge_pixels)(struct api_job *j, int64_t pixels, struct api_err *e);
+    int retry_after_s; /* for a 429 the transport sends: seconds; 0: its default */
 
     /* results (valid in on_done) */
     int status; /* 200 or the error's */

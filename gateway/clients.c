@@ -25,6 +25,8 @@ void clients_init(struct client_table *t, const struct client_limits *lim)
     t->lim = *lim;
     if (t->lim.rate > 0 && t->lim.burst < 1)
         t->lim.burst = 1;
+    if (t->lim.pixel_rate > 0 && t->lim.pixel_burst < 1)
+        t->lim.pixel_burst = 1;
     t->n_slots = 1024;
     t->slots = vl_calloc(t->n_slots, sizeof *t->slots);
     t->sweep_at = 1024;
@@ -56,13 +58,27 @@ static void refill(const struct client_table *t, struct client *c, uint64_t now_
     c->t_ms = now_ms;
 }
 
-/* Nothing holds it and its bucket is full: forgetting it changes nothing. */
+static void refill_pixels(const struct client_table *t, struct client *c, uint64_t now_ms)
+{
+    if (t->lim.pixel_rate <= 0)
+        return;
+    if (now_ms > c->px_t_ms) {
+        c->px_tokens += (double)(now_ms - c->px_t_ms) * t->lim.pixel_rate / 1000.0;
+        if (c->px_tokens > t->lim.pixel_burst)
+            c->px_tokens = t->lim.pixel_burst;
+    }
+    c->px_t_ms = now_ms;
+}
+
+/* Nothing holds it and its buckets are full: forgetting it changes nothing. */
 static int idle(const struct client_table *t, struct client *c, uint64_t now_ms)
 {
     if (c->refs > 0)
         return 0;
     refill(t, c, now_ms);
-    return t->lim.rate <= 0 || c->tokens >= t->lim.burst;
+    refill_pixels(t, c, now_ms);
+    return (t->lim.rate <= 0 || c->tokens >= t->lim.burst) &&
+           (t->lim.pixel_rate <= 0 || c->px_tokens >= t->lim.pixel_burst);
 }
 
 static void sweep(struct client_table *t, uint64_t now_ms)
@@ -121,6 +137,8 @@ struct client *clients_get(struct client_table *t, const char *name, uint64_t no
     c->refs = 1;
     c->tokens = t->lim.burst;
     c->t_ms = now_ms;
+    c->px_tokens = t->lim.pixel_burst;
+    c->px_t_ms = now_ms;
     k = hash_name(c->name) & (t->n_slots - 1);
     c->next = t->slots[k];
     t->slots[k] = c;
@@ -153,6 +171,21 @@ int clients_take(struct client_table *t, struct client *c, uint64_t now_ms, uint
         return 0;
     }
     double w = (1 - c->tokens) * 1000.0 / t->lim.rate;
+    *wait_ms = (uint64_t)w + 1;
+    return -1;
+}
+
+int clients_take_pixels(struct client_table *t, struct client *c, uint64_t now_ms, int64_t pixels,
+                        uint64_t *wait_ms)
+{
+    if (t->lim.pixel_rate <= 0)
+        return 0;
+    refill_pixels(t, c, now_ms);
+    if (c->px_tokens >= 0) {
+        c->px_tokens -= (double)pixels;
+        return 0;
+    }
+    double w = -c->px_tokens * 1000.0 / t->lim.pixel_rate;
     *wait_ms = (uint64_t)w + 1;
     return -1;
 }

@@ -35,7 +35,7 @@ struct gw_opts {
     char *http, *api_socket, *worker_sockets, *media_dir, *fetch_allow_cidrs, *log_level;
     char *api_keys_file;
     int open_metrics;
-    double request_timeout_s, body_rate_grace_s, client_rate;
+    double request_timeout_s, body_rate_grace_s, client_rate, client_pixel_rate;
     int64_t min_body_rate, max_client_connections, client_max_inflight, client_burst;
     int64_t http_fd, api_fd, control_fd;
     int64_t max_body, max_header, max_pipeline, max_connections, api_max_frame;
@@ -114,6 +114,9 @@ static const struct vl_opt opts[] = {
       "HTTP requests in flight per client: per API key, else per address (0: no limit)"),
     O("client-rate", DOUBLE, client_rate, "0", 0, 1e6, NULL,
       "HTTP requests per second per client, a token bucket (0: no limit)"),
+    O("client-pixel-rate", DOUBLE, client_pixel_rate, "0", 0, 1e12, NULL,
+      "decoded pixels per second per client (HTTP), a token bucket the size of "
+      "max-request-decoded-pixels, charged when a request's headers are read (0: no limit)"),
     O("client-burst", INT, client_burst, "20", 1, 1 << 20, NULL,
       "token bucket size of client-rate (requests sent at once after a quiet spell)"),
 };
@@ -474,7 +477,11 @@ int main(int argc, char **argv)
     struct client_limits cl = {.max_conns = (int)o->max_client_connections,
                                .max_inflight = (int)o->client_max_inflight,
                                .rate = o->client_rate,
-                               .burst = (double)o->client_burst};
+                               .burst = (double)o->client_burst,
+                               .pixel_rate = o->client_pixel_rate,
+                               .pixel_burst = (double)(o->max_request_decoded_pixels > 0
+                                                           ? o->max_request_decoded_pixels
+                                                           : VL_REQUEST_PIXELS_DEFAULT)};
     api_http_set_guard(&G.ah, &keys, o->open_metrics, &cl);
     mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
     G.mp.on_idle = on_mp_idle;

@@ -62,6 +62,8 @@ struct pp_gate {
     int failed;
     struct api_err err; /* the first failure, given to every item still waiting */
     struct pp_job *waiting;
+    pp_gate_check_fn check;
+    void *check_arg;
 };
 
 void pp_out_free(struct pp_out *o)
@@ -503,12 +505,24 @@ struct pp_gate *pp_gate_new(struct pp_ctx *c)
     return g;
 }
 
+void pp_gate_set_check(struct pp_gate *g, pp_gate_check_fn fn, void *arg)
+{
+    g->check = fn;
+    g->check_arg = arg;
+}
+
+static void gate_flush_failed(struct pp_gate *g);
+
 /* Once every item has reported and no more will come: decode the waiting ones (or nothing,
- * if the request failed) and free the gate. */
+ * if the request failed or its check refuses it) and free the gate. */
 static void gate_maybe_done(struct pp_gate *g)
 {
     if (!g->sealed || g->n_reported < g->n_items)
         return;
+    if (g->waiting && !g->failed && g->check && g->check(g->check_arg, g->budget.used, &g->err)) {
+        g->failed = 1;
+        gate_flush_failed(g);
+    }
     struct pp_job *j = g->waiting;
     g->waiting = NULL;
     while (j) {

@@ -66,6 +66,11 @@ typedef void (*pp_done_fn)(void *arg, int index, struct pp_out *out, const struc
 struct pp_gate;
 struct pp_gate *pp_gate_new(struct pp_ctx *c);
 void pp_gate_seal(struct pp_gate *g);
+/* A last check once every item is within the budget, before anything is decoded (the
+ * per-client pixel rate): called on the loop with the request's total pixels; non-zero fails
+ * every item with *e instead of decoding. Set before the first pp_start. */
+typedef int (*pp_gate_check_fn)(void *arg, int64_t pixels, struct api_err *e);
+void pp_gate_set_check(struct pp_gate *g, pp_gate_check_fn fn, void *arg);
 
 /* Starts preprocessing item `index` of req (which must outlive the callback) behind gate (NULL:
  * a gate of its own, for a single item). The callback runs on the loop thread, exactly once,

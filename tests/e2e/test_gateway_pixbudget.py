@@ -10,7 +10,10 @@ real gateway and CPU worker on the tiny checkpoint, with the default budget (1,0
 * another client's requests, sent while the over-budget requests keep coming, are served with
   their usual latency;
 * vlembed_pixel_budget_rejected_total counts the refusals, vlembed_decoded_pixels_total the
-  pixels decoded."""
+  pixels decoded;
+* the per-client pixel rate (--client-pixel-rate, with API keys so that two clients share an
+  address): a client that has spent its bucket gets 429 client_pixel_rate with a Retry-After of
+  its debt, nothing decoded, while another key's client is served."""
 import http.server
 import io
 import os
@@ -59,8 +62,8 @@ def cpu_s(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def metric(c, name):
-    st, _, body = c.get("/metrics")
+def metric(c, name, headers=None):
+    st, _, body = c.request("GET", "/metrics", headers=headers)
     m = re.search(r"^%s (\d+)" % re.escape(name), body.decode() if isinstance(body, bytes) else body, re.M)
     return int(m.group(1)) if m else None
 
@@ -164,8 +167,49 @@ def main():
         check(px == want, "vlembed_decoded_pixels_total = %s (expected %d)" % (px, want))
     finally:
         c.stop()
+    try:
+        client_pixel_rate(base)
+    finally:
         srv.shutdown()
     finish()
+
+
+def client_pixel_rate(base):
+    import tempfile
+    ka, kb = "sk-vl-" + "a" * 24, "sk-vl-" + "b" * 24
+    kf = os.path.join(tempfile.mkdtemp(prefix="vl-pixrate-"), "keys")
+    with open(kf, "w") as f:
+        f.write("%s client-a\n%s client-b\n" % (ka, kb))
+    os.chmod(kf, 0o600)
+    ha, hb = {"Authorization": "Bearer " + ka}, {"Authorization": "Bearer " + kb}
+    # a bucket of 60 M pixels refilled at 1 M pixels per second; each big image is 49 M
+    c = Cluster(1, gateway_args=["--fetch-allow-cidrs", "127.0.0.1/32", "--api-keys-file", kf,
+                                 "--max-request-decoded-pixels", "60000000",
+                                 "--client-pixel-rate", "1000000"])
+    try:
+        gw = c.gateway.pid
+        one = {"input": [{"image": base + "one.jpg"}]}
+        st1, _, _ = c.post(one, path="/v1/embeddings/preview", headers=ha)   # 60 M -> 11 M
+        st2, _, _ = c.post(one, path="/v1/embeddings/preview", headers=ha)   # 11 M -> -38 M
+        check(st1 == 200 and st2 == 200, "client A: two 49 M-pixel requests from a full bucket (%d %d)"
+              % (st1, st2))
+        c0 = cpu_s(gw)
+        st, h, r = c.post(one, path="/v1/embeddings/preview", headers=ha)
+        dcpu = cpu_s(gw) - c0
+        e = r.get("error", {}) if isinstance(r, dict) else {}
+        ra = int(h.get("retry-after", "0"))
+        print("client A in debt: %d %s, Retry-After %d, gateway CPU %.3f s: %s"
+              % (st, e.get("code"), ra, dcpu, e.get("message")))
+        check(st == 429 and e.get("code") == "client_pixel_rate" and e.get("type") == "rate_limit_error",
+              "client A in debt -> 429 client_pixel_rate")
+        check(30 <= ra <= 40, "Retry-After is the time to repay its debt of ~38 M pixels at 1 M/s (%d)" % ra)
+        check(dcpu < 0.2, "refused without decoding (%.3f s of gateway CPU)" % dcpu)
+        stb, _, rb = c.post({"input": [{"image": data_uri_bytes(b)} for b in SMALL]}, headers=hb)
+        check(stb == 200 and len(rb.get("data", [])) == 3, "client B (another key) is served meanwhile (%d)" % stb)
+        n = metric(c, 'vlembed_client_rejected_total{reason="pixel_rate"}', headers=ha)
+        check(n == 1, "vlembed_client_rejected_total{reason=\"pixel_rate\"} = %s" % n)
+    finally:
+        c.stop()
 
 
 def data_uri_bytes(b):

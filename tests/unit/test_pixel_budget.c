@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "gateway/api.h"
+#include "gateway/clients.h"
 #include "gateway/media.h"
 #include "gateway/pixel_budget.h"
 #include "gateway/preprocess.h"
@@ -70,6 +71,47 @@ TEST(test_accounting)
     CHECK_EQ_INT(b.limit, 0);
     struct pixel_charge z = {"x", 0, -3, 7, 1};
     CHECK_EQ_INT(pixel_charge_pixels(&z), 0);
+}
+
+/* ---- the per-client pixel bucket (clients_take_pixels) ------------------------------------ */
+
+TEST(test_client_pixel_bucket)
+{
+    struct client_limits cl = {.pixel_rate = 1000, .pixel_burst = 5000};
+    struct client_table t;
+    clients_init(&t, &cl);
+    uint64_t wait = 0;
+    struct client *c = clients_get(&t, "1.2.3.4", 0);
+    CHECK(c != NULL);
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 0, 4000, &wait), 0); /* 5000 -> 1000 */
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 0, 3000, &wait), 0); /* not in debt: -> -2000 */
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 0, 1, &wait), -1);   /* in debt */
+    CHECK_EQ_INT(wait, 2001);                                    /* 2000 pixels at 1000/s */
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 1500, 1, &wait), -1);
+    CHECK_EQ_INT(wait, 501);
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 2000, 10000, &wait), 0); /* repaid: -> -10000 */
+    /* another client has its own bucket */
+    struct client *d = clients_get(&t, "5.6.7.8", 2000);
+    CHECK_EQ_INT(clients_take_pixels(&t, d, 2000, 5000, &wait), 0);
+    /* an entry in debt outlives its last reference; a full one is forgotten */
+    clients_put(&t, c, 2000);
+    clients_put(&t, d, 2000);
+    CHECK_EQ_INT(t.n, 2);
+    c = clients_get(&t, "1.2.3.4", 2000);
+    CHECK(c->px_tokens < 0);
+    clients_put(&t, c, 60000); /* refilled to 5000 by then */
+    CHECK_EQ_INT(t.n, 1);
+    clients_free(&t);
+
+    /* off: nothing is counted */
+    struct client_limits off = {.rate = 0};
+    clients_init(&t, &off);
+    c = clients_get(&t, "x", 0);
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 0, INT64_MAX, &wait), 0);
+    CHECK_EQ_INT(clients_take_pixels(&t, c, 0, INT64_MAX, &wait), 0);
+    clients_put(&t, c, 0);
+    CHECK_EQ_INT(t.n, 0);
+    clients_free(&t);
 }
 
 /* ---- the video probe ---------------------------------------------------------------------- */
@@ -230,6 +272,13 @@ static int run_request(struct pp_ctx *c, const char *json, struct result *res)
     return n;
 }
 
+static int refuse_check(void *arg, int64_t pixels, struct api_err *e)
+{
+    *(int64_t *)arg = pixels;
+    api_err_set(e, 429, "rate_limit_error", "client_pixel_rate", NULL, "over the client's rate");
+    return -1;
+}
+
 TEST(test_gate)
 {
     uv_loop_t loop;
@@ -314,6 +363,35 @@ TEST(test_gate)
     CHECK_EQ_STR(e.code, "too_many_pixels");
     api_req_free(&req);
 
+    /* the gate's last check (the per-client pixel rate) sees the request's total and may
+     * refuse it: still nothing is decoded (no "truncated"), every item gets the check's error */
+    c.cfg.media.max_request_decoded_pixels = 3000000;
+    snprintf(json, jl, "{\"input\":[{\"image\":\"%s\"},{\"image\":\"%s\"}]}", u_ok, u_lie);
+    {
+        cJSON *rt = cJSON_Parse(json);
+        struct api_limits al2;
+        api_limits_default(&al2);
+        struct api_req rq;
+        struct api_err e2;
+        CHECK_EQ_INT(api_parse(rt, &al2, NULL, 0, &rq, &e2), 0);
+        cJSON_Delete(rt);
+        memset(res, 0, sizeof res);
+        int64_t seen = 0;
+        struct pp_gate *g = pp_gate_new(&c);
+        pp_gate_set_check(g, refuse_check, &seen);
+        for (int i = 0; i < rq.n_items; i++)
+            pp_start(&c, &rq, i, g, 0, on_item, res);
+        pp_gate_seal(g);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK_EQ_INT(seen, 307200 + 2000000);
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ_INT(res[i].done, 1);
+            CHECK_EQ_INT(res[i].status, 429);
+            CHECK_EQ_STR(res[i].code, "client_pixel_rate");
+        }
+        api_req_free(&rq);
+    }
+
     /* an item that fails before the gate (a bad data: URI) fails the request; the others are
      * not decoded and still get exactly one callback */
     c.cfg.media.max_request_decoded_pixels = 0; /* no limit */
@@ -337,4 +415,4 @@ TEST(test_gate)
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
-TEST_MAIN(test_accounting, test_video_probe, test_gate)
+TEST_MAIN(test_accounting, test_client_pixel_bucket, test_video_probe, test_gate)
