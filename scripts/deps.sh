@@ -9,7 +9,7 @@ BUILD=build   # always build/deps, whatever BUILD the Makefile uses
 PKGS=(build-essential pkg-config git ca-certificates curl
       libuv1-dev libmsgpack-dev libcjson-dev libcurl4-openssl-dev libstb-dev libhttp-parser-dev
       libutf8proc-dev libwebp-dev libjpeg62-turbo-dev libpng-dev libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
-      python3 python3-pil python3-numpy python3-msgpack
+      python3 python3-pil python3-numpy python3-msgpack python3-pip python3-setuptools  # pip: tests/e2e/test_client_python.py installs clients/python
       clang-format clang-tidy cppcheck systemd ffmpeg
       clang libclang-rt-14-dev)  # libFuzzer + sanitizers for tests/fuzz (make fuzz)
 

@@ -1,0 +1,496 @@
+"""Client: embed(), embed_messages(), preview(), models(), health(), ready() over HTTP or the
+msgpack Unix socket, with batching under the gateway's limits and retries of retryable errors.
+Every parameter is documented in docs/client.md."""
+import array
+import base64
+import json
+import os
+import random
+import re
+import sys
+import time
+import uuid
+
+from .errors import (APIConnectionError, APIStatusError, BadRequestError,
+                     FingerprintMismatchError, RequestTooLargeError, VlembedError)
+from .inputs import Image, Item, Tokens, Video, VideoOptions, render, visual_count
+from .transport import HTTPTransport, SocketTransport
+
+# The gateway's documented defaults (docs/api.md "Limits"): --max-items, --max-visuals,
+# --max-body (HTTP) and --api-max-frame (msgpack).
+DEFAULT_MAX_ITEMS = 256
+DEFAULT_MAX_VISUALS = 64
+DEFAULT_MAX_BODY_HTTP = 32 << 20
+DEFAULT_MAX_FRAME_SOCKET = 64 << 20
+_FIELDS_RESERVE = 16 << 10  # bytes kept free in a request for the fields besides `input`
+
+ENCODINGS = ("float", "base64", "int8", "uint8", "binary")
+_SINGLE = (str, Item, Image, Video, Tokens, dict)
+
+
+class EmbeddingResult:
+    """What embed() returns: `vectors` (one per input, in input order: lists of floats, or of
+    ints for int8/uint8/binary, base64 strings for base64; a 2-D numpy array with as_numpy),
+    `usage` (summed over the requests), `model`, `fingerprint` (the embedding space; equal for all
+    requests of the call), `timings` and `request_ids` (one per request sent). Indexing, len()
+    and iteration go to `vectors`."""
+
+    __slots__ = ("vectors", "usage", "model", "fingerprint", "timings", "request_ids",
+                 "encoding_format")
+
+    def __init__(self, vectors, usage, model, fingerprint, timings, request_ids, encoding_format):
+        self.vectors = vectors
+        self.usage = usage
+        self.model = model
+        self.fingerprint = fingerprint
+        self.timings = timings
+        self.request_ids = request_ids
+        self.encoding_format = encoding_format
+
+    def __len__(self):
+        return len(self.vectors)
+
+    def __getitem__(self, i):
+        return self.vectors[i]
+
+    def __iter__(self):
+        return iter(self.vectors)
+
+    def numpy(self):
+        """The vectors as a 2-D numpy array: float32 for float, int8 for int8, uint8 for uint8
+        and binary (packed bits). Needs numpy; not for base64."""
+        return _to_numpy(self.vectors, self.encoding_format)
+
+    def __repr__(self):
+        return "EmbeddingResult(%d vectors, model=%r, usage=%r)" % (
+            len(self.vectors), self.model, self.usage)
+
+
+class PreviewResult:
+    """What preview() returns: `data` (one entry per input, as docs/api.md describes the
+    preview's data[i]; `index` and `visuals[].source` renumbered to the caller's input order),
+    `usage` (summed), `model`, `fingerprint`, `timings`, `request_ids`."""
+
+    __slots__ = ("data", "usage", "model", "fingerprint", "timings", "request_ids")
+
+    def __init__(self, data, usage, model, fingerprint, timings, request_ids):
+        self.data, self.usage, self.model = data, usage, model
+        self.fingerprint, self.timings, self.request_ids = fingerprint, timings, request_ids
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
+    def __iter__(self):
+        return iter(self.data)
+
+
+def _to_numpy(vectors, enc):
+    try:
+        import numpy as np
+    except ImportError as e:
+        raise ImportError("as_numpy / numpy() need numpy installed") from e
+    if enc == "base64":
+        raise ValueError("base64 vectors are strings; ask for encoding_format='float' to get numpy")
+    dtype = {"float": np.float32, "int8": np.int8}.get(enc, np.uint8)
+    if not vectors:
+        return np.zeros((0, 0), dtype)
+    return np.asarray(vectors, dtype=dtype)
+
+
+_INPUT_INDEX = re.compile(r"\binput\[(\d+)\]")
+
+
+def _shift_paths(s, start):
+    """`input[k]` -> `input[start + k]` in a path or message from a request that began at input
+    `start` of the caller's list."""
+    if not isinstance(s, str) or not start:
+        return s
+    return _INPUT_INDEX.sub(lambda m: "input[%d]" % (int(m.group(1)) + start), s)
+
+
+def _msgpack_size(x):
+    """An upper-bound estimate of x's msgpack size, for batching."""
+    if isinstance(x, (bytes, str)):
+        return len(x) * (1 if isinstance(x, bytes) else 3) + 5
+    if isinstance(x, dict):
+        return 5 + sum(_msgpack_size(k) + _msgpack_size(v) for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return 5 + sum(_msgpack_size(v) for v in x)
+    return 9
+
+
+class Client:
+    """A vlembed client over HTTP (`base_url`) or the msgpack Unix socket (`unix_socket`).
+
+    Thread-safe: HTTP keeps one keep-alive connection per thread; the socket transport serialises
+    calls on one connection. Use as a context manager or call close()."""
+
+    def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
+                 max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
+                 max_visuals_per_request=DEFAULT_MAX_VISUALS, max_request_bytes=None,
+                 check_fingerprint=True, headers=None, ssl_context=None):
+        if (base_url is None) == (unix_socket is None):
+            raise ValueError("give exactly one of base_url and unix_socket")
+        if not (isinstance(max_retries, int) and max_retries >= 0):
+            raise ValueError("max_retries must be an integer >= 0")
+        if not (timeout and timeout > 0):
+            raise ValueError("timeout must be a positive number of seconds")
+        if int(max_items_per_request) < 1 or int(max_visuals_per_request) < 0:
+            raise ValueError("max_items_per_request >= 1 and max_visuals_per_request >= 0")
+        if api_key is None:
+            api_key = os.environ.get("VLEMBED_API_KEY") or None
+        if unix_socket is not None:
+            self._t = SocketTransport(os.fspath(unix_socket), timeout=timeout)
+            default_bytes = DEFAULT_MAX_FRAME_SOCKET
+        else:
+            self._t = HTTPTransport(base_url, api_key=api_key, timeout=timeout, headers=headers,
+                                    ssl_context=ssl_context)
+            default_bytes = DEFAULT_MAX_BODY_HTTP
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.max_retry_wait = float(max_retry_wait)
+        self.max_items_per_request = int(max_items_per_request)
+        self.max_visuals_per_request = int(max_visuals_per_request)
+        self.max_request_bytes = int(max_request_bytes or default_bytes)
+        self.check_fingerprint = check_fingerprint
+
+    # ---- lifecycle
+
+    def close(self):
+        """Closes the connection(s); the client reconnects if used again."""
+        self._t.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def transport(self):
+        """"http" or "unix"."""
+        return "unix" if self._t.binary else "http"
+
+    # ---- public calls
+
+    def embed(self, inputs, *, dimensions=None, instruction=None, encoding_format="float",
+              video=None, timeout=None, user=None, model=None, as_numpy=False):
+        """Embeds `inputs` (one item, or a list of items: str, Item, Image, Video, Tokens, or a
+        raw item dict/content-parts list in the gateway's own form) and returns an
+        EmbeddingResult with one vector per item in input order. Large lists are split into
+        several requests under the gateway's limits."""
+        if encoding_format not in ENCODINGS:
+            raise ValueError("encoding_format must be one of %s" % ", ".join(ENCODINGS))
+        items = self._items(inputs)
+        fields = self._fields(dimensions=dimensions, instruction=instruction, video=video,
+                              timeout=timeout, user=user, model=model)
+        fields["encoding_format"] = encoding_format
+        answers = self._run(items, fields, "embed", timeout)
+        vectors = [None] * len(items)
+        for start, ans in answers:
+            for d in ans.get("data") or []:
+                vectors[start + d["index"]] = self._decode(d["embedding"], encoding_format)
+        if any(v is None for v in vectors):
+            raise VlembedError("the gateway answered fewer vectors than items")
+        res = self._result(answers, EmbeddingResult, vectors)
+        res.encoding_format = encoding_format
+        if as_numpy:
+            res.vectors = res.numpy()
+        return res
+
+    def embed_messages(self, messages, *, continue_final_message=None,
+                       add_generation_prompt=None, add_special_tokens=None, dimensions=None,
+                       encoding_format="float", video=None, timeout=None, user=None, model=None,
+                       as_numpy=False):
+        """Embeds one conversation in the vLLM chat form (`messages`: a list of {"role",
+        "content"} dicts; content parts may hold Image/Video helpers). Returns an
+        EmbeddingResult with one vector."""
+        if encoding_format not in ENCODINGS:
+            raise ValueError("encoding_format must be one of %s" % ", ".join(ENCODINGS))
+        if not isinstance(messages, (list, tuple)) or not messages:
+            raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+        fields = self._fields(dimensions=dimensions, video=video, timeout=timeout, user=user,
+                              model=model)
+        for k, v in (("continue_final_message", continue_final_message),
+                     ("add_generation_prompt", add_generation_prompt),
+                     ("add_special_tokens", add_special_tokens)):
+            if v is not None:
+                fields[k] = bool(v)
+        fields["encoding_format"] = encoding_format
+        fields["messages"] = render(list(messages), self._t.binary)
+        ans = self._send_once(fields, "embed", timeout)
+        vec = [self._decode(ans["data"][0]["embedding"], encoding_format)]
+        res = self._result([(0, ans)], EmbeddingResult, vec)
+        res.encoding_format = encoding_format
+        if as_numpy:
+            res.vectors = res.numpy()
+        return res
+
+    def preview(self, inputs, *, instruction=None, dimensions=None, video=None, timeout=None,
+                model=None):
+        """Preprocesses `inputs` without running the model (POST /v1/embeddings/preview, or the
+        msgpack `preview` type): rendered prompts, token counts, resized sizes, grids, frames."""
+        items = self._items(inputs)
+        fields = self._fields(dimensions=dimensions, instruction=instruction, video=video,
+                              timeout=timeout, model=model)
+        answers = self._run(items, fields, "preview", timeout)
+        data = [None] * len(items)
+        for start, ans in answers:
+            for d in ans.get("data") or []:
+                d = dict(d)
+                d["index"] = start + d["index"]
+                if start and isinstance(d.get("visuals"), list):
+                    d["visuals"] = [dict(v, source=_shift_paths(v.get("source"), start))
+                                    for v in d["visuals"]]
+                data[d["index"]] = d
+        return self._result(answers, PreviewResult, data)
+
+    def models(self):
+        """GET /v1/models: the served model (id, dimensions, checkpoint, max_input_tokens). HTTP
+        only."""
+        return self._get("/v1/models")["data"]
+
+    def health(self):
+        """GET /health: True when the gateway's event loop answers. HTTP only."""
+        return self._get("/health").get("status") == "ok"
+
+    def ready(self):
+        """GET /ready: True when at least one worker is ready, False on 503. HTTP only; not
+        retried."""
+        self._http_only("ready")
+        try:
+            _, _, body = self._t.request("GET", "/ready", request_id=self._new_id())
+        except APIStatusError as e:
+            if e.status == 503:
+                return False
+            raise
+        return isinstance(body, dict) and body.get("status") == "ready"
+
+    # ---- internals
+
+    def _http_only(self, what):
+        if self._t.binary:
+            raise VlembedError("%s() needs the HTTP transport (the msgpack socket serves only "
+                               "embed and preview)" % what)
+
+    def _get(self, path):
+        self._http_only(path.strip("/").replace("v1/", ""))
+        rid = self._new_id()
+        _, _, body = self._with_retries(lambda: self._t.request("GET", path, request_id=rid))
+        return body
+
+    @staticmethod
+    def _new_id():
+        return "vlc-" + uuid.uuid4().hex[:20]
+
+    @staticmethod
+    def _items(inputs):
+        if isinstance(inputs, (bytes, bytearray, memoryview)):
+            raise TypeError("bytes are not an item: wrap them in Image.from_bytes or Video.from_bytes")
+        if isinstance(inputs, _SINGLE):
+            return [inputs]
+        items = list(inputs)
+        if not items:
+            raise ValueError("inputs is empty")
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+            return [Tokens(items)]  # a bare list of ids is one token item, as the gateway reads it
+        return items
+
+    @staticmethod
+    def _fields(*, dimensions=None, instruction=None, video=None, timeout=None, user=None,
+                model=None):
+        f = {}
+        if model is not None:
+            f["model"] = model
+        if dimensions is not None:
+            f["dimensions"] = dimensions
+        if instruction is not None:
+            f["instruction"] = instruction
+        if video is not None:
+            f["video"] = video.to_dict() if isinstance(video, VideoOptions) else dict(video)
+        if timeout is not None:
+            f["timeout"] = timeout
+        if user is not None:
+            f["user"] = user
+        return f
+
+    def _decode(self, e, enc):
+        """One vector as the caller gets it: float32 values (as Python floats) for float, the
+        base64 string for base64, ints for int8/uint8/binary; equal over both transports."""
+        if self._t.binary:  # msgpack: bin of float32 LE (float, base64) or one byte a component
+            if enc == "float":
+                a = array.array("f", e)
+                if sys.byteorder == "big":
+                    a.byteswap()
+                return a.tolist()
+            if enc == "base64":
+                return base64.b64encode(e).decode("ascii")
+            if enc == "int8":
+                return array.array("b", e).tolist()
+            return list(e)
+        if enc == "float":  # JSON numbers printed to round-trip float32 exactly: back to float32
+            return array.array("f", e).tolist()
+        return e
+
+    def _result(self, answers, cls, values):
+        fps = []
+        usage = {}
+        for _, a in answers:
+            fp = (a.get("fingerprint") or {}).get("id")
+            if fp is not None and fp not in fps:
+                fps.append(fp)
+            for k, v in (a.get("usage") or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    usage[k] = usage.get(k, 0) + v
+        if self.check_fingerprint and len(fps) > 1:
+            raise FingerprintMismatchError(
+                "the requests of one call were answered from different embedding spaces "
+                "(fingerprints %s): the vectors are not comparable" % ", ".join(fps), fps)
+        first = answers[0][1]
+        args = dict(usage=usage, model=first.get("model"), fingerprint=first.get("fingerprint"),
+                    timings=[a.get("timings") for _, a in answers],
+                    request_ids=[a.pop("_request_id", None) for _, a in answers])
+        if cls is EmbeddingResult:
+            return cls(values, encoding_format=None, **args)
+        return cls(values, **args)
+
+    # batching ------------------------------------------------------------------------------
+
+    def _encode_item(self, x):
+        """(wire form, visuals, size in bytes) of one item."""
+        w = render(x, self._t.binary)
+        if self._t.binary:
+            return w, visual_count(x), _msgpack_size(w)
+        frag = json.dumps(w, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return frag, visual_count(x), len(frag) + 1
+
+    def _group(self, encoded):
+        """Cuts the (wire, visuals, size) tuples of `encoded` (any iterable) into consecutive
+        groups under the limits in force (an item alone is always a group). Yields (offset,
+        group)."""
+        cur, vis, size, start = [], 0, 0, 0
+        for i, e in enumerate(encoded):
+            budget = max(self.max_request_bytes - _FIELDS_RESERVE, 1)
+            if cur and (len(cur) >= self.max_items_per_request or
+                        vis + e[1] > self.max_visuals_per_request or size + e[2] > budget):
+                yield start, cur
+                cur, vis, size, start = [], 0, 0, i
+            cur.append(e)
+            vis += e[1]
+            size += e[2]
+        if cur:
+            yield start, cur
+
+    def _run(self, items, fields, kind, timeout):
+        """Sends items in as many requests as the limits need, in order; returns
+        [(offset of the request's first item, answer)]. Items are encoded as the groups form,
+        so only about one request's media is in memory at a time."""
+        out = []
+        for start, group in self._group(self._encode_item(x) for x in items):
+            out += self._send_group(group, start, fields, kind, timeout)
+        return out
+
+    def _send_group(self, group, start, fields, kind, timeout):
+        try:
+            return [(start, self._send_once(fields, kind, timeout, group=group))]
+        except (BadRequestError, RequestTooLargeError) as e:
+            split = len(group) > 1 and self._learn_limit(e, group)
+            if not split:
+                if start:
+                    e.param = _shift_paths(e.param, start)
+                    e.message = _shift_paths(e.message, start)
+                    e.args = (_shift_paths(e.args[0], start),)
+                raise
+        parts = list(self._group(group))
+        if len(parts) == 1:  # the limit was not learnt: halve
+            h = len(group) // 2
+            parts = [(0, group[:h]), (h, group[h:])]
+        out = []
+        for off, g in parts:
+            out += self._send_group(g, start + off, fields, kind, timeout)
+        return out
+
+    def _learn_limit(self, e, group):
+        """After a too_many_items / too_many_visuals / request_too_large / too_many_pixels answer
+        to a request of several items: lowers this client's limit from the gateway's message
+        (not for too_many_pixels) and returns True (the group is then split and resent); False
+        for any other error."""
+        msg = e.message or ""
+        if e.code == "too_many_items":
+            m = re.search(r"limit of (\d+)", msg)
+            n = int(m.group(1)) if m else len(group) // 2
+            self.max_items_per_request = max(1, min(self.max_items_per_request, n))
+            return True
+        if e.code == "too_many_visuals":
+            m = re.search(r"more than (\d+)", msg)
+            n = int(m.group(1)) if m else sum(g[1] for g in group) // 2
+            self.max_visuals_per_request = max(0, min(self.max_visuals_per_request, n))
+            return True
+        if e.code == "request_too_large":
+            total = sum(g[2] for g in group) + _FIELDS_RESERVE
+            self.max_request_bytes = max(1, min(self.max_request_bytes, total // 2))
+            return True
+        if e.code == "too_many_pixels":  # the decode budget depends on the media: just split
+            return True
+        return False
+
+    def _send_once(self, fields, kind, timeout, group=None):
+        """One request (with retries); `group` holds the encoded items for `input`."""
+        rid = self._new_id()
+        sock_timeout = self.timeout if timeout is None else max(self.timeout, float(timeout) + 10)
+        if self._t.binary:
+            req = dict(fields)
+            if group is not None:
+                req["input"] = [g[0] for g in group]
+            req["type"] = kind
+            ans = self._with_retries(lambda: self._t.call(req, request_id=rid,
+                                                          timeout=sock_timeout))
+        else:
+            rest = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if group is not None:
+                body = (b'{"input":[' + b",".join(g[0] for g in group) + b"]" +
+                        (b"," + rest[1:] if len(rest) > 2 else b"}"))
+            else:
+                body = rest
+            path = "/v1/embeddings" + ("/preview" if kind == "preview" else "")
+            _, _, ans = self._with_retries(lambda: self._t.request(
+                "POST", path, body, request_id=rid, timeout=sock_timeout))
+            if not isinstance(ans, dict):
+                raise VlembedError("the gateway answered something that is not a JSON object")
+        ans["_request_id"] = rid
+        return ans
+
+    # retries ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _backoff(attempt):
+        return min(0.5 * (2 ** attempt), 8.0) * random.uniform(0.8, 1.2)
+
+    def _retry_wait(self, e, attempt):
+        """Seconds to wait before retrying after `e`, or None if it is not retryable."""
+        if isinstance(e, APIStatusError):
+            if e.status == 429:
+                ra = e.retry_after if e.retry_after is not None else 1.0
+                return ra + random.uniform(0, 0.1)
+            if e.status == 503:
+                return max(e.retry_after or 0.0, self._backoff(attempt))
+            return None
+        if isinstance(e, APIConnectionError) and e.retryable:
+            return self._backoff(attempt)
+        return None
+
+    def _with_retries(self, send):
+        attempt = 0
+        while True:
+            try:
+                return send()
+            except (APIStatusError, APIConnectionError) as e:
+                e.attempts = attempt + 1
+                wait = self._retry_wait(e, attempt)
+                if wait is None or attempt >= self.max_retries or wait > self.max_retry_wait:
+                    raise
+            time.sleep(wait)
+            attempt += 1

@@ -1,0 +1,225 @@
+"""The two transports: HTTP/1.1 with keep-alive (http.client, one connection per thread) and
+msgpack frames over the gateway's Unix socket (docs/api.md "msgpack API"). Each call returns the
+parsed answer or raises an APIStatusError (the gateway's error) or APIConnectionError.
+
+Connection errors are marked `retryable` when the request cannot have been half-processed in a
+way that matters (embedding is idempotent, so any refused/reset connection is); timeouts are not."""
+import http.client
+import json
+import socket
+import ssl
+import struct
+import threading
+import urllib.parse
+
+from .errors import APIConnectionError, APITimeoutError, error_for
+
+# Errors that mean "the gateway is not there right now" or "the connection went away": a
+# restarting gateway refuses connections or has no socket file yet; an idle keep-alive connection
+# may have been closed by the gateway (--idle-timeout-s) just as we reused it.
+_CONN_ERRORS = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
+                http.client.IncompleteRead, http.client.BadStatusLine, EOFError)
+
+MAX_ANSWER_FRAME = 256 << 20  # the largest msgpack answer accepted (the gateway's own frame cap)
+
+
+def _conn_error(e, request_id):
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return APITimeoutError("no answer from the gateway within the timeout", request_id=request_id)
+    err = APIConnectionError("connection to the gateway failed: %s: %s" % (type(e).__name__, e),
+                             request_id=request_id)
+    err.retryable = isinstance(e, _CONN_ERRORS)
+    return err
+
+
+def _retry_after(value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v >= 0 else None
+
+
+class HTTPTransport:
+    """JSON over HTTP/1.1 to `base_url` (http:// or https://; a trailing /v1 is accepted, as the
+    OpenAI SDKs write it)."""
+
+    binary = False
+
+    def __init__(self, base_url, *, api_key=None, timeout=60.0, headers=None, ssl_context=None):
+        u = urllib.parse.urlsplit(base_url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("base_url must be http://HOST[:PORT] or https://..., not %r" % base_url)
+        self.scheme, self.host = u.scheme, u.hostname
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        prefix = u.path.rstrip("/")
+        if prefix.endswith("/v1"):
+            prefix = prefix[:-3]
+        self.prefix = prefix
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.headers = {"Accept": "application/json", "User-Agent": "vlembed-client-python"}
+        if api_key:
+            self.headers["Authorization"] = "Bearer " + api_key
+        self.headers.update(headers or {})
+        self._local = threading.local()
+        self._all = []
+        self._lock = threading.Lock()
+
+    def _connection(self):
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            if self.scheme == "https":
+                c = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                context=self.ssl_context or ssl.create_default_context())
+            else:
+                c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            c._vl_used = False
+            self._local.conn = c
+            with self._lock:
+                self._all.append(c)
+        return c
+
+    def _drop(self, c):
+        c.close()
+        self._local.conn = None
+        with self._lock:
+            if c in self._all:
+                self._all.remove(c)
+
+    def close(self):
+        with self._lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            c.close()
+        self._local = threading.local()
+
+    def request(self, method, path, body=None, *, request_id=None, timeout=None):
+        """One request; returns (status, headers dict lower-cased, parsed JSON or raw bytes) for a
+        2xx answer, raises for anything else."""
+        hdrs = dict(self.headers)
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(
+                body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            hdrs["Content-Type"] = "application/json"
+        if request_id:
+            hdrs["X-Request-Id"] = request_id
+        for fresh_try in (0, 1):
+            c = self._connection()
+            reused = c._vl_used
+            c.timeout = timeout or self.timeout
+            if c.sock is not None:
+                c.sock.settimeout(c.timeout)
+            try:
+                try:
+                    c.request(method, self.prefix + path, body=data, headers=hdrs)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The gateway may refuse from the head (401, 413, 429) and close before the
+                    # body is sent: its answer is still readable; if not, this raises below.
+                    pass
+                r = c.getresponse()
+                raw = r.read()
+            except Exception as e:  # noqa: BLE001 - every failure closes the connection
+                self._drop(c)
+                if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError,
+                                  BrokenPipeError)) and reused and not fresh_try:
+                    continue  # a kept-alive connection the gateway had closed: once more, fresh
+                if isinstance(e, (OSError, http.client.HTTPException, EOFError)):
+                    raise _conn_error(e, request_id) from e
+                raise
+            c._vl_used = True
+            headers = {k.lower(): v for k, v in r.getheaders()}
+            if r.will_close:
+                self._drop(c)
+            ctype = headers.get("content-type", "")
+            parsed = raw
+            if "json" in ctype and raw:
+                try:
+                    parsed = json.loads(raw)
+                except ValueError:
+                    parsed = raw
+            if 200 <= r.status < 300:
+                return r.status, headers, parsed
+            err = parsed.get("error") if isinstance(parsed, dict) else None
+            raise error_for(r.status, err, request_id=headers.get("x-request-id", request_id),
+                            retry_after=_retry_after(headers.get("retry-after")))
+        raise AssertionError("unreachable")
+
+
+class SocketTransport:
+    """msgpack frames (4-byte big-endian length + one map) over the gateway's Unix socket. One
+    connection, one request at a time (a lock serialises threads); a call that fails or times
+    out drops the connection so a late answer can never be taken for the next request's."""
+
+    binary = True
+
+    def __init__(self, path, *, timeout=60.0):
+        try:
+            import msgpack  # noqa: F401 - imported lazily: HTTP-only use does not need it
+        except ImportError as e:
+            raise ImportError("the Unix-socket transport needs msgpack (Debian: python3-msgpack; "
+                              "pip: msgpack)") from e
+        self.path = path
+        self.timeout = timeout
+        self._sock = None
+        self._lock = threading.Lock()
+        self._next_id = 0
+
+    def close(self):
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    def _recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(min(n - len(buf), 1 << 20))
+            if not chunk:
+                raise EOFError("the gateway closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def call(self, obj, *, request_id=None, timeout=None):
+        """Sends one request map (its `id` set to request_id) and returns the answer map; raises
+        the answer's error as an APIStatusError."""
+        import msgpack
+        obj = dict(obj)
+        obj["id"] = request_id
+        frame = msgpack.packb(obj, use_bin_type=True)
+        with self._lock:
+            try:
+                if self._sock is None:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        s.settimeout(timeout or self.timeout)
+                        s.connect(self.path)
+                    except BaseException:
+                        s.close()
+                        raise
+                    self._sock = s
+                self._sock.settimeout(timeout or self.timeout)
+                self._sock.sendall(struct.pack(">I", len(frame)) + frame)
+                while True:
+                    n = struct.unpack(">I", self._recv_exact(4))[0]
+                    if n == 0 or n > MAX_ANSWER_FRAME:
+                        raise EOFError("answer frame of %d bytes" % n)
+                    ans = msgpack.unpackb(self._recv_exact(n), raw=False)
+                    if not isinstance(ans, dict):
+                        raise EOFError("an answer that is not a map")
+                    if ans.get("id") == request_id or ans.get("id") is None:
+                        break  # an error without id answers a frame the gateway could not read
+            except Exception as e:  # noqa: BLE001
+                if self._sock is not None:
+                    self._sock.close()
+                    self._sock = None
+                if isinstance(e, (OSError, EOFError, ValueError)):
+                    raise _conn_error(e, request_id) from e
+                raise
+        if ans.get("type") == "error":
+            status = ans.get("status") if isinstance(ans.get("status"), int) else 500
+            if status == 413 or ans.get("id") is None:  # the gateway closes after these
+                self.close()
+            raise error_for(status, ans.get("error"), request_id=request_id)
+        return ans
