@@ -23,7 +23,8 @@ int64_t pixel_charge_pixels(const struct pixel_charge *c)
     int64_t px = (int64_t)c->width * c->height;
     if (c->frames > INT64_MAX / px)
         return INT64_MAX;
-    return px * c->frames;
+    px *= c->frames;
+    return c->is_video ? px / VL_VIDEO_PIXEL_DIVISOR + (px % VL_VIDEO_PIXEL_DIVISOR != 0) : px;
 }
 
 int pixel_budget_charge(struct pixel_budget *b, const struct pixel_charge *c, int n)
@@ -40,8 +41,11 @@ int pixel_budget_charge(struct pixel_budget *b, const struct pixel_charge *c, in
         snprintf(b->param, sizeof b->param, "%s", path);
         char what[160];
         if (c[i].is_video)
-            snprintf(what, sizeof what, "%lld frames of %dx%d = %lld pixels to decode",
-                     (long long)c[i].frames, c[i].width, c[i].height, (long long)px);
+            snprintf(what, sizeof what,
+                     "%lld frames of %dx%d to decode, charged as %lld pixels (video frames count "
+                     "1/%d)",
+                     (long long)c[i].frames, c[i].width, c[i].height, (long long)px,
+                     VL_VIDEO_PIXEL_DIVISOR);
         else
             snprintf(what, sizeof what, "%dx%d = %lld pixels to decode", c[i].width, c[i].height,
                      (long long)px);

@@ -52,12 +52,18 @@ TEST(test_accounting)
     CHECK_EQ_INT(pixel_budget_charge(&b, &f, 1), -E2BIG);
     CHECK_EQ_STR(b.param, "input[4].video[1]");
 
-    /* a video file counts every frame it decodes */
+    /* a video file counts every frame it decodes, at a quarter of its pixels (rounded up) */
     pixel_budget_init(&b, 100000000);
-    struct pixel_charge v = {"input[0].video", 1, 1920, 1080, 60};
-    CHECK_EQ_INT(pixel_charge_pixels(&v), 1920LL * 1080 * 60);
+    struct pixel_charge v = {"input[0].video", 1, 1920, 1080, 240};
+    CHECK_EQ_INT(pixel_charge_pixels(&v), 1920LL * 1080 * 240 / 4);
     CHECK_EQ_INT(pixel_budget_charge(&b, &v, 1), -E2BIG);
-    CHECK_CONTAINS(b.message, "input[0].video: 60 frames of 1920x1080 = 124416000 pixels");
+    CHECK_CONTAINS(b.message, "input[0].video: 240 frames of 1920x1080 to decode, charged as "
+                              "124416000 pixels (video frames count 1/4)");
+    struct pixel_charge odd = {"input[1].video", 1, 3, 1, 3}; /* 9 pixels -> 3 (9 / 4 rounded up) */
+    CHECK_EQ_INT(pixel_charge_pixels(&odd), 3);
+    /* a 1-minute 1080p30 video fits the default budget (1,024,000,000) */
+    struct pixel_charge minute = {"input[0].video", 1, 1920, 1080, 1800};
+    CHECK(pixel_charge_pixels(&minute) <= 1024000000);
 
     /* 0 = no limit; sums saturate instead of wrapping */
     pixel_budget_init(&b, 0);
