@@ -131,6 +131,11 @@ static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, i
         {VL_ATTN_SM90_N128_S3_OV, "wgmma 128-key tiles, 3 stages, overlap"},
         {VL_ATTN_SM90_N128_S4_OV_1B, "wgmma 128-key tiles, 4 stages, overlap, 1 block/SM"},
         {VL_ATTN_SM90_N32_S4_OV, "wgmma 32-key tiles, 4 stages, overlap"},
+        {VL_ATTN_SM90_WS, "wgmma warp-specialised persistent (107)"},
+        {VL_ATTN_SM90_WS_PP, "wgmma warp-specialised persistent, ping-pong (108)"},
+        {VL_ATTN_SM90_WS3, "wgmma warp-specialised persistent, 3 consumer WGs (109)"},
+        {VL_ATTN_SM90_WS_BIG, "wgmma warp-specialised persistent, 128-key tiles, setmaxnreg (110)"},
+        {VL_ATTN_SM90_WS_RR, "wgmma warp-specialised persistent, setmaxnreg (111)"},
     };
     for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
         c.warps = vars[vi].v;

@@ -3,7 +3,8 @@
  * 32/8, causal) and the vision towers' (head dims 64 and 72, non-causal), on packed batches
  * of odd lengths (1, tile boundaries +- 1, > several tiles), inputs random, output poisoned.
  * Every variant (mma.sync: 16-row warps in blocks of 4 or 8, 32-row warps; wgmma: key tiles of
- * 128 or 64; and the default) is checked against one reference per batch.
+ * 128 or 64; the warp-specialised persistent ones, whose blocks loop over several work items
+ * here; and the default) is checked against one reference per batch.
  * Tolerance: relative L2 error 1e-2. The kernel rounds probabilities to bf16 before the PV
  * product (as FlashAttention-2 does) and rounds the output to bf16: ~3e-3 expected; a wrong
  * mask or index gives > 1e-1. */
@@ -133,6 +134,10 @@ static const int V_HD128[] = {4,
                               VL_ATTN_SM90_N64_S4_OV,
                               VL_ATTN_SM90_N128_S3_OV,
                               VL_ATTN_SM90_N32_S4_OV,
+                              VL_ATTN_SM90_WS,
+                              VL_ATTN_SM90_WS_PP,
+                              VL_ATTN_SM90_WS_BIG,
+                              VL_ATTN_SM90_WS_RR,
                               0,
                               -1};
 static const int V_HD64[] = {2,
@@ -144,6 +149,11 @@ static const int V_HD64[] = {2,
                              VL_ATTN_SM90_N64_S4_OV,
                              VL_ATTN_SM90_N128_S3_OV,
                              VL_ATTN_SM90_N128_S4_OV_1B,
+                             VL_ATTN_SM90_WS,
+                             VL_ATTN_SM90_WS_PP,
+                             VL_ATTN_SM90_WS3,
+                             VL_ATTN_SM90_WS_BIG,
+                             VL_ATTN_SM90_WS_RR,
                              0,
                              -1};
 static const int V_HD72[] = {2, 4, 8, 0, -1};

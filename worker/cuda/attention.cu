@@ -339,21 +339,62 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
  * 237 / 387 / 466 at S = 128 / 512 / 2048 / 8192, the best at each (4 stages or the overlap
  * need more shared memory than 2 blocks per SM allow and lose 10-25 %).
  * Otherwise the mma.sync kernel with 4 warps of 32 rows for head dims <= 80 and 4 warps of 16
- * rows for 128. */
+ * rows for 128.
+ * The warp-specialised persistent variants (107-111, 2026-11-27 session 2, same-run numbers in
+ * docs/cuda.md) beat these at several shapes (head dim 128: VL_ATTN_SM90_WS +2-12 % at every
+ * S; head dim 64 at S = 7056: VL_ATTN_SM90_WS_BIG +10 %), but the default stays until the
+ * model-level GPU tests (gpu_model, gpu_parity) have passed with them on an H100; ws_rule below
+ * is the candidate rule, selectable for that run with VL_ATTN_KERNEL=ws. */
+#define DEFAULT_HD64 VL_ATTN_SM90_N64_S4_OV
+#define DEFAULT_HD128 VL_ATTN_SM90_N64
+
+/* The candidate rule (VL_ATTN_KERNEL=ws): head dim 128 -> VL_ATTN_SM90_WS; head dim 64 ->
+ * VL_ATTN_SM90_WS_BIG for sequences of >= 2048 rows (the 1344 x 1344 image's 7056 patches:
+ * 429 against 389 TFLOP/s, 1344^2 images 31.5 -> 32.7/s end to end), else the default (at 1024
+ * patches the persistent variants measured 297-339 against 333 TFLOP/s and 320-327 against 328
+ * images/s end to end: no gain). */
+static int ws_rule(const struct vl_attn_args *a)
+{
+    if (a->head_dim == 128)
+        return VL_ATTN_SM90_WS;
+    return a->max_seqlen >= 2048 ? VL_ATTN_SM90_WS_BIG : DEFAULT_HD64;
+}
 static int default_variant(const struct vl_attn_args *a)
 {
-    /* VL_ATTN_KERNEL (docs/cuda.md): "mma" keeps every call on the mma.sync kernel, a wgmma
-     * variant number forces that variant where it covers the head dim; for whole-model A/B
-     * runs. Read once (benign race: every thread reads the same value). */
-    static int forced = -2; /* -2 unread, -1 mma.sync, 0 none, else a wgmma variant */
-    if (forced == -2) {
+    /* VL_ATTN_KERNEL (docs/cuda.md): "mma" keeps every call on the mma.sync kernel; "ws"
+     * selects ws_rule instead of the default rule; a wgmma variant number, or a comma-separated
+     * list of up to 4, forces per call the first listed variant that covers the head dim and
+     * the device; for whole-model A/B runs. Read once (benign race: every thread parses the
+     * same value; the count is stored last). */
+    static int n_forced = -2; /* -2 unread, -1 mma.sync, else the number of forced variants */
+    static int forced[4], use_ws;
+    if (n_forced == -2) {
         const char *e = getenv("VL_ATTN_KERNEL");
-        forced = !e ? 0 : strcmp(e, "mma") == 0 ? -1 : atoi(e) >= VL_ATTN_SM90_N128 ? atoi(e) : 0;
+        int n = 0;
+        if (e && strcmp(e, "mma") == 0) {
+            n = -1;
+        } else if (e && strcmp(e, "ws") == 0) {
+            use_ws = 1;
+        } else if (e) {
+            for (const char *p = e; n < 4; p++) { /* numbers separated by commas */
+                char *end;
+                long v = strtol(p, &end, 10);
+                if (end == p)
+                    break;
+                if (v >= VL_ATTN_SM90_N128 && v <= VL_ATTN_SM90_WS_RR)
+                    forced[n++] = (int)v;
+                p = end;
+                if (*p != ',')
+                    break;
+            }
+        }
+        n_forced = n;
     }
-    int v = a->head_dim == 64 ? VL_ATTN_SM90_N64_S4_OV : VL_ATTN_SM90_N64;
-    if (forced > 0 && vl_attention_variant_available(a, forced))
-        return forced;
-    if (forced >= 0 && vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
+    for (int i = 0; i < n_forced; i++)
+        if (vl_attention_variant_available(a, forced[i]))
+            return forced[i];
+    int v = use_ws ? ws_rule(a) : a->head_dim == 64 ? DEFAULT_HD64 : DEFAULT_HD128;
+    if (n_forced >= 0 && vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
         return v;
     return a->head_dim <= 80 ? 2 : 4;
 }

@@ -54,6 +54,16 @@ enum {
     VL_ATTN_SM90_N128_S3_OV = 104,    /* 128-key tiles, 3 stages, OV */
     VL_ATTN_SM90_N128_S4_OV_1B = 105, /* head dim 64: 128-key tiles, 4 stages, OV, 1 block/SM */
     VL_ATTN_SM90_N32_S4_OV = 106,     /* head dim 128: 32-key tiles, 4 stages, OV */
+    /* warp-specialised, persistent (one block per SM): a producer warpgroup fills 4 K/V
+     * stages through mbarriers for 2 consumer warpgroups (128 query rows), OV; key tiles of 128
+     * (head dim 64) or 64 (head dim 128) */
+    VL_ATTN_SM90_WS = 107,
+    VL_ATTN_SM90_WS_PP = 108, /* VL_ATTN_SM90_WS + ping-pong between the consumer warpgroups */
+    VL_ATTN_SM90_WS3 = 109,   /* head dim 64: 3 consumer warpgroups (192 rows), 64-key tiles */
+    /* 128-key tiles at the registers setmaxnreg gives the consumers: head dim 128 with 2
+     * stages and ping-pong, head dim 64 with 3 consumer warpgroups */
+    VL_ATTN_SM90_WS_BIG = 110,
+    VL_ATTN_SM90_WS_RR = 111, /* VL_ATTN_SM90_WS with setmaxnreg (40 / 232 registers) */
 };
 void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int variant);
 

@@ -14,7 +14,9 @@
  * O += P V (V read N-major from the same swizzled layout: the transposed B form). Causal:
  * key tiles past the query tile are never loaded, a warpgroup skips tiles entirely after its
  * rows, and the grid puts the query-tile index slowest and reversed so the longest tiles of
- * every sequence start first. */
+ * every sequence start first.
+ * A second, warp-specialised persistent kernel (attn90ws_kernel, below) runs the same tile loop
+ * in consumer warpgroups fed by producer warps through mbarriers. */
 #include "worker/cuda/attention_sm90.h"
 
 #include <math.h>
@@ -354,12 +356,12 @@ template <int D> static __device__ __forceinline__ void rescale(float *o, const 
 }
 
 /* Issues S = Q K^T for one key tile (not waited). */
-template <int D, int BN>
+template <int D, int BN, int QROWS = BM90>
 static __device__ __forceinline__ void issue_qk(float *s, uint32_t qbase, uint32_t kst)
 {
 #pragma unroll
     for (int ks = 0; ks < D / 16; ks++) {
-        uint32_t qa = qbase + (ks / 4) * (BM90 * 128) + (ks % 4) * 32;
+        uint32_t qa = qbase + (ks / 4) * (QROWS * 128) + (ks % 4) * 32;
         uint32_t kb = kst + (ks / 4) * (BN * 128) + (ks % 4) * 32;
         wg_ss<BN>::run(s, sdesc(qa, 16, 1024), sdesc(kb, 16, 1024), ks > 0);
     }
@@ -580,6 +582,412 @@ static void launch90(vl_stream_t s, const struct vl_attn_args *a)
     VL_LAUNCH_CHECK("attn90_kernel");
 }
 
+/* ---- Warp-specialised persistent variant (FlashAttention-3's structure) ----
+ *
+ * Block = NC consumer warpgroups (NC x 64 query rows, warpgroups 0 .. NC - 1) + PW producer
+ * warps (the last warps), one block per SM, persistent: block b takes work items b,
+ * b + gridDim.x, ... of the list (query tile, head, sequence); causal lists the heaviest query
+ * tiles first, non-causal keeps the tiles of one (sequence, head) adjacent. The producer's
+ * 32 PW threads fill a ring of ST K/V stages (and QB Q buffers, 2 where shared memory allows,
+ * so the next item's Q loads during this one) with cp.async in the same swizzled layout and
+ * with the same zero fill past the sequence end as the kernel above (nothing read across
+ * sequences); each producer thread signals a load group once its own copies landed (waited one
+ * group behind, or before it blocks), after fencing them into the async proxy, by arriving on
+ * the group's "full" mbarrier (32 PW arrivals). Consumers wait on "full", run the overlapped
+ * Q K^T / softmax / P V loop of the kernel above, and each warp arrives on the stage's "empty"
+ * mbarrier once the wgmma reading it has retired (on Q's once its last Q K^T has); the producer
+ * refills a stage only after its "empty" phase completes. No block-wide barrier after the
+ * start. RR = setmaxnreg: the producer warpgroup drops to P_REGS registers and the consumers
+ * rise to C_REGS (ptxas allocates each region to its limit; without it a block of 9-16 warps
+ * caps every thread at 168 or 128 registers). PP = ping-pong (NC = 2): named barriers 1 and 2
+ * let the two consumer warpgroups issue their GEMMs in turn, so one's softmax runs under the
+ * other's GEMMs; both take the same number of turns per item (n_tiles + 1), turns without work
+ * included, so the turns stay paired under causal skipping. */
+
+#ifdef VL_SM90A
+
+static __device__ __forceinline__ void mbar_init(uint32_t bar, int count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
+{
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar)
+                 : "memory");
+}
+/* 1 when the phase of parity `par` has completed (non-blocking). */
+static __device__ __forceinline__ uint32_t mbar_test(uint32_t bar, uint32_t par)
+{
+    uint32_t ok;
+    asm volatile("{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 "selp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(ok)
+                 : "r"(bar), "r"(par)
+                 : "memory");
+    return ok;
+}
+/* Blocks until the phase of parity `par` has completed (acquire: the arrivals' prior writes are
+ * visible afterwards). */
+static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t par)
+{
+    uint32_t ok;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(bar), "r"(par)
+                     : "memory");
+    } while (!ok);
+}
+static __device__ __forceinline__ void named_sync(int id, int n)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+static __device__ __forceinline__ void named_arrive(int id, int n)
+{
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+template <int N> static __device__ __forceinline__ void regs_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> static __device__ __forceinline__ void regs_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+/* load_tile_sw for the producer's NP threads (tid 0 .. NP - 1), strength-reduced: NP is a
+ * multiple of 8 x the chunks per row, so a thread's chunk column and its swizzled slot stay the
+ * same across its iterations and only the row (source pointer, destination offset) advances. */
+template <int D, int ROWS, int NP>
+static __device__ __forceinline__ void load_tile_p(uint32_t dst, const bf16 *g, int stride,
+                                                   int start, int row0, int len, int tid)
+{
+    constexpr int CH = D / 8, RSTEP = NP / CH;
+    static_assert(ROWS * CH % NP == 0 && RSTEP % 8 == 0, "tile chunks must divide evenly");
+    int c = tid % CH, r = tid / CH;
+    int left = len - row0 - r; /* rows of this thread's column still inside the sequence */
+    const bf16 *src = g + (size_t)(start + row0 + r) * stride + c * 8;
+    const bf16 *src0 = g + (size_t)start * stride + c * 8; /* any valid address */
+    uint32_t d = dst + (c / 8) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+    size_t step = (size_t)RSTEP * stride;
+#pragma unroll
+    for (int i = 0; i < ROWS / RSTEP; i++) {
+        bool valid = i * RSTEP < left;
+        cp_async16_sw(d + i * RSTEP * 128, valid ? src : src0, valid);
+        src += step;
+    }
+}
+
+/* Work item w of the persistent list: query tile mb of head `head` of the sequence starting at
+ * row `start` with `len` rows; returns 0 when the tile starts past the sequence's end (nothing
+ * to do: producer and consumers skip it alike). */
+static __device__ __forceinline__ int ws_item(int w, int mt, int nh, int ns, int causal, int bm,
+                                              const int32_t *__restrict__ cu, int &mb, int &head,
+                                              int &start, int &len)
+{
+    int seq;
+    if (causal) { /* query-tile index slowest and reversed: the heaviest tiles first */
+        int hs = nh * ns;
+        mb = mt - 1 - w / hs;
+        head = (w % hs) % nh;
+        seq = (w % hs) / nh;
+    } else { /* tiles of one (sequence, head) adjacent: they share K/V in L2 */
+        mb = w % mt;
+        head = (w / mt) % nh;
+        seq = w / (mt * nh);
+    }
+    start = cu[seq];
+    len = cu[seq + 1] - start;
+    return mb * bm < len;
+}
+
+#endif /* VL_SM90A */
+
+template <int D, int BN, int ST, int NC, int PW> struct ws_cfg {
+    static constexpr int BM = 64 * NC;
+    static constexpr int NP = 32 * PW; /* producer threads */
+    static constexpr int THREADS = 128 * NC + NP;
+    static constexpr int Q_BYTES = BM * D * 2;
+    static constexpr int KV_BYTES = BN * D * 2;
+    static constexpr int EXTRA = 1024 + 256; /* alignment slack + mbarriers */
+    /* two Q buffers (the next item's Q loads during this one's tail) where they fit */
+    static constexpr int QB = 2 * Q_BYTES + 2 * ST * KV_BYTES + EXTRA <= 232448 ? 2 : 1;
+    static constexpr int SMEM = QB * Q_BYTES + 2 * ST * KV_BYTES + EXTRA;
+    static_assert(SMEM <= 232448, "shared memory");
+    /* with setmaxnreg (RR): producer / consumer registers, 128 P + 128 NC C <= 65536 */
+    static constexpr int P_REGS = NC == 2 ? 40 : 32;
+    static constexpr int C_REGS = NC == 2 ? 232 : 160;
+    static_assert(128 * P_REGS + 128 * NC * C_REGS <= 65536, "registers");
+};
+
+template <int D, int BN, int ST, int NC, int PP, int PW, int RR>
+static __global__ void __launch_bounds__(128 * NC + 32 * PW, 1)
+    attn90ws_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
+                    const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
+                    int v_stride, int o_stride, const int32_t *__restrict__ cu_seqlens, int group,
+                    int causal, float scale_log2, int mt, int n_heads, int n_seqs, int n_work)
+{
+#ifdef VL_SM90A
+    using cfg = ws_cfg<D, BN, ST, NC, PW>;
+    constexpr int BM = cfg::BM, QB = cfg::QB, NP = cfg::NP;
+    static_assert(D % 64 == 0 && BN % 32 == 0 && BN <= 128 && ST >= 2, "unsupported tile");
+    static_assert(!PP || NC == 2, "ping-pong pairs two consumer warpgroups");
+    extern __shared__ unsigned char smem_raw[];
+    uint32_t sQ = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    uint32_t sK = sQ + QB * cfg::Q_BYTES, sV = sK + ST * cfg::KV_BYTES;
+    uint32_t bar0 = sV + ST * cfg::KV_BYTES; /* full[ST], empty[ST], qfull[QB], qempty[QB] */
+    auto full = [&](int st) { return bar0 + 8u * st; };
+    auto empty = [&](int st) { return bar0 + 8u * (ST + st); };
+    auto qfull = [&](int b) { return bar0 + 8u * (2 * ST + b); };
+    auto qempty = [&](int b) { return bar0 + 8u * (2 * ST + QB + b); };
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < ST; i++) {
+            mbar_init(full(i), NP);
+            mbar_init(empty(i), 4 * NC);
+        }
+        for (int i = 0; i < QB; i++) {
+            mbar_init(qfull(i), NP);
+            mbar_init(qempty(i), 4 * NC);
+        }
+    }
+    __syncthreads();
+    int wg = threadIdx.x >> 7;
+
+    if (wg == NC) { /* the producer warp(s) */
+        if (RR)
+            regs_dec<cfg::P_REGS>();
+        int tid = threadIdx.x - 128 * NC;
+        /* the barrier of the last issued group not yet signalled (0: none). A group is
+         * signalled once the next one is issued (this thread's copies of it landed, fenced into
+         * the async proxy), or before blocking on a barrier. */
+        uint32_t pend = 0;
+        auto flush = [&]() {
+            if (pend) {
+                cp_async_wait90<0>();
+                fence_proxy_async();
+                mbar_arrive(pend);
+                pend = 0;
+            }
+        };
+        auto issued = [&](uint32_t bar) {
+            cp_async_commit90();
+            if (pend) {
+                cp_async_wait90<1>();
+                fence_proxy_async();
+                mbar_arrive(pend);
+            }
+            pend = bar;
+        };
+        auto acquire = [&](uint32_t bar, uint32_t par) {
+            if (!mbar_test(bar, par)) {
+                flush();
+                mbar_wait(bar, par);
+            }
+        };
+        int kt = 0, qi = 0;
+        for (int w = blockIdx.x; w < n_work; w += gridDim.x) {
+            int mb, head, start, len;
+            if (!ws_item(w, mt, n_heads, n_seqs, causal, BM, cu_seqlens, mb, head, start, len))
+                continue;
+            int m0 = mb * BM, kvh = head / group;
+            int kv_end = causal ? min(len, m0 + BM) : len;
+            int n_tiles = (kv_end + BN - 1) / BN;
+            int qb = qi % QB;
+            acquire(qempty(qb), ((qi / QB) & 1) ^ 1);
+            load_tile_p<D, BM, NP>(sQ + qb * cfg::Q_BYTES, qg + head * D, q_stride, start, m0, len,
+                                   tid);
+            issued(qfull(qb));
+            for (int j = 0; j < n_tiles; j++, kt++) {
+                int st = kt % ST;
+                acquire(empty(st), ((kt / ST) & 1) ^ 1);
+                load_tile_p<D, BN, NP>(sK + st * cfg::KV_BYTES, kg + kvh * D, k_stride, start,
+                                       j * BN, len, tid);
+                load_tile_p<D, BN, NP>(sV + st * cfg::KV_BYTES, vg + kvh * D, v_stride, start,
+                                       j * BN, len, tid);
+                issued(full(st));
+            }
+            qi++;
+        }
+        flush();
+        return;
+    }
+
+    /* consumers */
+    if (RR)
+        regs_inc<cfg::C_REGS>();
+    int c = wg, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    /* ping-pong: consumer c waits on barrier 1 + c and hands the turn to 1 + (1 - c) */
+    auto turn_begin = [&]() {
+        if (PP)
+            named_sync(1 + c, 256);
+    };
+    auto turn_end = [&]() {
+        if (PP)
+            named_arrive(2 - c, 256);
+    };
+    if (PP && c == 1)
+        named_arrive(1, 256); /* consumer 0 takes the first turn */
+    int kt = 0, qi = 0;
+    for (int w = blockIdx.x; w < n_work; w += gridDim.x) {
+        int mb, head, start, len;
+        if (!ws_item(w, mt, n_heads, n_seqs, causal, BM, cu_seqlens, mb, head, start, len))
+            continue;
+        int m0 = mb * BM;
+        int kv_end = causal ? min(len, m0 + BM) : len;
+        int n_tiles = (kv_end + BN - 1) / BN;
+        int wg_row0 = m0 + c * 64;
+        int row_a = wg_row0 + warp * 16 + (lane >> 2); /* this thread's rows: row_a, row_a + 8 */
+        int n_wg = causal ? min(n_tiles, (wg_row0 + 64 + BN - 1) / BN) : n_tiles;
+        int qb = qi % QB;
+        uint32_t qbase = sQ + qb * cfg::Q_BYTES + c * 64 * 128;
+        auto stage_wait = [&](int j, uint32_t &kst, uint32_t &vst) {
+            int t = kt + j, st = t % ST;
+            mbar_wait(full(st), (t / ST) & 1);
+            kst = sK + st * cfg::KV_BYTES;
+            vst = sV + st * cfg::KV_BYTES;
+        };
+        auto stage_release = [&](int j) {
+            __syncwarp();
+            if (lane == 0)
+                mbar_arrive(empty((kt + j) % ST));
+        };
+        auto need_mask = [&](int n0) { return n0 + BN > len || (causal && n0 + BN - 1 > wg_row0); };
+        float o[D / 2];
+        uint32_t p[BN / 16][4];
+#pragma unroll
+        for (int i = 0; i < D / 2; i++)
+            o[i] = 0.0f;
+        float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f}, corr[2];
+        mbar_wait(qfull(qb), (qi / QB) & 1);
+
+        uint32_t kst, vst;
+        stage_wait(0, kst, vst);
+        {
+            float s[BN / 2];
+            turn_begin();
+            wgmma_fence();
+            issue_qk<D, BN, BM>(s, qbase, kst);
+            wgmma_commit();
+            turn_end();
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++)
+                reg_fence(s[i]);
+            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(0), 0, len, causal, row_a, lane,
+                             scale_log2);
+            pack_p<BN>(s, p);
+        }
+        for (int j = 1; j < n_wg; j++) {
+            uint32_t vprev = vst;
+            stage_wait(j, kst, vst);
+            float s[BN / 2];
+            turn_begin();
+            wgmma_fence();
+            issue_qk<D, BN, BM>(s, qbase, kst);
+            wgmma_commit();
+            issue_pv<D, BN>(o, p, vprev);
+            wgmma_commit();
+            turn_end();
+            wgmma_wait<1>();
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++)
+                reg_fence(s[i]);
+            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(j * BN), j * BN, len, causal, row_a,
+                             lane, scale_log2);
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < D / 2; i++)
+                reg_fence(o[i]);
+            stage_release(j - 1);
+            rescale<D>(o, corr);
+            pack_p<BN>(s, p);
+        }
+        /* every Q K^T of this item has retired: Q's buffer is free */
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(qempty(qb));
+        turn_begin();
+        wgmma_fence();
+        issue_pv<D, BN>(o, p, vst);
+        wgmma_commit();
+        turn_end();
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < D / 2; i++)
+            reg_fence(o[i]);
+        stage_release(n_wg - 1);
+        for (int j = n_wg; j < n_tiles; j++) { /* tiles wholly after this warpgroup's rows */
+            stage_wait(j, kst, vst);
+            stage_release(j);
+            turn_begin();
+            turn_end();
+        }
+        kt += n_tiles;
+        qi++;
+
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 1);
+            lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 2);
+        }
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            int qr = row_a + hr * 8;
+            if (qr >= len)
+                continue;
+            float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
+            bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
+#pragma unroll
+            for (int dn = 0; dn < D / 8; dn++)
+                *(__nv_bfloat162 *)(orow + dn * 8) =
+                    __floats2bfloat162_rn(o[dn * 4 + hr * 2] * inv, o[dn * 4 + hr * 2 + 1] * inv);
+        }
+    }
+    if (PP && c == 0)
+        named_sync(1, 256); /* pairs consumer 1's opening arrive: no arrival left pending */
+#else
+    __trap(); /* the host never launches this without a compute capability 9.0 device */
+#endif
+}
+
+static int sm_count(void)
+{
+    static int n; /* benign race: every thread computes the same value */
+    if (!n) {
+        int dev = 0;
+        VL_CUDA_CHECK(cudaGetDevice(&dev));
+        VL_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    }
+    return n;
+}
+
+template <int D, int BN, int ST, int NC, int PP, int PW, int RR>
+static void launch90ws(vl_stream_t s, const struct vl_attn_args *a)
+{
+    using cfg = ws_cfg<D, BN, ST, NC, PW>;
+    static bool configured; /* per instantiation; the attribute is per device function */
+    if (!configured) {
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90ws_kernel<D, BN, ST, NC, PP, PW, RR>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
+        configured = true;
+    }
+    int mt = (a->max_seqlen + cfg::BM - 1) / cfg::BM;
+    long long work = (long long)mt * a->n_heads * a->n_seqs;
+    if (work > 0x7fffffff) {
+        vl_error("vl_attention: %lld work items overflow the persistent kernel's index", work);
+        abort();
+    }
+    int grid = (int)(work < sm_count() ? work : sm_count());
+    float scale_log2 = a->scale * 1.4426950408889634f;
+    static_assert(!RR || PW == 4, "setmaxnreg needs whole warpgroups");
+    attn90ws_kernel<D, BN, ST, NC, PP, PW, RR><<<grid, cfg::THREADS, cfg::SMEM, s>>>(
+        (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
+        a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads / a->n_kv_heads, a->causal,
+        scale_log2, mt, a->n_heads, a->n_seqs, (int)work);
+    VL_LAUNCH_CHECK("attn90ws_kernel");
+}
+
 extern "C" int vl_attention_sm90_available(void)
 {
     static int avail = -1; /* benign race: every thread computes the same value */
@@ -603,6 +1011,11 @@ extern "C" int vl_attention_sm90_covers(const struct vl_attn_args *a, int varian
         return d == 64;
     if (variant == VL_ATTN_SM90_N32_S4_OV)
         return d == 128;
+    if (variant == VL_ATTN_SM90_WS || variant == VL_ATTN_SM90_WS_PP ||
+        variant == VL_ATTN_SM90_WS_BIG || variant == VL_ATTN_SM90_WS_RR)
+        return d == 64 || d == 128;
+    if (variant == VL_ATTN_SM90_WS3)
+        return d == 64;
     return (d == 64 || d == 128) && variant >= VL_ATTN_SM90_N128 &&
            variant <= VL_ATTN_SM90_N128_S3_OV;
 }
@@ -612,6 +1025,35 @@ extern "C" void vl_attention_sm90(vl_stream_t s, const struct vl_attn_args *a, i
     if (!vl_attention_sm90_covers(a, variant)) {
         vl_error("vl_attention: wgmma variant %d does not cover head dim %d", variant, a->head_dim);
         abort();
+    }
+    if (variant >= VL_ATTN_SM90_WS) {
+        if (a->head_dim == 64) {
+            switch (variant) {
+            case VL_ATTN_SM90_WS:
+                launch90ws<64, 128, 4, 2, 0, 4, 0>(s, a);
+                break;
+            case VL_ATTN_SM90_WS_PP:
+                launch90ws<64, 128, 4, 2, 1, 4, 0>(s, a);
+                break;
+            case VL_ATTN_SM90_WS3:
+                launch90ws<64, 64, 4, 3, 0, 4, 0>(s, a);
+                break;
+            case VL_ATTN_SM90_WS_RR:
+                launch90ws<64, 128, 4, 2, 0, 4, 1>(s, a);
+                break;
+            default: /* VL_ATTN_SM90_WS_BIG */
+                launch90ws<64, 128, 4, 3, 0, 4, 1>(s, a);
+            }
+        } else if (variant == VL_ATTN_SM90_WS) {
+            launch90ws<128, 64, 4, 2, 0, 4, 0>(s, a);
+        } else if (variant == VL_ATTN_SM90_WS_PP) {
+            launch90ws<128, 64, 4, 2, 1, 4, 0>(s, a);
+        } else if (variant == VL_ATTN_SM90_WS_RR) {
+            launch90ws<128, 64, 4, 2, 0, 4, 1>(s, a);
+        } else { /* VL_ATTN_SM90_WS_BIG */
+            launch90ws<128, 128, 2, 2, 1, 4, 1>(s, a);
+        }
+        return;
     }
     if (a->head_dim == 64) {
         switch (variant) {
