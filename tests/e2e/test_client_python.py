@@ -223,6 +223,16 @@ def batching(c, http, unix, rh, items):
               "%s: max_request_bytes splits by size (%d requests)" % (name, len(r.request_ids)))
         small.close()
         tiny.close()
+        par = Client(**({"unix_socket": c.api_socket} if name == "unix" else {"base_url": c_url(c)}),
+                     max_items_per_request=2, max_concurrency=4)
+        r = par.embed(many)
+        conns = len(par._t._idle) if name == "unix" else len(par._t._all)
+        check(len(r.request_ids) == 14 and same(r.vectors, whole.vectors) and r.usage == whole.usage and conns > 1,
+              "%s: max_concurrency=4: 14 requests over %d connections, order kept" % (name, conns))
+        e = raised(lambda: par.embed(["c%d" % i for i in range(9)] + [{"text": "x", "colour": "red"}] + ["d"] * 6),
+                   BadRequestError)
+        check(e is not None and e.param == "input[9].colour", "%s: max_concurrency=4: the bad item's error, renumbered" % name)
+        par.close()
         # a bad field in the second request names the caller's index
         bad = ["ok %d" % i for i in range(6)] + [{"text": "x", "colour": "red"}]
         b4 = Client(**({"unix_socket": c.api_socket} if name == "unix" else {"base_url": c_url(c)}),

@@ -3,11 +3,14 @@ msgpack Unix socket, with batching under the gateway's limits and retries of ret
 Every parameter is documented in docs/client.md."""
 import array
 import base64
+import collections
+import concurrent.futures
 import json
 import os
 import random
 import re
 import sys
+import threading
 import time
 import uuid
 
@@ -125,19 +128,21 @@ def _msgpack_size(x):
 class Client:
     """A vlembed client over HTTP (`base_url`) or the msgpack Unix socket (`unix_socket`).
 
-    Thread-safe: HTTP keeps one keep-alive connection per thread; the socket transport serialises
-    calls on one connection. Use as a context manager or call close()."""
+    Thread-safe: HTTP keeps one keep-alive connection per thread; the socket transport gives each
+    call in progress a connection of its own. Use as a context manager or call close()."""
 
     def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
                  max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
                  max_visuals_per_request=DEFAULT_MAX_VISUALS, max_request_bytes=None,
-                 check_fingerprint=True, headers=None, ssl_context=None):
+                 max_concurrency=1, check_fingerprint=True, headers=None, ssl_context=None):
         if (base_url is None) == (unix_socket is None):
             raise ValueError("give exactly one of base_url and unix_socket")
         if not (isinstance(max_retries, int) and max_retries >= 0):
             raise ValueError("max_retries must be an integer >= 0")
         if not (timeout and timeout > 0):
             raise ValueError("timeout must be a positive number of seconds")
+        if not (isinstance(max_concurrency, int) and 1 <= max_concurrency <= 256):
+            raise ValueError("max_concurrency must be an integer from 1 to 256")
         if int(max_items_per_request) < 1 or int(max_visuals_per_request) < 0:
             raise ValueError("max_items_per_request >= 1 and max_visuals_per_request >= 0")
         if api_key is None:
@@ -156,11 +161,19 @@ class Client:
         self.max_visuals_per_request = int(max_visuals_per_request)
         self.max_request_bytes = int(max_request_bytes or default_bytes)
         self.check_fingerprint = check_fingerprint
+        self.max_concurrency = max_concurrency
+        self._pool = None
+        self._pool_lock = threading.Lock()
 
     # ---- lifecycle
 
     def close(self):
-        """Closes the connection(s); the client reconnects if used again."""
+        """Closes the connection(s) and the threads of max_concurrency; the client reconnects if
+        used again."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._t.close()
 
     def __enter__(self):
@@ -385,13 +398,36 @@ class Client:
             yield start, cur
 
     def _run(self, items, fields, kind, timeout):
-        """Sends items in as many requests as the limits need, in order; returns
-        [(offset of the request's first item, answer)]. Items are encoded as the groups form,
-        so only about one request's media is in memory at a time."""
+        """Sends items in as many requests as the limits need, up to max_concurrency at once;
+        returns [(offset of the request's first item, answer)] in input order. Items are encoded
+        as the groups form, so only about max_concurrency requests' media is in memory at a
+        time. The first failure in input order is raised; requests not yet sent are not sent."""
+        groups = self._group(self._encode_item(x) for x in items)
         out = []
-        for start, group in self._group(self._encode_item(x) for x in items):
-            out += self._send_group(group, start, fields, kind, timeout)
+        if self.max_concurrency == 1:
+            for start, group in groups:
+                out += self._send_group(group, start, fields, kind, timeout)
+            return out
+        pool = self._executor()
+        window = collections.deque()
+        try:
+            for start, group in groups:
+                if len(window) >= self.max_concurrency:
+                    out += window.popleft().result()
+                window.append(pool.submit(self._send_group, group, start, fields, kind, timeout))
+            while window:
+                out += window.popleft().result()
+        finally:
+            for f in window:  # after a failure: drop what has not started, ignore the rest
+                f.cancel()
         return out
+
+    def _executor(self):
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self.max_concurrency, thread_name_prefix="vlembed-client")
+            return self._pool
 
     def _send_group(self, group, start, fields, kind, timeout):
         try:

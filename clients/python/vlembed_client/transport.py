@@ -148,9 +148,10 @@ class HTTPTransport:
 
 
 class SocketTransport:
-    """msgpack frames (4-byte big-endian length + one map) over the gateway's Unix socket. One
-    connection, one request at a time (a lock serialises threads); a call that fails or times
-    out drops the connection so a late answer can never be taken for the next request's."""
+    """msgpack frames (4-byte big-endian length + one map) over the gateway's Unix socket. Each
+    call takes an idle connection (or opens one) and has it to itself until its answer, so
+    concurrent calls from several threads use several connections; a call that fails or times
+    out closes its connection, so a late answer can never be taken for another request's."""
 
     binary = True
 
@@ -162,20 +163,22 @@ class SocketTransport:
                               "pip: msgpack)") from e
         self.path = path
         self.timeout = timeout
-        self._sock = None
+        self._idle = []
         self._lock = threading.Lock()
-        self._next_id = 0
+        self._generation = 0  # bumped by close(): connections of an older one are not kept
 
     def close(self):
         with self._lock:
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for s in idle:
+            s.close()
 
-    def _recv_exact(self, n):
+    @staticmethod
+    def _recv_exact(s, n):
         buf = bytearray()
         while len(buf) < n:
-            chunk = self._sock.recv(min(n - len(buf), 1 << 20))
+            chunk = s.recv(min(n - len(buf), 1 << 20))
             if not chunk:
                 raise EOFError("the gateway closed the connection")
             buf += chunk
@@ -189,37 +192,38 @@ class SocketTransport:
         obj["id"] = request_id
         frame = msgpack.packb(obj, use_bin_type=True)
         with self._lock:
-            try:
-                if self._sock is None:
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    try:
-                        s.settimeout(timeout or self.timeout)
-                        s.connect(self.path)
-                    except BaseException:
-                        s.close()
-                        raise
-                    self._sock = s
-                self._sock.settimeout(timeout or self.timeout)
-                self._sock.sendall(struct.pack(">I", len(frame)) + frame)
-                while True:
-                    n = struct.unpack(">I", self._recv_exact(4))[0]
-                    if n == 0 or n > MAX_ANSWER_FRAME:
-                        raise EOFError("answer frame of %d bytes" % n)
-                    ans = msgpack.unpackb(self._recv_exact(n), raw=False)
-                    if not isinstance(ans, dict):
-                        raise EOFError("an answer that is not a map")
-                    if ans.get("id") == request_id or ans.get("id") is None:
-                        break  # an error without id answers a frame the gateway could not read
-            except Exception as e:  # noqa: BLE001
-                if self._sock is not None:
-                    self._sock.close()
-                    self._sock = None
-                if isinstance(e, (OSError, EOFError, ValueError)):
-                    raise _conn_error(e, request_id) from e
-                raise
+            s = self._idle.pop() if self._idle else None
+            gen = self._generation
+        try:
+            if s is None:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(timeout or self.timeout)
+                s.connect(self.path)
+            s.settimeout(timeout or self.timeout)
+            s.sendall(struct.pack(">I", len(frame)) + frame)
+            while True:
+                n = struct.unpack(">I", self._recv_exact(s, 4))[0]
+                if n == 0 or n > MAX_ANSWER_FRAME:
+                    raise EOFError("answer frame of %d bytes" % n)
+                ans = msgpack.unpackb(self._recv_exact(s, n), raw=False)
+                if not isinstance(ans, dict):
+                    raise EOFError("an answer that is not a map")
+                if ans.get("id") == request_id or ans.get("id") is None:
+                    break  # an error without id answers a frame the gateway could not read
+        except Exception as e:  # noqa: BLE001 - every failure closes the connection
+            if s is not None:
+                s.close()
+            if isinstance(e, (OSError, EOFError, ValueError)):
+                raise _conn_error(e, request_id) from e
+            raise
+        keep = not (ans.get("type") == "error" and (ans.get("status") == 413 or ans.get("id") is None))
+        with self._lock:  # the gateway closes after a 413 frame or an unreadable frame
+            if keep and gen == self._generation:
+                self._idle.append(s)
+                s = None
+        if s is not None:
+            s.close()
         if ans.get("type") == "error":
             status = ans.get("status") if isinstance(ans.get("status"), int) else 500
-            if status == 413 or ans.get("id") is None:  # the gateway closes after these
-                self.close()
             raise error_for(status, ans.get("error"), request_id=request_id)
         return ans
