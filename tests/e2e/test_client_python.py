@@ -165,6 +165,18 @@ def basics(c, tmp):
     want = full[:, :16] / np.linalg.norm(full[:, :16], axis=1, keepdims=True)
     check(m16.vectors.shape == (2, 16) and m16.vectors.dtype == np.float32 and
           np.allclose(m16.vectors, want, atol=1e-6), "dimensions=16: truncated + renormalised, numpy")
+    fast = Client(c_url(c), http_float_base64=True)
+    rb = fast.embed(items)
+    check(rb.vectors == rh.vectors and rb.fingerprint["encoding"] == "base64",
+          "http_float_base64: the same float32 vectors, fetched as base64 (fingerprint encoding base64)")
+    for cl in (http, unix, fast):
+        n = cl.embed(items, as_numpy=True)
+        check(n.vectors.dtype == np.float32 and np.array_equal(n.vectors, f32(rh.vectors)),
+              "as_numpy over %s%s: float32 array equal to the lists" % (
+                  cl.transport, " (base64)" if cl is fast else ""))
+        n8 = cl.embed(items[:2], encoding_format="int8", as_numpy=True)
+        check(n8.vectors.dtype == np.int8 and np.array_equal(n8.vectors, http.embed(items[:2], encoding_format="int8").numpy()),
+              "as_numpy int8 over %s" % cl.transport)
     for enc in ("int8", "uint8", "binary", "base64"):
         a = http.embed(items[:3], encoding_format=enc)
         b = unix.embed(items[:3], encoding_format=enc)

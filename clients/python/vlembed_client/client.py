@@ -90,11 +90,19 @@ class PreviewResult:
         return iter(self.data)
 
 
-def _to_numpy(vectors, enc):
+def _numpy():
     try:
-        import numpy as np
+        import numpy
     except ImportError as e:
         raise ImportError("as_numpy / numpy() need numpy installed") from e
+    return numpy
+
+
+_NP_DTYPE = {"float": "<f4", "int8": "i1", "uint8": "u1", "binary": "u1"}
+
+
+def _to_numpy(vectors, enc):
+    np = _numpy()
     if enc == "base64":
         raise ValueError("base64 vectors are strings; ask for encoding_format='float' to get numpy")
     dtype = {"float": np.float32, "int8": np.int8}.get(enc, np.uint8)
@@ -134,7 +142,8 @@ class Client:
     def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
                  max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
                  max_visuals_per_request=DEFAULT_MAX_VISUALS, max_request_bytes=None,
-                 max_concurrency=1, check_fingerprint=True, headers=None, ssl_context=None):
+                 max_concurrency=1, http_float_base64=False, check_fingerprint=True,
+                 headers=None, ssl_context=None):
         if (base_url is None) == (unix_socket is None):
             raise ValueError("give exactly one of base_url and unix_socket")
         if not (isinstance(max_retries, int) and max_retries >= 0):
@@ -162,6 +171,7 @@ class Client:
         self.max_request_bytes = int(max_request_bytes or default_bytes)
         self.check_fingerprint = check_fingerprint
         self.max_concurrency = max_concurrency
+        self.http_float_base64 = bool(http_float_base64)
         self._pool = None
         self._pool_lock = threading.Lock()
 
@@ -200,12 +210,13 @@ class Client:
         items = self._items(inputs)
         fields = self._fields(dimensions=dimensions, instruction=instruction, video=video,
                               timeout=timeout, user=user, model=model)
-        fields["encoding_format"] = encoding_format
+        fields["encoding_format"] = self._wire_encoding(encoding_format, as_numpy)
         answers = self._run(items, fields, "embed", timeout)
         vectors = [None] * len(items)
         for start, ans in answers:
             for d in ans.get("data") or []:
-                vectors[start + d["index"]] = self._decode(d["embedding"], encoding_format)
+                vectors[start + d["index"]] = self._decode(d["embedding"], encoding_format,
+                                                           as_numpy)
         if any(v is None for v in vectors):
             raise VlembedError("the gateway answered fewer vectors than items")
         res = self._result(answers, EmbeddingResult, vectors)
@@ -213,6 +224,13 @@ class Client:
         if as_numpy:
             res.vectors = res.numpy()
         return res
+
+    def _wire_encoding(self, enc, as_numpy):
+        if as_numpy and enc == "base64":
+            raise ValueError("base64 vectors are strings; ask for encoding_format='float' to get numpy")
+        if enc == "float" and self.http_float_base64 and not self._t.binary:
+            return "base64"
+        return enc
 
     def embed_messages(self, messages, *, continue_final_message=None,
                        add_generation_prompt=None, add_special_tokens=None, dimensions=None,
@@ -232,10 +250,10 @@ class Client:
                      ("add_special_tokens", add_special_tokens)):
             if v is not None:
                 fields[k] = bool(v)
-        fields["encoding_format"] = encoding_format
+        fields["encoding_format"] = self._wire_encoding(encoding_format, as_numpy)
         fields["messages"] = render(list(messages), self._t.binary)
         ans = self._send_once(fields, "embed", timeout)
-        vec = [self._decode(ans["data"][0]["embedding"], encoding_format)]
+        vec = [self._decode(ans["data"][0]["embedding"], encoding_format, as_numpy)]
         res = self._result([(0, ans)], EmbeddingResult, vec)
         res.encoding_format = encoding_format
         if as_numpy:
@@ -330,23 +348,27 @@ class Client:
             f["user"] = user
         return f
 
-    def _decode(self, e, enc):
+    def _decode(self, e, enc, as_numpy=False):
         """One vector as the caller gets it: float32 values (as Python floats) for float, the
-        base64 string for base64, ints for int8/uint8/binary; equal over both transports."""
-        if self._t.binary:  # msgpack: bin of float32 LE (float, base64) or one byte a component
+        base64 string for base64, ints for int8/uint8/binary; equal over both transports. With
+        as_numpy a 1-D numpy array (float32, int8 or uint8) instead."""
+        if enc == "base64":  # HTTP: the string; msgpack: bin of float32 LE
+            return e if isinstance(e, str) else base64.b64encode(e).decode("ascii")
+        if isinstance(e, str):  # float asked as base64 on the wire (http_float_base64)
+            e = base64.b64decode(e)
+        if isinstance(e, (bytes, bytearray)):  # msgpack bin, or decoded base64
+            if as_numpy:
+                return _numpy().frombuffer(e, _NP_DTYPE[enc])
             if enc == "float":
                 a = array.array("f", e)
                 if sys.byteorder == "big":
                     a.byteswap()
                 return a.tolist()
-            if enc == "base64":
-                return base64.b64encode(e).decode("ascii")
-            if enc == "int8":
-                return array.array("b", e).tolist()
-            return list(e)
-        if enc == "float":  # JSON numbers printed to round-trip float32 exactly: back to float32
-            return array.array("f", e).tolist()
-        return e
+            return array.array("b" if enc == "int8" else "B", e).tolist()
+        # HTTP JSON: numbers (floats printed to round-trip float32 exactly, so back to float32)
+        if as_numpy:
+            return _numpy().asarray(e, dtype=_NP_DTYPE[enc])
+        return array.array("f", e).tolist() if enc == "float" else e
 
     def _result(self, answers, cls, values):
         fps = []
