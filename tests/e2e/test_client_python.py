@@ -14,6 +14,7 @@ connection refused while the gateway and worker start (retried until they are up
 restart under a kept-alive connection; `pip install` of the package."""
 import array
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -253,6 +254,10 @@ def batching(c, http, unix, rh, items):
         check(e is not None and e.param == "input[6].colour" and e.code == "unknown_field" and
               "input[6].colour" in str(e) and e.request_id and e.status == 400 and e.attempts == 1,
               "%s: unknown field -> BadRequestError, param input[6].colour (renumbered), not retried" % name)
+        if e is not None:
+            e2 = pickle.loads(pickle.dumps(e))
+            check(type(e2) is BadRequestError and (e2.param, e2.code, e2.status, e2.request_id, str(e2)) ==
+                  (e.param, e.code, e.status, e.request_id, str(e)), "%s: the error pickles with its attributes" % name)
         e = raised(lambda: base.embed(["a", {"image": "data:image/png;base64,AAAA"}]), BadRequestError)
         check(e is not None and e.param == "input[1].image" and e.code == "invalid_media",
               "%s: a bad image -> BadRequestError invalid_media naming input[1].image" % name)
@@ -423,6 +428,34 @@ def restart(tmp):
                 p.wait(20)
 
 
+def fingerprints(c, tmp):
+    """A call whose second request reaches a gateway with another --max-tokens (another
+    preprocessing, so another embedding space): FingerprintMismatchError, no vectors."""
+    g = Gateway(tmp, "gf", c.sockets, ["--max-tokens", "4096"])
+    try:
+        cl = Client(c_url(c), max_items_per_request=1)
+        orig = cl._t.request
+        calls = []
+
+        def switching(*a, **k):  # the gateway "changes" between the first and second request
+            calls.append(1)
+            if len(calls) == 2:
+                cl._t.close()
+                cl._t.port = g.port
+            return orig(*a, **k)
+        cl._t.request = switching
+        e = raised(lambda: cl.embed(["a", "b"]), vc.FingerprintMismatchError)
+        check(e is not None and len(e.fingerprints) == 2 and len(calls) == 2,
+              "batches from two embedding spaces: FingerprintMismatchError %s" % (e and e.fingerprints))
+        cl.check_fingerprint = False
+        calls.clear()
+        cl._t.port = c.port
+        cl._t.close()
+        check(len(cl.embed(["a", "b"])) == 2, "check_fingerprint=False: the vectors are returned")
+    finally:
+        g.stop()
+
+
 def pip_install(tmp):
     target = os.path.join(tmp, "site")
     src = os.path.join(tmp, "client-src")  # pip builds in the source tree: a copy keeps ours clean
@@ -445,7 +478,8 @@ def main():
     try:
         http, unix, rh, items = basics(c, tmp)
         for fn, args in ((batching, (c, http, unix, rh, items)), (limits_and_keys, (c, tmp)),
-                         (rate_limits, (c, tmp)), (restart, (tmp,)), (pip_install, (tmp,))):
+                         (rate_limits, (c, tmp)), (fingerprints, (c, tmp)), (restart, (tmp,)),
+                         (pip_install, (tmp,))):
             try:
                 fn(*args)
             except Exception as e:  # noqa: BLE001 - a section that raises is a failure; go on

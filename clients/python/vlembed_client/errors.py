@@ -6,8 +6,19 @@ type, code, param (the request field it names), the request id and, for 429/503,
 Transport failures (refused, reset, timed out) are APIConnectionError / APITimeoutError."""
 
 
+def _restore(cls, args, state):
+    e = cls.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
+
 class VlembedError(Exception):
-    """Base class of every exception this package raises on purpose."""
+    """Base class of every exception this package raises on purpose. Instances pickle with their
+    attributes (so they cross multiprocessing boundaries)."""
+
+    def __reduce__(self):
+        return _restore, (type(self), self.args, dict(self.__dict__))
 
 
 class APIConnectionError(VlembedError):
