@@ -267,6 +267,21 @@ def batching(c, http, unix, rh, items):
     p = http.preview(["p%d" % i for i in range(3)] + [Image.from_path(PNG)])
     check([d["index"] for d in p] == [0, 1, 2, 3] and p[3]["visuals"][0]["source"] == "input[3].image",
           "preview(): one entry per input")
+    p2 = Client(unix_socket=c.api_socket, max_items_per_request=2).preview(
+        ["p%d" % i for i in range(3)] + [Image.from_path(PNG)])
+    check(p2.data == p.data and len(p2.request_ids) == 2, "preview() over the socket in 2 requests: the same entries, renumbered")
+    # deadlines: the gateway's (timeout=) and this side's (Client timeout)
+    for name, base in (("HTTP", http), ("unix", unix)):
+        e = raised(lambda: base.embed([Image.from_path(PNG)] * 4, timeout=1e-6), vc.GatewayTimeoutError)
+        check(e is not None and e.code == "deadline_exceeded" and e.attempts == 1,
+              "%s: timeout=1e-6 -> GatewayTimeoutError deadline_exceeded, not retried" % name)
+        quick = Client(**({"unix_socket": c.api_socket} if name == "unix" else {"base_url": c_url(c)}),
+                       timeout=0.001)
+        e = raised(lambda: quick.embed([Image.from_path(PNG)] * 8), vc.APITimeoutError)
+        check(e is not None and not e.retryable and e.attempts == 1,
+              "%s: no answer within the client's timeout -> APITimeoutError, not retried" % name)
+        r = quick.embed("a red sofa", timeout=20)  # the deadline raises this call's socket timeout
+        check(same(r.vectors, [rh[0]]), "%s: the next call on the same client gets its own answer" % name)
 
 
 def limits_and_keys(c, tmp):
