@@ -17,6 +17,7 @@
 #include "worker/cuda/attention.h"
 #include "worker/cuda/embed.h"
 #include "worker/cuda/gemm.h"
+#include "worker/cuda/gemm_sm90.h"
 #include "worker/cuda/norm.h"
 #include "worker/cuda/rope.h"
 #include "worker/cuda/vision.h"
@@ -73,6 +74,7 @@ struct vl_cuda_ctx {
     const struct vl_cuda_weights *w;
     vl_stream_t stream;
     struct vl_gemm *gemm;
+    int sm90; /* SM90_* bits: LM projections on the own sm_90a GEMM (gemm_sm90.h) */
     int64_t budget_tokens, budget_patches;
     int64_t cap_tokens, cap_patches;
     size_t cap_pixels;
@@ -93,6 +95,12 @@ struct vl_cuda_ctx {
     int *ptag;
     double prof_ms[P_N];
 };
+
+/* Which language-model projections run on the own sm_90a GEMM when it is selected
+ * (vl_gemm_sm90_selected: a cc 9.0 device and VL_GEMM_KERNEL not "cublas"); the others stay on
+ * cuBLASLt. GATE_UP is the fused gate_up + SwiGLU (no [T, 2I] tensor, no SwiGLU pass). */
+enum { SM90_GATE_UP = 1, SM90_DOWN = 2, SM90_QKV = 4, SM90_O = 8 };
+#define SM90_PROJ (SM90_GATE_UP)
 
 static void mark(struct vl_cuda_ctx *c, int tag)
 {
@@ -195,10 +203,14 @@ static void tune_gemms(struct vl_cuda_ctx *c)
         const struct vl_cuda_layer *L = &w->layer[l];
         wa[l] = L->qkv_w, wb[l] = L->o_w, wc[l] = L->gate_up_w, wd[l] = L->down_w;
     }
-    tune_class(c, &ts, c->cap_tokens, Wq, H, c->xn, wa, NULL, nl, c->qkv, VL_GEMM_PLAIN, 0);
-    tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
-    tune_class(c, &ts, c->cap_tokens, 2 * I, H, c->xn, wc, NULL, nl, c->gu, VL_GEMM_PLAIN, 0);
-    tune_class(c, &ts, c->cap_tokens, H, I, c->act, wd, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
+    if (!(c->sm90 & SM90_QKV))
+        tune_class(c, &ts, c->cap_tokens, Wq, H, c->xn, wa, NULL, nl, c->qkv, VL_GEMM_PLAIN, 0);
+    if (!(c->sm90 & SM90_O))
+        tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
+    if (!(c->sm90 & SM90_GATE_UP))
+        tune_class(c, &ts, c->cap_tokens, 2 * I, H, c->xn, wc, NULL, nl, c->gu, VL_GEMM_PLAIN, 0);
+    if (!(c->sm90 & SM90_DOWN))
+        tune_class(c, &ts, c->cap_tokens, H, I, c->act, wd, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
     vl_cuda_stream_sync(s);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     vl_info("GEMM tuning: %d shapes in %.0f ms; heuristic pick / chosen time: mean %.3f, max %.3f",
@@ -237,7 +249,12 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     c->xn = vl_cuda_malloc(bf(T * H));
     c->qkv = vl_cuda_malloc(bf(T * (nq + 2 * nkv) * hd));
     c->att = vl_cuda_malloc(bf(T * nq * hd));
-    c->gu = vl_cuda_malloc(bf(T * 2 * I));
+    c->sm90 = vl_gemm_sm90_selected() && I % 128 == 0 ? SM90_PROJ : 0;
+    vl_info("CUDA backend: LM gate_up + SwiGLU on %s", c->sm90 & SM90_GATE_UP
+                                                           ? "the own sm_90a GEMM (fused epilogue)"
+                                                           : "cuBLASLt + vl_swiglu");
+    if (!(c->sm90 & SM90_GATE_UP)) /* the fused form never writes gate_up */
+        c->gu = vl_cuda_malloc(bf(T * 2 * I));
     c->act = vl_cuda_malloc(bf(T * I));
     c->rope_cs = vl_cuda_malloc(bf(T * hd));
     c->vrope_cs = vl_cuda_malloc(P * cfg->v_head_dim * sizeof(float));
@@ -402,6 +419,17 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
     merger_mlp(c, &w->merger, c->vxn, P / 4, c->vis_out);
 }
 
+/* One language-model projection Y (+)= X W^T: the own sm_90a GEMM if bit `which` of c->sm90 is
+ * set, else cuBLASLt. */
+static void lm_gemm(struct vl_cuda_ctx *c, int which, int M, int N, int K, const uint16_t *X,
+                    const uint16_t *W, uint16_t *Y, int accumulate)
+{
+    if (c->sm90 & which)
+        vl_gemm_sm90_bf16(c->stream, M, N, K, X, W, Y, accumulate);
+    else
+        vl_gemm_bf16(c->gemm, c->stream, M, N, K, X, W, NULL, Y, VL_GEMM_PLAIN, accumulate);
+}
+
 static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvis)
 {
     const struct vl_cuda_config *k = &c->cfg;
@@ -426,21 +454,27 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
         mark(c, P_NORM);
         vl_rmsnorm(s, c->h, L->in_norm, c->xn, T, H, k->rms_eps);
         mark(c, P_QKV);
-        vl_gemm_bf16(c->gemm, s, T, Wq, H, c->xn, L->qkv_w, NULL, c->qkv, VL_GEMM_PLAIN, 0);
+        lm_gemm(c, SM90_QKV, T, Wq, H, c->xn, L->qkv_w, c->qkv, 0);
         mark(c, P_QKNORM_ROPE);
         vl_qk_norm_mrope(s, c->qkv, T, nq, nkv, hd, L->q_norm, L->k_norm, c->rope_cs, k->rms_eps);
         mark(c, P_ATTN);
         vl_attention(s, &a);
         mark(c, P_O);
-        vl_gemm_bf16(c->gemm, s, T, H, nq * hd, c->att, L->o_w, NULL, c->h, VL_GEMM_PLAIN, 1);
+        lm_gemm(c, SM90_O, T, H, nq * hd, c->att, L->o_w, c->h, 1);
         mark(c, P_NORM);
         vl_rmsnorm(s, c->h, L->post_norm, c->xn, T, H, k->rms_eps);
         mark(c, P_GATE_UP);
-        vl_gemm_bf16(c->gemm, s, T, 2 * I, H, c->xn, L->gate_up_w, NULL, c->gu, VL_GEMM_PLAIN, 0);
-        mark(c, P_SWIGLU);
-        vl_swiglu(s, c->gu, c->act, T, I);
+        if (c->sm90 & SM90_GATE_UP) { /* act = SwiGLU(gate_up) in the GEMM's epilogue */
+            vl_gemm_sm90_swiglu(s, T, I, H, c->xn, L->gate_up_w, c->act);
+            mark(c, P_SWIGLU);
+        } else {
+            vl_gemm_bf16(c->gemm, s, T, 2 * I, H, c->xn, L->gate_up_w, NULL, c->gu, VL_GEMM_PLAIN,
+                         0);
+            mark(c, P_SWIGLU);
+            vl_swiglu(s, c->gu, c->act, T, I);
+        }
         mark(c, P_DOWN);
-        vl_gemm_bf16(c->gemm, s, T, H, I, c->act, L->down_w, NULL, c->h, VL_GEMM_PLAIN, 1);
+        lm_gemm(c, SM90_DOWN, T, H, I, c->act, L->down_w, c->h, 1);
         mark(c, P_DEEPSTACK);
         if (nvis && l < k->n_deepstack) /* DeepStack: after decoder layer l, at visual rows */
             vl_rows_scatter(s, c->ds_out[l], c->d_vis_idx, nvis, H, c->h, 1);

@@ -9,10 +9,24 @@
  * consumer warpgroup). Warpgroups 1 and 2 consume (setmaxnreg.inc): each owns 64 rows of the
  * tile and runs wgmma m64n256k16 with both operands K-major in shared memory, fp32 accumulators
  * in registers (128 per thread), one wgmma group in flight so the previous stage is released
- * while the current one computes. The epilogue converts the accumulators in registers and
- * stores bf16 pairs straight to global memory (masked at M and N); while it runs, the producer
- * already streams the next tile's stages. Tiles go out in groups of GROUP_M row tiles (column
- * tile slowest within a group) so the tiles in flight share X and W through L2.
+ * while the current one computes. Epilogue: each consumer warpgroup writes its 64 rows as bf16
+ * into its own two [64 x 64] boxes of shared memory (128 columns at a time, 128-byte swizzle, no
+ * bank conflicts) and one of its threads stores them with TMA (cp.async.bulk.tensor; rows and
+ * columns past M and N are clipped), or adds them to Y with TMA's bf16 reduce-add for the
+ * residual form; the warpgroup goes on to the next tile while the store drains, and the producer
+ * has already streamed the next tile's first stages. Tiles go out in groups of GROUP_M row tiles
+ * (column tile slowest within a group) so the tiles in flight share X and W through L2.
+ *
+ * SwiGLU epilogue: g = bf16(acc_gate), u = bf16(acc_up), act = bf16(silu(g) * u) with silu(g)
+ * read from a 65536-entry table indexed by g's bits, made once per device by
+ * silu_table_kernel with vl_swiglu's own formula (expf, IEEE division, bf16 rounding), so the
+ * result is bit-identical to vl_swiglu. Computing expf and the division in the epilogue instead
+ * ran at 0.85 x the plain GEMM's rate (the table: 0.95 x), also when spread over the next tile's
+ * k-loop (docs/cuda.md).
+ *
+ * Measured (H100 SXM, bench_kernels sm90; table in docs/cuda.md): fused gate_up + SwiGLU 1.13 x
+ * (2B) / 1.05 x (8B) faster than cuBLASLt + vl_swiglu; the plain and residual forms 0.95-1.04 x
+ * cuBLASLt at M = 16384 and 0.73-0.97 x at M = 4464, so the forward uses only the fused form.
  *
  * The W half-tiles are rows [n0, n0 + 128) and [n0 + 128, n0 + 256) for the plain form and
  * rows [j0, j0 + 128) (gate) and [I + j0, I + j0 + 128) (up) for the SwiGLU form: a thread's
@@ -35,12 +49,14 @@
 #define BM 128
 #define BN 256
 #define BK 64
-#define ST 4
+#define ST 4 /* ring stages: 4 x 48 KiB + 32 KiB of output boxes + alignment = 225 KiB */
 #define GROUP_M 16
 #define A_BYTES (BM * BK * 2)
 #define BH_BYTES (BN / 2 * BK * 2)
 #define STAGE_BYTES (A_BYTES + 2 * BH_BYTES)
-#define SMEM_BYTES (ST * STAGE_BYTES + 1024)
+#define C_BOX_BYTES (64 * 64 * 2)     /* one [64 rows x 64 cols] output box, 128-byte swizzled */
+#define C_BYTES (2 * 2 * C_BOX_BYTES) /* per consumer warpgroup: two boxes (128 columns) */
+#define SMEM_BYTES (ST * STAGE_BYTES + C_BYTES + 1024)
 
 enum { EPI_PLAIN = 0, EPI_ACC = 1, EPI_SWIGLU = 2 };
 
@@ -89,6 +105,55 @@ static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap 
                  " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(dst),
                  "l"((uint64_t)map), "r"(bar), "r"(c0), "r"(c1)
                  : "memory");
+}
+
+/* 2-D TMA store (or bf16 reduce-add, add = 1) of a shared-memory box to (c0 = column, c1 = row);
+ * rows and columns past the tensor's end are not written. */
+static __device__ __forceinline__ void tma_store(const CUtensorMap *map, uint32_t src, int c0,
+                                                 int c1, int add)
+{
+    if (add)
+        asm volatile("cp.reduce.async.bulk.tensor.2d.global.shared::cta.add.bulk_group"
+                     " [%0, {%2, %3}], [%1];\n" ::"l"((uint64_t)map),
+                     "r"(src), "r"(c0), "r"(c1)
+                     : "memory");
+    else
+        asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group"
+                     " [%0, {%2, %3}], [%1];\n" ::"l"((uint64_t)map),
+                     "r"(src), "r"(c0), "r"(c1)
+                     : "memory");
+}
+static __device__ __forceinline__ void bulk_commit()
+{
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+/* Waits until this thread's bulk stores have finished reading shared memory. */
+static __device__ __forceinline__ void bulk_wait_read()
+{
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+/* Waits until this thread's bulk stores are complete (written to global memory). */
+static __device__ __forceinline__ void bulk_wait_all()
+{
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+/* Barrier of one warpgroup (128 threads) on named barrier id. */
+static __device__ __forceinline__ void wg_bar(int id)
+{
+    asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
+}
+static __device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+static __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v)
+{
+    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
 }
 
 static __device__ __forceinline__ void wgmma_fence()
@@ -172,6 +237,13 @@ static __device__ __forceinline__ float silu_ref(float g)
     return rbf(g / (1.0f + expf(-g))); /* as vl_swiglu (act.cu), same flags, same rounding */
 }
 
+/* silu_ref of the bf16 value with bits b, from the 65536-entry table silu_table_kernel wrote:
+ * the same result without the epilogue's expf and division. */
+static __device__ __forceinline__ float silu_lut(const uint16_t *__restrict__ t, uint32_t b)
+{
+    return __uint_as_float((uint32_t)__ldg(t + b) << 16);
+}
+
 #endif /* VL_SM90A */
 
 /* n_step: W rows per column tile (256 plain, 128 SwiGLU); b_off: row offset of the second W
@@ -179,8 +251,8 @@ static __device__ __forceinline__ float silu_ref(float g)
 template <int EPI>
 static __global__ void __launch_bounds__(384, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb,
-                     bf16 *__restrict__ Y, int M, int N, int K, int tiles_m, int tiles_n,
-                     int n_step, int b_off)
+                     const __grid_constant__ CUtensorMap ty, const uint16_t *__restrict__ silu_t,
+                     int K, int tiles_m, int tiles_n, int n_step, int b_off)
 {
 #ifdef VL_SM90A
     extern __shared__ uint8_t smem_raw[];
@@ -258,47 +330,63 @@ static __global__ void __launch_bounds__(384, 1)
         if (tid == 0)
             mbar_arrive(empty + 8 * prev);
 
-        int row0 = tm * BM + c * 64 + warp * 16 + lane / 4;
-        if (EPI == EPI_SWIGLU) {
-            int col0 = tn * 128 + 2 * (lane % 4);
+        /* Epilogue: this warpgroup's 64 rows go through its own two 8 KB boxes of shared memory
+         * (128 columns at a time, 128-byte swizzle: row r's 16-byte chunk j at j ^ (r % 8), so
+         * a warp's 4-byte writes hit 32 distinct banks), then one thread stores them by TMA
+         * while the warpgroup starts the next tile's products. */
+        int r0 = warp * 16 + lane / 4, q = lane % 4;
+        uint32_t cbase = base + ST * STAGE_BYTES + c * (2 * C_BOX_BYTES);
+        int out_row = tm * BM + c * 64;
+        constexpr int halves = EPI == EPI_SWIGLU ? 1 : 2;
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                int row = row0 + 8 * h;
-                if (row >= M)
-                    continue;
-                bf16 *yr = Y + (size_t)row * N + col0;
+        for (int hf = 0; hf < halves; hf++) {
+            if (tid == 0)
+                bulk_wait_read(); /* the previous stores have read the boxes */
+            wg_bar(1 + c);
 #pragma unroll
-                for (int i = 0; i < 16; i++) {
-                    float g0 = rbf(acc[4 * i + 2 * h]), g1 = rbf(acc[4 * i + 2 * h + 1]);
-                    float u0 = rbf(acc[4 * (i + 16) + 2 * h]),
-                          u1 = rbf(acc[4 * (i + 16) + 2 * h + 1]);
-                    *(__nv_bfloat162 *)(yr + 8 * i) =
-                        __floats2bfloat162_rn(silu_ref(g0) * u0, silu_ref(g1) * u1);
+            for (int i = 0; i < 16; i++) {
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    int r = r0 + 8 * h;
+                    uint32_t v;
+                    if (EPI == EPI_SWIGLU) {
+                        uint32_t gw = pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]);
+                        float u0 = rbf(acc[4 * (i + 16) + 2 * h]);
+                        float u1 = rbf(acc[4 * (i + 16) + 2 * h + 1]);
+                        v = pack_bf16x2(silu_lut(silu_t, gw & 0xffffu) * u0,
+                                        silu_lut(silu_t, gw >> 16) * u1);
+                    } else {
+                        int j = 16 * hf + i;
+                        v = pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+                    }
+                    uint32_t addr = cbase + (i / 8) * C_BOX_BYTES + r * 128 +
+                                    (((i % 8) ^ (r % 8)) << 4) + q * 4;
+                    st_shared_u32(addr, v);
                 }
             }
-        } else {
-            int col0 = tn * BN + 2 * (lane % 4);
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                int row = row0 + 8 * h;
-                if (row >= M)
-                    continue;
-                bf16 *yr = Y + (size_t)row * N + col0;
-#pragma unroll
-                for (int i = 0; i < 32; i++) {
-                    if (col0 + 8 * i >= N)
-                        break;
-                    float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
-                    __nv_bfloat162 *p = (__nv_bfloat162 *)(yr + 8 * i);
-                    if (EPI == EPI_ACC) {
-                        __nv_bfloat162 o = *p;
-                        v0 += __low2float(o);
-                        v1 += __high2float(o);
-                    }
-                    *p = __floats2bfloat162_rn(v0, v1);
-                }
+            fence_proxy_async();
+            wg_bar(1 + c);
+            if (tid == 0) {
+                int col = EPI == EPI_SWIGLU ? tn * 128 : tn * BN + hf * 128;
+                tma_store(&ty, cbase, col, out_row, EPI == EPI_ACC);
+                tma_store(&ty, cbase + C_BOX_BYTES, col + 64, out_row, EPI == EPI_ACC);
+                bulk_commit();
             }
         }
+    }
+    if (tid == 0)
+        bulk_wait_all();
+#endif
+}
+
+/* t[b] = bits of silu_ref(the bf16 value with bits b), b < 65536. */
+static __global__ void silu_table_kernel(uint16_t *t)
+{
+#ifdef VL_SM90A
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b < 65536) {
+        bf16 v = tobf(silu_ref(__uint_as_float((uint32_t)b << 16)));
+        t[b] = *(uint16_t *)&v;
     }
 #endif
 }
@@ -324,6 +412,7 @@ typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, vo
 static struct {
     int known, avail, sms;
     encode_fn encode;
+    uint16_t *silu; /* silu_table_kernel's table, 128 KiB, made once per device */
 } g_dev[MAX_DEV];
 
 static int cur_dev(void)
@@ -372,6 +461,10 @@ static void probe(int d)
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
     VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_SWIGLU>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    VL_CUDA_CHECK(cudaMalloc(&g_dev[d].silu, 65536 * sizeof(uint16_t)));
+    silu_table_kernel<<<256, 256>>>(g_dev[d].silu);
+    VL_LAUNCH_CHECK("silu_table_kernel");
+    VL_CUDA_CHECK(cudaDeviceSynchronize());
     g_dev[d].avail = 1;
 }
 
@@ -383,7 +476,7 @@ extern "C" int vl_gemm_sm90_available(void)
 }
 
 /* The default when VL_GEMM_KERNEL is unset (docs/cuda.md: the measured end-to-end choice). */
-#define SM90_DEFAULT 0
+#define SM90_DEFAULT 1
 
 extern "C" int vl_gemm_sm90_selected(void)
 {
@@ -403,12 +496,14 @@ extern "C" int vl_gemm_sm90_selected(void)
     return want && vl_gemm_sm90_available();
 }
 
-/* Row-major [rows, K] bf16 matrix as a 2-D tensor map with a [128 x 64] box, 128-byte swizzle. */
-static void make_map(encode_fn enc, CUtensorMap *m, const uint16_t *p, int rows, int K)
+/* Row-major [rows, K] bf16 matrix as a 2-D tensor map with a [box_rows x 64] box, 128-byte
+ * swizzle. */
+static void make_map(encode_fn enc, CUtensorMap *m, const uint16_t *p, int rows, int K,
+                     int box_rows)
 {
     cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
     cuuint64_t strides[1] = {(cuuint64_t)K * 2};
-    cuuint32_t box[2] = {BK, 128}, es[2] = {1, 1};
+    cuuint32_t box[2] = {64, (cuuint32_t)box_rows}, es[2] = {1, 1};
     CUresult r = enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dims, strides, box, es,
                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -420,13 +515,14 @@ static void make_map(encode_fn enc, CUtensorMap *m, const uint16_t *p, int rows,
 }
 
 static int check_args(int d, int M, int N, int K, const uint16_t *X, const uint16_t *W,
-                      const char *what)
+                      const uint16_t *Y, const char *what)
 {
     if (!g_dev[d].avail) {
         vl_error("%s: no sm_90a device (call vl_gemm_sm90_available first)", what);
         abort();
     }
-    if (M <= 0 || N <= 0 || K <= 0 || K % 8 || N % 8 || ((uintptr_t)X | (uintptr_t)W) % 16) {
+    if (M <= 0 || N <= 0 || K <= 0 || K % 8 || N % 8 ||
+        ((uintptr_t)X | (uintptr_t)W | (uintptr_t)Y) % 16) {
         vl_error("%s: unsupported shape M=%d N=%d K=%d or alignment", what, M, N, K);
         abort();
     }
@@ -437,20 +533,17 @@ static void launch(int epi, vl_stream_t s, int M, int N, int K, const uint16_t *
                    const uint16_t *W, int w_rows, uint16_t *Y, int tiles_n, int n_step, int b_off)
 {
     int d = cur_dev();
-    CUtensorMap ta, tb;
-    make_map(g_dev[d].encode, &ta, X, M, K);
-    make_map(g_dev[d].encode, &tb, W, w_rows, K);
+    CUtensorMap ta, tb, ty;
+    make_map(g_dev[d].encode, &ta, X, M, K, 128);
+    make_map(g_dev[d].encode, &tb, W, w_rows, K, 128);
+    make_map(g_dev[d].encode, &ty, Y, M, N, 64);
     int tiles_m = (M + BM - 1) / BM, total = tiles_m * tiles_n;
     unsigned grid = (unsigned)(total < g_dev[d].sms ? total : g_dev[d].sms);
-    if (epi == EPI_PLAIN)
-        gemm_sm90_kernel<EPI_PLAIN><<<grid, 384, SMEM_BYTES, s>>>(ta, tb, (bf16 *)Y, M, N, K,
-                                                                  tiles_m, tiles_n, n_step, b_off);
-    else if (epi == EPI_ACC)
-        gemm_sm90_kernel<EPI_ACC><<<grid, 384, SMEM_BYTES, s>>>(ta, tb, (bf16 *)Y, M, N, K, tiles_m,
-                                                                tiles_n, n_step, b_off);
-    else
-        gemm_sm90_kernel<EPI_SWIGLU><<<grid, 384, SMEM_BYTES, s>>>(ta, tb, (bf16 *)Y, M, N, K,
-                                                                   tiles_m, tiles_n, n_step, b_off);
+    void (*k)(const CUtensorMap, const CUtensorMap, const CUtensorMap, const uint16_t *, int, int,
+              int, int, int) = epi == EPI_PLAIN ? gemm_sm90_kernel<EPI_PLAIN>
+                               : epi == EPI_ACC ? gemm_sm90_kernel<EPI_ACC>
+                                                : gemm_sm90_kernel<EPI_SWIGLU>;
+    k<<<grid, 384, SMEM_BYTES, s>>>(ta, tb, ty, g_dev[d].silu, K, tiles_m, tiles_n, n_step, b_off);
     VL_LAUNCH_CHECK("gemm_sm90_kernel");
 }
 
@@ -458,7 +551,7 @@ extern "C" void vl_gemm_sm90_bf16(vl_stream_t s, int M, int N, int K, const uint
                                   const uint16_t *W, uint16_t *Y, int accumulate)
 {
     int d = cur_dev();
-    check_args(d, M, N, K, X, W, "vl_gemm_sm90_bf16");
+    check_args(d, M, N, K, X, W, Y, "vl_gemm_sm90_bf16");
     launch(accumulate ? EPI_ACC : EPI_PLAIN, s, M, N, K, X, W, N, Y, (N + BN - 1) / BN, BN, BN / 2);
 }
 
@@ -466,7 +559,7 @@ extern "C" void vl_gemm_sm90_swiglu(vl_stream_t s, int M, int I, int K, const ui
                                     const uint16_t *W, uint16_t *act)
 {
     int d = cur_dev();
-    check_args(d, M, I, K, X, W, "vl_gemm_sm90_swiglu");
+    check_args(d, M, I, K, X, W, act, "vl_gemm_sm90_swiglu");
     if (I % 128) {
         vl_error("vl_gemm_sm90_swiglu: intermediate size %d is not a multiple of 128", I);
         abort();
