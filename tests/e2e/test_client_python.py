@@ -13,6 +13,7 @@ max_retries, or raised at once when Retry-After is over max_retry_wait); 503 no_
 connection refused while the gateway and worker start (retried until they are up); a gateway
 restart under a kept-alive connection; `pip install` of the package."""
 import array
+import http.client
 import os
 import pickle
 import re
@@ -40,7 +41,7 @@ FRAMES = [os.path.join(MEDIA, "video_f%d.png" % i) for i in range(4)]
 class Gateway:
     """One more vlembed-gateway on the cluster's worker(s), with its own options."""
 
-    def __init__(self, tmp, name, worker_sockets, args=(), port=0, sock=None):
+    def __init__(self, tmp, name, worker_sockets, args=(), port=0, sock=None, wait_ready=True):
         self.api_socket = os.path.join(tmp, (sock or name) + ".sock")
         self.logpath = os.path.join(tmp, name + ".log")
         self.log = open(self.logpath, "w+")
@@ -57,6 +58,19 @@ class Gateway:
         if not wait_for(port_known, 20):
             raise RuntimeError("gateway %s did not start:\n%s" % (name, open(self.logpath).read()))
         self.url = "http://127.0.0.1:%d" % self.port
+
+        def ready():  # /ready is exempt from API keys and client limits: probing costs no token
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/ready")
+                ok = c.getresponse().status == 200
+                c.close()
+                return ok
+            except OSError:
+                return False
+        # the port is logged before the worker's hello: without this a first request may get 503
+        if wait_ready and not wait_for(ready, 30):
+            raise RuntimeError("gateway %s not ready:\n%s" % (name, open(self.logpath).read()))
 
     def stop(self):
         if self.p.poll() is None:
@@ -388,7 +402,7 @@ def restart(tmp):
 
     def bring_up():
         time.sleep(0.8)
-        procs.append(Gateway(tmp, "late", [wsock], port=port))
+        procs.append(Gateway(tmp, "late", [wsock], port=port, wait_ready=False))
         time.sleep(1.0)
         procs.append(subprocess.Popen([os.path.join(BUILD, "vlembed-worker"), "--model", MODEL,
                                        "--backend", "cpu", "--socket", wsock, "--threads", "1"],
@@ -423,7 +437,7 @@ def restart(tmp):
         uc.embed("warm")
         procs[0].stop()
         e = raised(lambda: Client("http://127.0.0.1:%d" % port, max_retries=0).embed("a"), vc.APIConnectionError)
-        procs[0] = Gateway(tmp, "late2", [wsock], port=port, sock="late")
+        procs[0] = Gateway(tmp, "late2", [wsock], port=port, sock="late", wait_ready=False)
         wait_for(lambda: Client(procs[0].url).ready(), 20)
         check(same(hc.embed("late").vectors, r.vectors) and same(uc.embed("late").vectors, r.vectors),
               "after a gateway restart both clients reconnect on their own")
