@@ -32,10 +32,7 @@
 
 #ifdef VL_SM90A
 
-static __device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
+#include "worker/cuda/sm90_ptx.cuh"
 
 static __device__ __forceinline__ void cp_async16_sw(uint32_t dst, const void *src, bool valid)
 {
@@ -51,39 +48,11 @@ template <int N> static __device__ __forceinline__ void cp_async_wait90()
 {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
-/* Makes this thread's generic-proxy shared-memory writes (cp.async) visible to the tensor
- * cores' async proxy; a block barrier after it publishes them to the other threads. */
-static __device__ __forceinline__ void fence_proxy_async()
-{
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-static __device__ __forceinline__ void wgmma_fence()
-{
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void wgmma_commit()
-{
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N> static __device__ __forceinline__ void wgmma_wait()
-{
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-/* Keeps the compiler from moving accesses of wgmma accumulators across the wait. */
-static __device__ __forceinline__ void reg_fence(float &x)
-{
-    asm volatile("" : "+f"(x)::"memory");
-}
 static __device__ __forceinline__ float ex2(float x)
 {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
-}
-static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
 }
 
 /* Shared-memory matrix descriptor, 128-byte swizzle: start address, leading and stride byte
@@ -606,15 +575,6 @@ static void launch90(vl_stream_t s, const struct vl_attn_args *a)
 
 #ifdef VL_SM90A
 
-static __device__ __forceinline__ void mbar_init(uint32_t bar, int count)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
-{
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar)
-                 : "memory");
-}
 /* 1 when the phase of parity `par` has completed (non-blocking). */
 static __device__ __forceinline__ uint32_t mbar_test(uint32_t bar, uint32_t par)
 {
@@ -625,19 +585,6 @@ static __device__ __forceinline__ uint32_t mbar_test(uint32_t bar, uint32_t par)
                  : "r"(bar), "r"(par)
                  : "memory");
     return ok;
-}
-/* Blocks until the phase of parity `par` has completed (acquire: the arrivals' prior writes are
- * visible afterwards). */
-static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t par)
-{
-    uint32_t ok;
-    do {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(ok)
-                     : "r"(bar), "r"(par)
-                     : "memory");
-    } while (!ok);
 }
 static __device__ __forceinline__ void named_sync(int id, int n)
 {

@@ -62,39 +62,12 @@ enum { EPI_PLAIN = 0, EPI_ACC = 1, EPI_SWIGLU = 2 };
 
 #ifdef VL_SM90A
 
-static __device__ __forceinline__ uint32_t smem_u32(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-static __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
+#include "worker/cuda/sm90_ptx.cuh"
 
 static __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
 {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
                  : "memory");
-}
-
-static __device__ __forceinline__ void mbar_arrive(uint32_t bar)
-{
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-
-/* Returns once the phase of parity `parity` has completed. */
-static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
-{
-    uint32_t ok;
-    do {
-        asm volatile("{\n.reg .pred p;\n"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(ok)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-    } while (!ok);
 }
 
 /* 2-D TMA load of box (c0 = column, c1 = row) into shared memory, completing on bar. */
@@ -142,36 +115,9 @@ static __device__ __forceinline__ void wg_bar(int id)
 {
     asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
 }
-static __device__ __forceinline__ void fence_proxy_async()
-{
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
 static __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v)
 {
     asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
-static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-
-static __device__ __forceinline__ void wgmma_fence()
-{
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void wgmma_commit()
-{
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N> static __device__ __forceinline__ void wgmma_wait()
-{
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-/* Keeps the compiler from moving accumulator accesses across a wgmma wait. */
-static __device__ __forceinline__ void reg_fence(float &x)
-{
-    asm volatile("" : "+f"(x)::"memory");
 }
 
 /* Shared-memory matrix descriptor, K-major, 128-byte swizzle: rows of 128 B, 8-row groups
@@ -257,8 +203,8 @@ static __global__ void __launch_bounds__(384, 1)
 #ifdef VL_SM90A
     extern __shared__ uint8_t smem_raw[];
     __shared__ __align__(8) uint64_t bars[2 * ST];
-    uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-    uint32_t full = smem_u32(&bars[0]), empty = smem_u32(&bars[ST]);
+    uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    uint32_t full = smem_addr(&bars[0]), empty = smem_addr(&bars[ST]);
     int wg = threadIdx.x / 128, nk = (K + BK - 1) / BK, total = tiles_m * tiles_n;
     if (threadIdx.x == 0) {
         for (int i = 0; i < ST; i++) {
