@@ -311,6 +311,33 @@ template <int BN> static __device__ __forceinline__ void pack_p(const float *s, 
     }
 }
 
+/* The end of a warpgroup's query rows: the quad's partial row sums add up to each row's sum l
+ * (lrow is updated), and the rows of O / l inside the sequence (row_a and row_a + 8 of the
+ * thread's fragment; rows at or past len are skipped) are stored to og as bf16 (a row of l = 0
+ * stores zeros). */
+template <int D>
+static __device__ __forceinline__ void store_o(const float *o, float *lrow, bf16 *og, int start,
+                                               int len, int row_a, int o_stride, int head, int lane)
+{
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 1);
+        lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 2);
+    }
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        int qr = row_a + hr * 8;
+        if (qr >= len)
+            continue;
+        float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
+        bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
+#pragma unroll
+        for (int dn = 0; dn < D / 8; dn++)
+            *(__nv_bfloat162 *)(orow + dn * 8) =
+                __floats2bfloat162_rn(o[dn * 4 + hr * 2] * inv, o[dn * 4 + hr * 2 + 1] * inv);
+    }
+}
+
 template <int D> static __device__ __forceinline__ void rescale(float *o, const float *corr)
 {
     if (corr[0] == 1.0f && corr[1] == 1.0f)
@@ -509,23 +536,7 @@ static __global__ void __launch_bounds__(256, MINB)
     }
     cp_async_wait90<0>(); /* no copy may outlive the block */
 
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) { /* the quad's partial row sums add up to the row's */
-        lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 1);
-        lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 2);
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        int qr = row_a + hr * 8;
-        if (qr >= len)
-            continue;
-        float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
-        bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
-#pragma unroll
-        for (int dn = 0; dn < D / 8; dn++)
-            *(__nv_bfloat162 *)(orow + dn * 8) =
-                __floats2bfloat162_rn(o[dn * 4 + hr * 2] * inv, o[dn * 4 + hr * 2 + 1] * inv);
-    }
+    store_o<D>(o, lrow, og, start, len, row_a, o_stride, head, lane);
 #else
     __trap(); /* the host never launches this without a compute capability 9.0 device */
 #endif
@@ -873,23 +884,7 @@ static __global__ void __launch_bounds__(128 * NC + 32 * PW, 1)
         kt += n_tiles;
         qi++;
 
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 1);
-            lrow[hr] += __shfl_xor_sync(0xffffffffu, lrow[hr], 2);
-        }
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            int qr = row_a + hr * 8;
-            if (qr >= len)
-                continue;
-            float inv = lrow[hr] > 0.0f ? 1.0f / lrow[hr] : 0.0f;
-            bf16 *orow = og + (size_t)(start + qr) * o_stride + head * D + (lane & 3) * 2;
-#pragma unroll
-            for (int dn = 0; dn < D / 8; dn++)
-                *(__nv_bfloat162 *)(orow + dn * 8) =
-                    __floats2bfloat162_rn(o[dn * 4 + hr * 2] * inv, o[dn * 4 + hr * 2 + 1] * inv);
-        }
+        store_o<D>(o, lrow, og, start, len, row_a, o_stride, head, lane);
     }
     if (PP && c == 0)
         named_sync(1, 256); /* pairs consumer 1's opening arrive: no arrival left pending */
