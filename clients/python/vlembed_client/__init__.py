@@ -5,7 +5,12 @@ Unix-socket API). Standard library only for HTTP; msgpack for the socket. See do
     with Client("http://127.0.0.1:8080") as c:
         r = c.embed(["a cat", Item(text="a dog", images=[Image.from_path("dog.jpg")])])
         r.vectors, r.usage
+
+    from vlembed_client import AsyncClient          # the asyncio variant: same options, coroutines
+    async with AsyncClient("http://127.0.0.1:8080") as c:
+        r = await c.embed(["a cat", "a dog"])
 """
+from .aclient import AsyncClient
 from .client import (DEFAULT_MAX_BODY_HTTP, DEFAULT_MAX_FRAME_SOCKET, DEFAULT_MAX_ITEMS,
                      DEFAULT_MAX_VISUALS, Client, EmbeddingResult, PreviewResult)
 from .errors import (APIConnectionError, APIStatusError, APITimeoutError, AuthenticationError,
@@ -19,7 +24,7 @@ from .inputs import Image, Item, Tokens, Video, VideoOptions
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "EmbeddingResult", "PreviewResult", "Image", "Video", "Item", "Tokens",
+    "Client", "AsyncClient", "EmbeddingResult", "PreviewResult", "Image", "Video", "Item", "Tokens",
     "VideoOptions", "VlembedError", "APIConnectionError", "APITimeoutError", "APIStatusError",
     "BadRequestError", "AuthenticationError", "NotFoundError", "MethodNotAllowedError",
     "RequestTimeoutError", "RequestTooLargeError", "UnsupportedMediaTypeError",

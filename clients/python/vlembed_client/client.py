@@ -1,6 +1,10 @@
 """Client: embed(), embed_messages(), preview(), models(), health(), ready() over HTTP or the
 msgpack Unix socket, with batching under the gateway's limits and retries of retryable errors.
-Every parameter is documented in docs/client.md."""
+Every parameter is documented in docs/client.md.
+
+What does not depend on how bytes move (option checks, request building, batching, limit
+learning, error renumbering, retry rules, answer decoding) lives in _ClientBase, shared with
+the asyncio AsyncClient (aclient.py); Client adds the blocking I/O (threads, time.sleep)."""
 import array
 import base64
 import collections
@@ -133,11 +137,13 @@ def _msgpack_size(x):
     return 9
 
 
-class Client:
-    """A vlembed client over HTTP (`base_url`) or the msgpack Unix socket (`unix_socket`).
+class _ClientBase:
+    """The transport-independent part of Client and AsyncClient: options, request building,
+    batching into groups, limit learning, retry decisions and result assembly. Subclasses set
+    _http_transport / _socket_transport and do the I/O."""
 
-    Thread-safe: HTTP keeps one keep-alive connection per thread; the socket transport gives each
-    call in progress a connection of its own. Use as a context manager or call close()."""
+    _http_transport = None
+    _socket_transport = None
 
     def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
                  max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
@@ -157,11 +163,11 @@ class Client:
         if api_key is None:
             api_key = os.environ.get("VLEMBED_API_KEY") or None
         if unix_socket is not None:
-            self._t = SocketTransport(os.fspath(unix_socket), timeout=timeout)
+            self._t = self._socket_transport(os.fspath(unix_socket), timeout=timeout)
             default_bytes = DEFAULT_MAX_FRAME_SOCKET
         else:
-            self._t = HTTPTransport(base_url, api_key=api_key, timeout=timeout, headers=headers,
-                                    ssl_context=ssl_context)
+            self._t = self._http_transport(base_url, api_key=api_key, timeout=timeout,
+                                           headers=headers, ssl_context=ssl_context)
             default_bytes = DEFAULT_MAX_BODY_HTTP
         self.timeout = float(timeout)
         self.max_retries = max_retries
@@ -172,46 +178,27 @@ class Client:
         self.check_fingerprint = check_fingerprint
         self.max_concurrency = max_concurrency
         self.http_float_base64 = bool(http_float_base64)
-        self._pool = None
-        self._pool_lock = threading.Lock()
-
-    # ---- lifecycle
-
-    def close(self):
-        """Closes the connection(s) and the threads of max_concurrency; the client reconnects if
-        used again."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-        self._t.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     @property
     def transport(self):
         """"http" or "unix"."""
         return "unix" if self._t.binary else "http"
 
-    # ---- public calls
+    # ---- what the public calls send and return
 
-    def embed(self, inputs, *, dimensions=None, instruction=None, encoding_format="float",
-              video=None, timeout=None, user=None, model=None, as_numpy=False):
-        """Embeds `inputs` (one item, or a list of items: str, Item, Image, Video, Tokens, or a
-        raw item dict/content-parts list in the gateway's own form) and returns an
-        EmbeddingResult with one vector per item in input order. Large lists are split into
-        several requests under the gateway's limits."""
+    def _embed_request(self, inputs, *, dimensions, instruction, encoding_format, video, timeout,
+                       user, model, as_numpy):
+        """(items, fields) of an embed() call, after checking its arguments."""
         if encoding_format not in ENCODINGS:
             raise ValueError("encoding_format must be one of %s" % ", ".join(ENCODINGS))
         items = self._items(inputs)
         fields = self._fields(dimensions=dimensions, instruction=instruction, video=video,
                               timeout=timeout, user=user, model=model)
         fields["encoding_format"] = self._wire_encoding(encoding_format, as_numpy)
-        answers = self._run(items, fields, "embed", timeout)
+        return items, fields
+
+    def _embed_result(self, items, answers, encoding_format, as_numpy):
+        """The EmbeddingResult of an embed() call from its [(offset, answer)]."""
         vectors = [None] * len(items)
         for start, ans in answers:
             for d in ans.get("data") or []:
@@ -232,13 +219,10 @@ class Client:
             return "base64"
         return enc
 
-    def embed_messages(self, messages, *, continue_final_message=None,
-                       add_generation_prompt=None, add_special_tokens=None, dimensions=None,
-                       encoding_format="float", video=None, timeout=None, user=None, model=None,
-                       as_numpy=False):
-        """Embeds one conversation in the vLLM chat form (`messages`: a list of {"role",
-        "content"} dicts; content parts may hold Image/Video helpers). Returns an
-        EmbeddingResult with one vector."""
+    def _messages_request(self, messages, *, continue_final_message, add_generation_prompt,
+                          add_special_tokens, dimensions, encoding_format, video, timeout, user,
+                          model, as_numpy):
+        """The fields of an embed_messages() call, after checking its arguments."""
         if encoding_format not in ENCODINGS:
             raise ValueError("encoding_format must be one of %s" % ", ".join(ENCODINGS))
         if not isinstance(messages, (list, tuple)) or not messages:
@@ -252,7 +236,9 @@ class Client:
                 fields[k] = bool(v)
         fields["encoding_format"] = self._wire_encoding(encoding_format, as_numpy)
         fields["messages"] = render(list(messages), self._t.binary)
-        ans = self._send_once(fields, "embed", timeout)
+        return fields
+
+    def _messages_result(self, ans, encoding_format, as_numpy):
         vec = [self._decode(ans["data"][0]["embedding"], encoding_format, as_numpy)]
         res = self._result([(0, ans)], EmbeddingResult, vec)
         res.encoding_format = encoding_format
@@ -260,14 +246,13 @@ class Client:
             res.vectors = res.numpy()
         return res
 
-    def preview(self, inputs, *, instruction=None, dimensions=None, video=None, timeout=None,
-                model=None):
-        """Preprocesses `inputs` without running the model (POST /v1/embeddings/preview, or the
-        msgpack `preview` type): rendered prompts, token counts, resized sizes, grids, frames."""
+    def _preview_request(self, inputs, *, instruction, dimensions, video, timeout, model):
         items = self._items(inputs)
         fields = self._fields(dimensions=dimensions, instruction=instruction, video=video,
                               timeout=timeout, model=model)
-        answers = self._run(items, fields, "preview", timeout)
+        return items, fields
+
+    def _preview_result(self, items, answers):
         data = [None] * len(items)
         for start, ans in answers:
             for d in ans.get("data") or []:
@@ -279,25 +264,8 @@ class Client:
                 data[d["index"]] = d
         return self._result(answers, PreviewResult, data)
 
-    def models(self):
-        """GET /v1/models: the served model (id, dimensions, checkpoint, max_input_tokens). HTTP
-        only."""
-        return self._get("/v1/models")["data"]
-
-    def health(self):
-        """GET /health: True when the gateway's event loop answers. HTTP only."""
-        return self._get("/health").get("status") == "ok"
-
-    def ready(self):
-        """GET /ready: True when at least one worker is ready, False on 503. HTTP only; not
-        retried."""
-        self._http_only("ready")
-        try:
-            _, _, body = self._t.request("GET", "/ready", request_id=self._new_id())
-        except APIStatusError as e:
-            if e.status == 503:
-                return False
-            raise
+    @staticmethod
+    def _ready_answer(body):
         return isinstance(body, dict) and body.get("status") == "ready"
 
     # ---- internals
@@ -306,12 +274,6 @@ class Client:
         if self._t.binary:
             raise VlembedError("%s() needs the HTTP transport (the msgpack socket serves only "
                                "embed and preview)" % what)
-
-    def _get(self, path):
-        self._http_only(path.strip("/").replace("v1/", ""))
-        rid = self._new_id()
-        _, _, body = self._with_retries(lambda: self._t.request("GET", path, request_id=rid))
-        return body
 
     @staticmethod
     def _new_id():
@@ -419,6 +381,216 @@ class Client:
         if cur:
             yield start, cur
 
+    def _split_after(self, e, group, start):
+        """After `e` (a BadRequestError or RequestTooLargeError) answered the request of `group`
+        (whose first item is the caller's input `start`): the [(offset, group)] parts to resend
+        when the error is one of splitting (a limit learnt, or halves), else raises `e` with its
+        field paths renumbered to the caller's list."""
+        if not (len(group) > 1 and self._learn_limit(e, group)):
+            if start:
+                e.param = _shift_paths(e.param, start)
+                e.message = _shift_paths(e.message, start)
+                e.args = (_shift_paths(e.args[0], start),)
+            raise e
+        parts = list(self._group(group))
+        if len(parts) == 1:  # the limit was not learnt: halve
+            h = len(group) // 2
+            parts = [(0, group[:h]), (h, group[h:])]
+        return parts
+
+    def _learn_limit(self, e, group):
+        """After a too_many_items / too_many_visuals / request_too_large / too_many_pixels answer
+        to a request of several items: lowers this client's limit from the gateway's message
+        (not for too_many_pixels) and returns True (the group is then split and resent); False
+        for any other error."""
+        msg = e.message or ""
+        if e.code == "too_many_items":
+            m = re.search(r"limit of (\d+)", msg)
+            n = int(m.group(1)) if m else len(group) // 2
+            self.max_items_per_request = max(1, min(self.max_items_per_request, n))
+            return True
+        if e.code == "too_many_visuals":
+            m = re.search(r"more than (\d+)", msg)
+            n = int(m.group(1)) if m else sum(g[1] for g in group) // 2
+            self.max_visuals_per_request = max(0, min(self.max_visuals_per_request, n))
+            return True
+        if e.code == "request_too_large":
+            total = sum(g[2] for g in group) + _FIELDS_RESERVE
+            self.max_request_bytes = max(1, min(self.max_request_bytes, total // 2))
+            return True
+        if e.code == "too_many_pixels":  # the decode budget depends on the media: just split
+            return True
+        return False
+
+    def _request_for(self, fields, kind, group, timeout):
+        """(socket timeout, wire request) of one request: the request map for the msgpack
+        transport, (path, JSON body bytes) for HTTP; `group` holds the encoded items for
+        `input` (None for none)."""
+        sock_timeout = self.timeout if timeout is None else max(self.timeout, float(timeout) + 10)
+        if self._t.binary:
+            req = dict(fields)
+            if group is not None:
+                req["input"] = [g[0] for g in group]
+            req["type"] = kind
+            return sock_timeout, req
+        rest = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if group is not None:
+            body = (b'{"input":[' + b",".join(g[0] for g in group) + b"]" +
+                    (b"," + rest[1:] if len(rest) > 2 else b"}"))
+        else:
+            body = rest
+        path = "/v1/embeddings" + ("/preview" if kind == "preview" else "")
+        return sock_timeout, (path, body)
+
+    @staticmethod
+    def _answer(ans, rid, binary):
+        """The answer of one request, tagged with its id (checked to be a JSON object on HTTP)."""
+        if not binary and not isinstance(ans, dict):
+            raise VlembedError("the gateway answered something that is not a JSON object")
+        ans["_request_id"] = rid
+        return ans
+
+    # retries ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _backoff(attempt):
+        return min(0.5 * (2 ** attempt), 8.0) * random.uniform(0.8, 1.2)
+
+    def _retry_wait(self, e, attempt):
+        """Seconds to wait before retrying after `e`, or None if it is not retryable."""
+        if isinstance(e, APIStatusError):
+            if e.status == 429:
+                ra = e.retry_after if e.retry_after is not None else 1.0
+                return ra + random.uniform(0, 0.1)
+            if e.status == 503:
+                return max(e.retry_after or 0.0, self._backoff(attempt))
+            return None
+        if isinstance(e, APIConnectionError) and e.retryable:
+            return self._backoff(attempt)
+        return None
+
+    def _wait_or_raise(self, e, attempt):
+        """After attempt number `attempt` (0-based) failed with `e`: records e.attempts and
+        returns the seconds to wait before the next attempt, or raises `e` when it is not
+        retryable, retries are spent or the wait is over max_retry_wait."""
+        e.attempts = attempt + 1
+        wait = self._retry_wait(e, attempt)
+        if wait is None or attempt >= self.max_retries or wait > self.max_retry_wait:
+            raise e
+        return wait
+
+
+class Client(_ClientBase):
+    """A vlembed client over HTTP (`base_url`) or the msgpack Unix socket (`unix_socket`).
+
+    Thread-safe: HTTP keeps one keep-alive connection per thread; the socket transport gives each
+    call in progress a connection of its own. Use as a context manager or call close()."""
+
+    _http_transport = HTTPTransport
+    _socket_transport = SocketTransport
+
+    def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
+                 max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
+                 max_visuals_per_request=DEFAULT_MAX_VISUALS, max_request_bytes=None,
+                 max_concurrency=1, http_float_base64=False, check_fingerprint=True,
+                 headers=None, ssl_context=None):
+        super().__init__(base_url, unix_socket=unix_socket, api_key=api_key, timeout=timeout,
+                         max_retries=max_retries, max_retry_wait=max_retry_wait,
+                         max_items_per_request=max_items_per_request,
+                         max_visuals_per_request=max_visuals_per_request,
+                         max_request_bytes=max_request_bytes, max_concurrency=max_concurrency,
+                         http_float_base64=http_float_base64,
+                         check_fingerprint=check_fingerprint, headers=headers,
+                         ssl_context=ssl_context)
+        self._pool = None
+        self._pool_lock = threading.Lock()
+
+    # ---- lifecycle
+
+    def close(self):
+        """Closes the connection(s) and the threads of max_concurrency; the client reconnects if
+        used again."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self._t.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- public calls
+
+    def embed(self, inputs, *, dimensions=None, instruction=None, encoding_format="float",
+              video=None, timeout=None, user=None, model=None, as_numpy=False):
+        """Embeds `inputs` (one item, or a list of items: str, Item, Image, Video, Tokens, or a
+        raw item dict/content-parts list in the gateway's own form) and returns an
+        EmbeddingResult with one vector per item in input order. Large lists are split into
+        several requests under the gateway's limits."""
+        items, fields = self._embed_request(
+            inputs, dimensions=dimensions, instruction=instruction,
+            encoding_format=encoding_format, video=video, timeout=timeout, user=user,
+            model=model, as_numpy=as_numpy)
+        answers = self._run(items, fields, "embed", timeout)
+        return self._embed_result(items, answers, encoding_format, as_numpy)
+
+    def embed_messages(self, messages, *, continue_final_message=None,
+                       add_generation_prompt=None, add_special_tokens=None, dimensions=None,
+                       encoding_format="float", video=None, timeout=None, user=None, model=None,
+                       as_numpy=False):
+        """Embeds one conversation in the vLLM chat form (`messages`: a list of {"role",
+        "content"} dicts; content parts may hold Image/Video helpers). Returns an
+        EmbeddingResult with one vector."""
+        fields = self._messages_request(
+            messages, continue_final_message=continue_final_message,
+            add_generation_prompt=add_generation_prompt, add_special_tokens=add_special_tokens,
+            dimensions=dimensions, encoding_format=encoding_format, video=video,
+            timeout=timeout, user=user, model=model, as_numpy=as_numpy)
+        ans = self._send_once(fields, "embed", timeout)
+        return self._messages_result(ans, encoding_format, as_numpy)
+
+    def preview(self, inputs, *, instruction=None, dimensions=None, video=None, timeout=None,
+                model=None):
+        """Preprocesses `inputs` without running the model (POST /v1/embeddings/preview, or the
+        msgpack `preview` type): rendered prompts, token counts, resized sizes, grids, frames."""
+        items, fields = self._preview_request(inputs, instruction=instruction,
+                                              dimensions=dimensions, video=video,
+                                              timeout=timeout, model=model)
+        answers = self._run(items, fields, "preview", timeout)
+        return self._preview_result(items, answers)
+
+    def models(self):
+        """GET /v1/models: the served model (id, dimensions, checkpoint, max_input_tokens). HTTP
+        only."""
+        return self._get("/v1/models")["data"]
+
+    def health(self):
+        """GET /health: True when the gateway's event loop answers. HTTP only."""
+        return self._get("/health").get("status") == "ok"
+
+    def ready(self):
+        """GET /ready: True when at least one worker is ready, False on 503. HTTP only; not
+        retried."""
+        self._http_only("ready")
+        try:
+            _, _, body = self._t.request("GET", "/ready", request_id=self._new_id())
+        except APIStatusError as e:
+            if e.status == 503:
+                return False
+            raise
+        return self._ready_answer(body)
+
+    # ---- I/O
+
+    def _get(self, path):
+        self._http_only(path.strip("/").replace("v1/", ""))
+        rid = self._new_id()
+        _, _, body = self._with_retries(lambda: self._t.request("GET", path, request_id=rid))
+        return body
+
     def _run(self, items, fields, kind, timeout):
         """Sends items in as many requests as the limits need, up to max_concurrency at once;
         returns [(offset of the request's first item, answer)] in input order. Items are encoded
@@ -455,90 +627,24 @@ class Client:
         try:
             return [(start, self._send_once(fields, kind, timeout, group=group))]
         except (BadRequestError, RequestTooLargeError) as e:
-            split = len(group) > 1 and self._learn_limit(e, group)
-            if not split:
-                if start:
-                    e.param = _shift_paths(e.param, start)
-                    e.message = _shift_paths(e.message, start)
-                    e.args = (_shift_paths(e.args[0], start),)
-                raise
-        parts = list(self._group(group))
-        if len(parts) == 1:  # the limit was not learnt: halve
-            h = len(group) // 2
-            parts = [(0, group[:h]), (h, group[h:])]
+            parts = self._split_after(e, group, start)
         out = []
         for off, g in parts:
             out += self._send_group(g, start + off, fields, kind, timeout)
         return out
 
-    def _learn_limit(self, e, group):
-        """After a too_many_items / too_many_visuals / request_too_large / too_many_pixels answer
-        to a request of several items: lowers this client's limit from the gateway's message
-        (not for too_many_pixels) and returns True (the group is then split and resent); False
-        for any other error."""
-        msg = e.message or ""
-        if e.code == "too_many_items":
-            m = re.search(r"limit of (\d+)", msg)
-            n = int(m.group(1)) if m else len(group) // 2
-            self.max_items_per_request = max(1, min(self.max_items_per_request, n))
-            return True
-        if e.code == "too_many_visuals":
-            m = re.search(r"more than (\d+)", msg)
-            n = int(m.group(1)) if m else sum(g[1] for g in group) // 2
-            self.max_visuals_per_request = max(0, min(self.max_visuals_per_request, n))
-            return True
-        if e.code == "request_too_large":
-            total = sum(g[2] for g in group) + _FIELDS_RESERVE
-            self.max_request_bytes = max(1, min(self.max_request_bytes, total // 2))
-            return True
-        if e.code == "too_many_pixels":  # the decode budget depends on the media: just split
-            return True
-        return False
-
     def _send_once(self, fields, kind, timeout, group=None):
         """One request (with retries); `group` holds the encoded items for `input`."""
         rid = self._new_id()
-        sock_timeout = self.timeout if timeout is None else max(self.timeout, float(timeout) + 10)
+        sock_timeout, req = self._request_for(fields, kind, group, timeout)
         if self._t.binary:
-            req = dict(fields)
-            if group is not None:
-                req["input"] = [g[0] for g in group]
-            req["type"] = kind
             ans = self._with_retries(lambda: self._t.call(req, request_id=rid,
                                                           timeout=sock_timeout))
         else:
-            rest = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            if group is not None:
-                body = (b'{"input":[' + b",".join(g[0] for g in group) + b"]" +
-                        (b"," + rest[1:] if len(rest) > 2 else b"}"))
-            else:
-                body = rest
-            path = "/v1/embeddings" + ("/preview" if kind == "preview" else "")
+            path, body = req
             _, _, ans = self._with_retries(lambda: self._t.request(
                 "POST", path, body, request_id=rid, timeout=sock_timeout))
-            if not isinstance(ans, dict):
-                raise VlembedError("the gateway answered something that is not a JSON object")
-        ans["_request_id"] = rid
-        return ans
-
-    # retries ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _backoff(attempt):
-        return min(0.5 * (2 ** attempt), 8.0) * random.uniform(0.8, 1.2)
-
-    def _retry_wait(self, e, attempt):
-        """Seconds to wait before retrying after `e`, or None if it is not retryable."""
-        if isinstance(e, APIStatusError):
-            if e.status == 429:
-                ra = e.retry_after if e.retry_after is not None else 1.0
-                return ra + random.uniform(0, 0.1)
-            if e.status == 503:
-                return max(e.retry_after or 0.0, self._backoff(attempt))
-            return None
-        if isinstance(e, APIConnectionError) and e.retryable:
-            return self._backoff(attempt)
-        return None
+        return self._answer(ans, rid, self._t.binary)
 
     def _with_retries(self, send):
         attempt = 0
@@ -546,9 +652,6 @@ class Client:
             try:
                 return send()
             except (APIStatusError, APIConnectionError) as e:
-                e.attempts = attempt + 1
-                wait = self._retry_wait(e, attempt)
-                if wait is None or attempt >= self.max_retries or wait > self.max_retry_wait:
-                    raise
+                wait = self._wait_or_raise(e, attempt)
             time.sleep(wait)
             attempt += 1
