@@ -10,8 +10,10 @@ limit learning from a gateway with lower limits; typed errors naming the field i
 numbering; 429 from --client-max-inflight retried after Retry-After (and raised with
 max_retries=0); a client-side timeout; cancelling the calling task mid-request (its requests in
 flight cancelled, no task left behind, no connection kept) then a successful next call; and the
-event loop never blocked (a ticker task keeps ticking through every call above, a retry wait
-included)."""
+event loop never blocked (a ticker task keeps ticking through the calls above, a retry wait
+included); the client used from a second event loop; and, against a local asyncio server
+sending fixed bytes, the answer framings the gateway does not use (chunked with extension and
+trailer, 100 Continue, HTTP/1.0 close-delimited, a malformed status line)."""
 import asyncio
 import os
 import socket
@@ -27,7 +29,7 @@ from test_client_python import Gateway
 
 sys.path.insert(0, os.path.join(ROOT, "clients/python"))
 import vlembed_client as vc  # noqa: E402
-from vlembed_client import (AsyncClient, BadRequestError, Client, Image, Item,  # noqa: E402
+from vlembed_client import (APIStatusError, AsyncClient, BadRequestError, Client, Image, Item,  # noqa: E402
                             RateLimitError, Tokens, Video)
 
 MEDIA = os.path.join(GOLD, "media")
@@ -317,9 +319,74 @@ async def rate_limit_and_cancel(c, tmp):
             await a.close()
 
 
+async def http_framing():
+    """Answer framings the gateway does not send (it answers with Content-Length) but an HTTP/1.1
+    peer such as a reverse proxy may: a local asyncio server replies with fixed bytes to each
+    request, and the client's own HTTP transport parses them."""
+    from vlembed_client.atransport import AsyncHTTPTransport
+    answers = []
+
+    async def serve(reader, writer):
+        try:
+            while answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                n = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")]
+                if n:
+                    await reader.readexactly(n[0])
+                a = answers.pop(0)
+                writer.write(a)
+                await writer.drain()
+                if not a.startswith(b"HTTP/1.1"):  # close-delimited or garbage: close after it
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    t = AsyncHTTPTransport("http://127.0.0.1:%d" % port)
+    body = b'{"object":"list","data":[{"index":0,"embedding":[0.5,-0.25]}]}'
+    err = b'{"error":{"message":"slow down","type":"rate_limit_error","code":"client_rate"}}'
+    chunked = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"a;ext=1\r\n" + body[:10] + b"\r\n" + b"%x\r\n" % (len(body) - 10) + body[10:] +
+               b"\r\n0\r\nX-Trailer: y\r\n\r\n")
+    answers[:] = [chunked,
+                  b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body,
+                  b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 3\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(err) + err + b"\r\n0\r\n\r\n"]
+    st, _, a1 = await t.request("POST", "/v1/embeddings", b"{}")
+    kept = len(t._pool.idle)
+    st2, _, a2 = await t.request("GET", "/ready")
+    e = await araised(t.request("POST", "/v1/embeddings", b"{}"), APIStatusError)
+    check(st == 200 and a1 == a2 == {"object": "list", "data": [{"index": 0, "embedding": [0.5, -0.25]}]}
+          and kept == 1 and st2 == 200, "HTTP framing: a chunked answer (extension, trailer) and a 100 "
+          "Continue before the answer, on one kept-alive connection")
+    check(isinstance(e, RateLimitError) and e.code == "client_rate" and e.retry_after == 3,
+          "HTTP framing: a chunked error answer (status 429, Retry-After 3): %r" % e)
+    t.close()
+    answers[:] = [b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body]
+    st, _, a3 = await t.request("POST", "/v1/embeddings", b"{}")
+    check(st == 200 and a3 == a1 and not t._pool.idle,
+          "HTTP framing: an HTTP/1.0 answer ended by the connection's close, not kept")
+    answers[:] = [b"SPDY/3 200 OK\r\n\r\n"]
+    e = await araised(t.request("GET", "/ready"), vc.APIConnectionError)
+    check(e is not None and not e.retryable and "status line" in str(e),
+          "HTTP framing: a malformed status line -> APIConnectionError, not retried")
+    t.close()
+    srv.close()
+    await srv.wait_closed()
+    for bad in ({"X-A": "b\r\nX-Injected: 1"}, {"Bad:Name": "v"}):
+        try:
+            AsyncClient("http://127.0.0.1:1", headers=bad)
+            check(False, "header %r refused" % bad)
+        except ValueError:
+            check(True, "header %r refused with ValueError" % bad)
+
+
 async def amain(c, tmp):
     for fn, args in ((equal_to_sync, (c,)), (concurrent_calls, (c,)), (batching, (c,)),
-                     (limits, (c, tmp)), (rate_limit_and_cancel, (c, tmp))):
+                     (limits, (c, tmp)), (rate_limit_and_cancel, (c, tmp)),
+                     (http_framing, ())):
         try:
             await fn(*args)
         except Exception as e:  # noqa: BLE001 - a section that raises is a failure; go on
