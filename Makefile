@@ -170,7 +170,7 @@ FUZZ_CFLAGS  := -std=gnu17 -g -O1 -I. -D_GNU_SOURCE -pthread -fno-strict-aliasin
                 -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 fobj = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(1))
 FUZZ_COMMON := common/alloc.c common/log.c
-FUZZ_SRC_http := tests/fuzz/fuzz_http.c gateway/http.c gateway/clients.c $(FUZZ_COMMON)
+FUZZ_SRC_http := tests/fuzz/fuzz_http.c gateway/http.c gateway/clients.c gateway/membudget.c $(FUZZ_COMMON)
 FUZZ_SRC_api_json := tests/fuzz/fuzz_api_json.c gateway/api_parse.c $(FUZZ_COMMON)
 FUZZ_SRC_mpapi := tests/fuzz/fuzz_mpapi.c gateway/mpapi_decode.c gateway/api_parse.c \
                   common/msgpack_util.c common/frame.c $(FUZZ_COMMON)

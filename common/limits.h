@@ -40,4 +40,14 @@
 #define VL_REQUEST_PIXELS_DEFAULT 1024000000LL
 #define VL_REQUEST_PIXELS_DEFAULT_S "1024000000"
 
+/* Bytes the gateway may buffer at once, summed over every request (gateway/membudget.h,
+ * --max-buffered-bytes): HTTP bodies, fetched media bodies, decoded data: URIs / local files.
+ * The per-request limits alone allow --max-connections (4096) x --max-body (32 MiB) = 128 GiB
+ * of bodies, and one request of --max-visuals (64) URLs x 32 MiB = 2 GiB of fetched bodies
+ * (video files: 256 MiB each). 4 GiB holds 128 maximal bodies or two maximal all-URL requests
+ * at once, far above what a busy gateway holds for normal traffic (a 1 MiB JPEG per image), and
+ * with the decoded pixels and the process itself (~1 GiB) stays well inside the memory of a
+ * GPU host (>= 32 GiB); docs/security.md ("Buffered-bytes budget") argues it. */
+#define VL_MAX_BUFFERED_BYTES_DEFAULT_S "4G"
+
 #endif

@@ -17,6 +17,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "gateway/membudget.h"
 
 #define FETCH_DEFAULT_MAX_BYTES (32ll << 20)
 #define FETCH_DEFAULT_TIMEOUT_MS 10000
@@ -55,7 +56,9 @@ struct fetch {
     uint8_t *body;
     size_t len, cap;
     int64_t max_bytes;
-    int too_large, blocked;
+    struct mem_budget *mem; /* optional; `charged` bytes of it are held for body */
+    int64_t charged;
+    int too_large, blocked, over_budget;
     char blocked_addr[INET6_ADDRSTRLEN];
     fetch_cb cb;
     void *data;
@@ -241,6 +244,13 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
             cap *= 2;
         if ((int64_t)cap > t->max_bytes)
             cap = (size_t)t->max_bytes;
+        if (t->mem && (int64_t)cap > t->charged) {
+            if (mem_budget_charge(t->mem, (int64_t)cap - t->charged, MEMB_FETCH)) {
+                t->over_budget = 1;
+                return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+            }
+            t->charged = (int64_t)cap;
+        }
         t->body = vl_realloc(t->body, cap);
         t->cap = cap;
     }
@@ -260,6 +270,15 @@ uint8_t *fetch_body_steal(void)
     uint8_t *b = cb_current->body;
     cb_current->body = NULL;
     return b;
+}
+
+int64_t fetch_body_charge_take(void)
+{
+    if (!cb_current)
+        return 0;
+    int64_t n = cb_current->charged;
+    cb_current->charged = 0;
+    return n;
 }
 
 static void unlink_fetch(struct fetch *t)
@@ -283,6 +302,7 @@ static void finish(struct fetch *t, int status, const char *err)
     t->cb(t->data, status, status == 0 ? t->body : NULL, status == 0 ? t->len : 0, err);
     cb_current = NULL;
     free(t->body);
+    mem_budget_release(t->mem, t->charged);
     free(t->url);
     free(t);
 }
@@ -299,6 +319,12 @@ static void complete(struct fetch *t, CURLcode rc)
                  "link-local or otherwise not global)",
                  t->url, t->blocked_addr);
         status = FETCH_ERR_BLOCKED;
+    } else if (t->over_budget) {
+        snprintf(err, sizeof err,
+                 "fetching %s: the gateway is holding too many media bytes (--max-buffered-bytes "
+                 "%lld) to take this body",
+                 t->url, (long long)t->mem->limit);
+        status = FETCH_ERR_BUSY;
     } else if (t->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(err, sizeof err, "fetching %s: body is larger than the limit of %lld bytes",
                  t->url, (long long)t->max_bytes);
@@ -508,6 +534,7 @@ int fetch_start(struct fetcher *f, const char *url, const struct fetch_opts *o, 
         o && o->connect_timeout_ms > 0 ? o->connect_timeout_ms : (timeout < 3000 ? timeout : 3000);
     long redirs = o && o->max_redirects >= 0 ? o->max_redirects : FETCH_DEFAULT_REDIRECTS;
     t->max_bytes = o && o->max_bytes > 0 ? o->max_bytes : FETCH_DEFAULT_MAX_BYTES;
+    t->mem = o ? o->mem_budget : NULL;
 
     CURL *e = curl_easy_init();
     t->easy = e;

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 struct fetcher;
+struct mem_budget;
 
 struct fetch_config {
     /* Comma-separated CIDRs that may be fetched even though they are not global addresses,
@@ -35,6 +36,10 @@ struct fetch_opts {
     int64_t timeout_ms;         /* the whole fetch, redirects included; 0 = 10000 */
     int64_t connect_timeout_ms; /* each connection attempt; 0 = min(timeout, 3000) */
     int32_t max_redirects;      /* 0 = no redirects followed; < 0 = default 3 */
+    /* Optional process-wide buffered-bytes budget (gateway/membudget.h): the body's buffer is
+     * charged as it grows; a growth over the budget ends the fetch with FETCH_ERR_BUSY. The
+     * charge is released when the body is freed, or handed over with fetch_body_charge_take. */
+    struct mem_budget *mem_budget;
 };
 
 /* The status a fetch completes with: 0, or one of these (err says more, naming the URL). */
@@ -46,6 +51,7 @@ struct fetch_opts {
 #define FETCH_ERR_HTTP (-EPROTO)        /* the server answered with status >= 400 */
 #define FETCH_ERR_NETWORK (-EIO)        /* DNS, connect, TLS, reset, ... */
 #define FETCH_ERR_CANCELED (-ECANCELED) /* the fetcher was closed first */
+#define FETCH_ERR_BUSY (-EBUSY)         /* the body did not fit the buffered-bytes budget */
 
 /* body is valid only during the callback (copy or steal it with fetch_body_steal). */
 typedef void (*fetch_cb)(void *data, int status, const uint8_t *body, size_t n, const char *err);
@@ -65,6 +71,11 @@ int fetch_start(struct fetcher *f, const char *url, const struct fetch_opts *opt
 
 /* Inside a callback: takes ownership of the body buffer (malloc'd; NULL if empty). */
 uint8_t *fetch_body_steal(void);
+
+/* Inside a callback, with the body stolen: takes over the bytes its buffer holds charged to
+ * opts->mem_budget (0 without one); the caller then releases them (mem_budget_release) when it
+ * frees the body. Not taken, they are released when the callback returns. */
+int64_t fetch_body_charge_take(void);
 
 /* Fetches in flight and connections opened so far (for metrics and tests). */
 int fetcher_active(const struct fetcher *f);

@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "gateway/clients.h"
+#include "gateway/membudget.h"
 
 struct http_conn {
     uv_tcp_t tcp;
@@ -38,7 +39,8 @@ struct http_conn {
     int in_body;
     char *url;
     size_t url_len;
-    size_t body_cap;
+    size_t body_cap;      /* bytes allocated for the body (with its NUL) */
+    size_t body_declared; /* Content-Length, 0 if none */
     /* bytes read but not parsed while paused */
     char *pending;
     size_t pending_len;
@@ -137,6 +139,8 @@ static void req_free(struct http_req *r)
         return;
     if (r->admission && r->srv && r->srv->on_release)
         r->srv->on_release(r->srv, r);
+    if (r->mem_charged && r->srv)
+        mem_budget_release(r->srv->mem_budget, r->mem_charged);
     free_secret(r->authorization);
     free_secret(r->api_key);
     free(r->path);
@@ -203,21 +207,25 @@ static void conn_refuse(struct http_conn *c, int status, const char *msg)
     r->conn = c;
     r->srv = c->srv;
     r->next = NULL;
-    char body[512];
+    char body[640];
     int n = snprintf(body, sizeof body,
                      "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
                      "\"param\":null,\"code\":\"%s\"}}",
-                     msg, status == 429 ? "rate_limit_error" : "invalid_request_error",
+                     msg,
+                     status == 429   ? "rate_limit_error"
+                     : status == 503 ? "service_unavailable"
+                                     : "invalid_request_error",
                      status == 413   ? "request_too_large"
                      : status == 431 ? "headers_too_large"
                      : status == 408 ? "request_timeout"
                      : status == 429 ? "too_many_connections"
+                     : status == 503 ? "memory_busy"
                                      : "bad_request");
     r->keep_alive = 0;
     r->close_after = 1;
-    r->resp =
-        build_response(status, "application/json", status == 429 ? "Retry-After: 1\r\n" : NULL,
-                       body, (size_t)n, 0, &r->resp_len);
+    r->resp = build_response(status, "application/json",
+                             status == 429 || status == 503 ? "Retry-After: 1\r\n" : NULL, body,
+                             (size_t)n, 0, &r->resp_len);
     r->responded = 1;
     enqueue(c, r);
     c->fatal = 1;
@@ -247,6 +255,7 @@ static int on_message_begin(http_parser *p)
     c->expect_continue = 0;
     c->url_len = 0;
     c->body_cap = 0;
+    c->body_declared = 0;
     conn_arm_timer(c);
     return 0;
 }
@@ -343,6 +352,26 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* Charges the request's body up to `total` bytes held (its buffer's size) to the buffered-bytes
+ * budget. Returns 0, or -1 after answering 503 memory_busy (the connection is then closed). */
+static int body_charge(struct http_conn *c, struct http_req *r, int64_t total)
+{
+    struct mem_budget *b = c->srv->mem_budget;
+    if (!b || total <= r->mem_charged)
+        return 0;
+    if (mem_budget_charge(b, total - r->mem_charged, MEMB_HTTP_BODY) == 0) {
+        r->mem_charged = total;
+        return 0;
+    }
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "the gateway is holding too many request and media bytes (%lld of its limit of %lld, "
+             "--max-buffered-bytes) to take this body of %lld bytes; retry",
+             (long long)mem_budget_used(b), (long long)b->limit, (long long)total - 1);
+    conn_refuse(c, 503, msg);
+    return -1;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
@@ -362,7 +391,7 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0)
-        c->body_cap = (size_t)p->content_length;
+        c->body_declared = (size_t)p->content_length;
     int has_body =
         (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
     if (c->srv->on_head) {
@@ -382,6 +411,9 @@ static int on_headers_complete(http_parser *p)
             return 0; /* on_message_complete follows at once */
         }
     }
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0 &&
+        body_charge(c, r, (int64_t)p->content_length + 1))
+        return -1; /* answered 503 before any of the body is read */
     c->in_body = 1;
     c->t_body_ms = uv_now(c->srv->loop);
     if (c->expect_continue && c->n_outstanding == 0) {
@@ -410,9 +442,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
     }
     if (r->body_len + n + 1 > c->body_cap || !r->body) {
         size_t want = r->body_len + n + 1;
-        size_t cap = c->body_cap > want ? c->body_cap + 1 : want * 2;
+        /* a declared body is allocated once, at its size (the parser never passes it); a
+         * chunked one doubles */
+        size_t cap = c->body_declared + 1 >= want ? c->body_declared + 1 : want * 2;
         if (cap > c->srv->lim.max_body_bytes + 1)
             cap = c->srv->lim.max_body_bytes + 1;
+        if (body_charge(c, r, (int64_t)cap))
+            return -1; /* a chunked body outgrew the budget: 503, the rest is not read */
         r->body = vl_realloc(r->body, cap);
         c->body_cap = cap;
     }

@@ -6,8 +6,10 @@
  * cap is answered 413 before any of the body is read; `Expect: 100-continue` is honoured;
  * idle keep-alive connections and slow senders are answered 408 and closed (a deadline for the
  * head, a stall timeout and a minimum average byte rate for the body, a deadline for the whole
- * request); at most max_pipeline requests per connection are outstanding (reading pauses
- * meanwhile); with a client table, at most max_client_conns connections per client address.
+ * request); with a buffered-bytes budget, bodies that do not fit are answered 503 before they
+ * are read (see mem_budget below); at most max_pipeline requests per connection are outstanding
+ * (reading pauses meanwhile); with a client table, at most max_client_conns connections per client
+ * address.
  *
  * An optional on_head hook sees each request once its head is complete, before any of its body
  * is read, and may answer it there (authentication, per-client admission): the body is then
@@ -24,6 +26,7 @@
 #include <uv.h>
 
 struct client_table;
+struct mem_budget;
 struct http_server;
 struct http_conn;
 
@@ -51,6 +54,7 @@ struct http_req {
     int close_after;
     char *resp;
     size_t resp_len;
+    int64_t mem_charged; /* bytes of body charged to srv->mem_budget (released when freed) */
 };
 
 struct http_limits {
@@ -96,6 +100,12 @@ struct http_server {
     void (*on_release)(struct http_server *s, struct http_req *req);
     /* Optional: per-client connection counts (max_client_conns) are kept here. */
     struct client_table *clients;
+    /* Optional: the process-wide buffered-bytes budget (gateway/membudget.h). A body's bytes
+     * are charged before they are read (all of a declared Content-Length at the head, a chunked
+     * body as it grows) and released when the request is freed; a body over the budget is
+     * answered 503 memory_busy with Retry-After before (more of) it is read, and the
+     * connection closed. */
+    struct mem_budget *mem_budget;
     void *user;
     int n_conns;
     struct http_conn *conns; /* all open connections (for shutdown) */

@@ -25,6 +25,7 @@
 #include "gateway/api_http.h"
 #include "gateway/api_job.h"
 #include "gateway/http.h"
+#include "gateway/membudget.h"
 #include "gateway/metrics.h"
 #include "gateway/mpapi.h"
 #include "gateway/preprocess.h"
@@ -43,6 +44,7 @@ struct gw_opts {
     int64_t max_items, max_visuals, max_text_bytes, max_inflight_items, max_tokens;
     int64_t preprocess_threads;
     int64_t max_request_decoded_pixels;
+    int64_t max_buffered_bytes;
 };
 
 #define O(name, type, field, def, lo, hi, choices, help)                                           \
@@ -90,6 +92,10 @@ static const struct vl_opt opts[] = {
       1LL << 50, NULL,
       "pixels one request may decode: its images and video frames, summed from their headers "
       "before anything is decoded (413 too_many_pixels above; 0: no limit)"),
+    O("max-buffered-bytes", SIZE, max_buffered_bytes, VL_MAX_BUFFERED_BYTES_DEFAULT_S, 0, 1LL << 50,
+      NULL,
+      "bytes of HTTP request bodies and fetched or decoded media the gateway may hold at once, "
+      "over all requests (503 memory_busy beyond; 0: no limit)"),
     O("preprocess-threads", INT, preprocess_threads, "4", 1, 128, NULL,
       "thread pool for decoding, resizing and tokenizing (UV_THREADPOOL_SIZE)"),
     O("media-dir", STR, media_dir, NULL, 1, 0, NULL,
@@ -128,6 +134,7 @@ static struct {
     struct router router;
     struct pp_ctx pp;
     struct metrics metrics;
+    struct mem_budget mem;
     struct api_ctx ctx;
     struct http_server http;
     struct api_http ah;
@@ -417,6 +424,8 @@ int main(int argc, char **argv)
 
     G.loop = uv_default_loop();
     metrics_init(&G.metrics);
+    mem_budget_init(&G.mem, o->max_buffered_bytes);
+    G.metrics.mem_budget = &G.mem;
     router_init(&G.router, G.loop, o->max_inflight_items);
     G.router.on_drained = on_drained;
 
@@ -424,7 +433,8 @@ int main(int argc, char **argv)
                            .max_tokens = (int32_t)o->max_tokens,
                            .fetch_timeout_s = o->timeout_s,
                            .media_dir = o->media_dir,
-                           .fetch_allow_cidrs = o->fetch_allow_cidrs};
+                           .fetch_allow_cidrs = o->fetch_allow_cidrs,
+                           .mem_budget = &G.mem};
     media_limits_default(&pc.media);
     pc.media.max_request_decoded_pixels = o->max_request_decoded_pixels;
     if (pp_ctx_init(&G.pp, G.loop, &pc, err, sizeof err)) {
@@ -464,6 +474,7 @@ int main(int argc, char **argv)
     hl.min_body_rate = (uint64_t)o->min_body_rate;
     hl.body_rate_grace_ms = (uint64_t)(o->body_rate_grace_s * 1000);
     api_http_init(&G.ah, &G.http, &G.ctx, &hl);
+    G.http.mem_budget = &G.mem;
     G.ah.on_idle = on_http_idle;
     struct auth_keys keys = {0};
     if (o->api_keys_file) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "gateway/membudget.h"
 #include "gateway/router.h"
 
 static const double bounds[METRICS_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -115,6 +116,28 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
         "# TYPE vlembed_decoded_pixels_total counter\n"
         "vlembed_decoded_pixels_total %llu\n",
         (unsigned long long)m->decoded_pixels);
+    const struct mem_budget *mb = m->mem_budget;
+    put(&b,
+        "# HELP vlembed_buffered_bytes Bytes of HTTP request bodies, fetched media bodies and "
+        "decoded data: URIs / local files the gateway holds now (charged to "
+        "max-buffered-bytes).\n"
+        "# TYPE vlembed_buffered_bytes gauge\nvlembed_buffered_bytes %lld\n",
+        (long long)mem_budget_used(mb));
+    put(&b,
+        "# HELP vlembed_buffered_bytes_limit max-buffered-bytes (0: no limit).\n"
+        "# TYPE vlembed_buffered_bytes_limit gauge\nvlembed_buffered_bytes_limit %lld\n",
+        (long long)(mb ? mb->limit : 0));
+    put(&b,
+        "# HELP vlembed_buffered_bytes_peak Highest vlembed_buffered_bytes since the start.\n"
+        "# TYPE vlembed_buffered_bytes_peak gauge\nvlembed_buffered_bytes_peak %lld\n",
+        mb ? (long long)atomic_load(&((struct mem_budget *)mb)->peak) : 0LL);
+    put(&b, "# HELP vlembed_buffered_bytes_rejected_total Bodies and media sources refused "
+            "(503 memory_busy) because they did not fit max-buffered-bytes, by what.\n"
+            "# TYPE vlembed_buffered_bytes_rejected_total counter\n");
+    for (int w = 0; w < MEMB_N; w++)
+        put(&b, "vlembed_buffered_bytes_rejected_total{what=\"%s\"} %llu\n",
+            mem_budget_what_name((enum mem_budget_what)w),
+            (unsigned long long)mem_budget_refused(mb, (enum mem_budget_what)w));
     static const char *sn[MS_N] = {"preprocess", "inference", "total"};
     put(&b, "# HELP vlembed_stage_seconds Time per request spent in each stage.\n"
             "# TYPE vlembed_stage_seconds histogram\n");

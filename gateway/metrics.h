@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 struct router;
+struct mem_budget;
 
 #define METRICS_N_BUCKETS 14
 #define METRICS_MAX_CODES 48
@@ -37,6 +38,7 @@ struct metrics {
     uint64_t decoded_pixels;  /* declared pixels of the images and frames of embedded requests */
     struct metrics_hist stage[MS_N];
     uint64_t http_connections_rejected;
+    const struct mem_budget *mem_budget; /* the buffered-bytes budget (gauges), or NULL */
 };
 
 void metrics_init(struct metrics *m);

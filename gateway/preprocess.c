@@ -11,6 +11,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "gateway/fetch.h"
+#include "gateway/membudget.h"
 #include "gateway/media_source.h"
 #include "gateway/pixel_budget.h"
 #include "gateway/prompt.h"
@@ -27,7 +28,8 @@ struct pp_src {
     int is_video_file;
     const uint8_t *ptr;
     size_t len;
-    uint8_t *owned; /* decoded data: URI or fetched body */
+    uint8_t *owned;  /* decoded data: URI or fetched body */
+    int64_t charged; /* bytes of owned charged to cfg.mem_budget */
     struct pp_job *job;
 };
 
@@ -110,6 +112,15 @@ void pp_ctx_free(struct pp_ctx *c)
 
 /* ---- sources -------------------------------------------------------------------------------- */
 
+/* The item error when a source does not fit the buffered-bytes budget. */
+static void memory_busy(struct api_err *e, const char *path, const struct mem_budget *b)
+{
+    api_err_set(e, 503, "service_unavailable", "memory_busy", path,
+                "%s: the gateway is holding too many media bytes (%lld of its limit of %lld, "
+                "--max-buffered-bytes); retry",
+                path, (long long)mem_budget_used(b), (long long)(b ? b->limit : 0));
+}
+
 /* Loads a data: URI or a local file on the pool (URLs were fetched on the loop already). */
 static int load_source(struct pp_ctx *c, struct pp_src *s, struct api_err *e)
 {
@@ -130,8 +141,24 @@ static int load_source(struct pp_ctx *c, struct pp_src *s, struct api_err *e)
                     err);
         return -1;
     }
+    if (mem_budget_charge(c->cfg.mem_budget, (int64_t)s->len, MEMB_SOURCE)) {
+        free(s->owned);
+        s->owned = NULL;
+        memory_busy(e, s->path, c->cfg.mem_budget);
+        return -1;
+    }
+    s->charged = (int64_t)s->len;
     s->ptr = s->owned;
     return 0;
+}
+
+/* Frees a source's buffer and releases its charge (loop or pool thread). */
+static void src_free(struct pp_ctx *c, struct pp_src *s)
+{
+    free(s->owned);
+    s->owned = NULL;
+    mem_budget_release(c->cfg.mem_budget, s->charged);
+    s->charged = 0;
 }
 
 /* ---- the pool work -------------------------------------------------------------------------- */
@@ -457,16 +484,14 @@ done:
     free(text_lens);
     free(pm);
     free(pparts);
-    for (int s = 0; s < j->n_srcs; s++) {
-        free(j->srcs[s].owned);
-        j->srcs[s].owned = NULL;
-    }
+    for (int s = 0; s < j->n_srcs; s++)
+        src_free(j->c, &j->srcs[s]);
 }
 
 static void job_free(struct pp_job *j)
 {
     for (int s = 0; s < j->n_srcs; s++)
-        free(j->srcs[s].owned);
+        src_free(j->c, &j->srcs[s]);
     free(j->srcs);
     free(j->charges);
     free(j);
@@ -672,8 +697,12 @@ static void on_fetched(void *data, int status, const uint8_t *body, size_t n, co
     struct pp_job *j = x->job;
     if (status == 0) {
         x->owned = fetch_body_steal();
+        x->charged = fetch_body_charge_take();
         x->ptr = x->owned ? x->owned : (const uint8_t *)"";
         x->len = n;
+    } else if (!j->failed && status == FETCH_ERR_BUSY) {
+        memory_busy(&j->err, x->path, j->c->cfg.mem_budget);
+        j->failed = 1;
     } else if (!j->failed) {
         int st = status == FETCH_ERR_TOO_LARGE  ? 413
                  : status == FETCH_ERR_TIMEOUT  ? 504
@@ -787,7 +816,8 @@ void pp_start(struct pp_ctx *c, const struct api_req *req, int index, struct pp_
         struct fetch_opts fo = {.max_bytes = x->is_video_file ? c->cfg.media.max_video_bytes
                                                               : c->cfg.media.max_input_bytes,
                                 .timeout_ms = (int64_t)(c->cfg.fetch_timeout_s * 1000),
-                                .max_redirects = -1};
+                                .max_redirects = -1,
+                                .mem_budget = c->cfg.mem_budget};
         x->job = j;
         j->pending++;
         int rc = fetch_start(c->fetcher, x->src->url, &fo, on_fetched, x);

@@ -30,6 +30,10 @@ struct pp_config {
     double fetch_timeout_s;        /* per URL */
     const char *media_dir;         /* local files allowed only under this directory; NULL: none */
     const char *fetch_allow_cidrs; /* non-global addresses that may be fetched (tests) */
+    /* The process-wide buffered-bytes budget (gateway/membudget.h), or NULL: fetched bodies,
+     * decoded data: URIs and local files are charged while held; one that does not fit fails
+     * its item with 503 memory_busy naming the field. */
+    struct mem_budget *mem_budget;
 };
 
 struct pp_ctx {

@@ -2,7 +2,8 @@
  * for real: one libuv loop holds the server (listening on 127.0.0.1) and a client; for each input
  * the client connects, writes the bytes, half-closes, and reads everything until the server
  * closes. The first input byte picks the limits (max_pipeline 1-4, a small or normal body cap,
- * a small or normal header cap, few or many header fields), the rest is the byte stream.
+ * a small or normal header cap, few or many header fields, a buffered-bytes budget of 100 bytes
+ * or none), the rest is the byte stream.
  *
  * The handler answers every request at once; an on_head hook refuses paths starting with
  * /deny (401, as API keys do) and marks paths starting with /admit as admitted (as the
@@ -13,6 +14,8 @@
  *     then closes the connection);
  *   - every request handed to the handler has a NUL-terminated path without '?', a body within
  *     the cap and NUL-terminated;
+ *   - every byte of body charged to the buffered-bytes budget is released once the input is
+ *     done (gateway/membudget.h), whatever path the request took;
  *   - every admitted request is released exactly once, and every connection is closed at the end
  *     (a connection that stops reading and never closes is a hang: libFuzzer's -timeout).
  * Build and run: `make fuzz-bins`, `make fuzz` (docs/security.md, "Fuzzing"). */
@@ -24,10 +27,12 @@
 #include <uv.h>
 
 #include "gateway/http.h"
+#include "gateway/membudget.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uv_loop_t *loop;
+static struct mem_budget budget;
 static struct http_server srv;
 static struct sockaddr_in addr;
 
@@ -199,6 +204,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     srv.lim.max_body_bytes = (cfg & 4) ? 64 : 1 << 20;
     srv.lim.max_header_bytes = (cfg & 8) ? 256 : 32 * 1024;
     srv.lim.max_headers = (cfg & 16) ? 4 : 100;
+    mem_budget_init(&budget, (cfg & 32) ? 100 : 0); /* 0: no limit, still counted */
+    srv.mem_budget = &budget;
 
     memset(&cl, 0, sizeof cl);
     n_answered = n_admitted = n_released = 0;
@@ -210,6 +217,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* let the server's closing handles finish (they free the connection) */
     uv_run(loop, UV_RUN_NOWAIT);
     check_responses();
+    if (mem_budget_used(&budget) != 0) {
+        fprintf(stderr, "%lld bytes of body still charged to the budget\n",
+                (long long)mem_budget_used(&budget));
+        abort();
+    }
     if (n_admitted != n_released) {
         fprintf(stderr, "%d requests admitted, %d released\n", n_admitted, n_released);
         abort();

@@ -2,7 +2,8 @@
  * connection, keep-alive): success and connection reuse, byte cap (by Content-Length and by
  * counting a chunked body), deadline, redirect cap, error status, SSRF refusals (loopback
  * without the allow-list; a redirect to the metadata address), bad schemes, close with fetches
- * in flight. Plus the address policy alone and the data:/file sources. */
+ * in flight, the buffered-bytes budget (charged as bodies grow, refused over it, released or
+ * handed over with the body). Plus the address policy alone and the data:/file sources. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "gateway/fetch.h"
+#include "gateway/membudget.h"
 #include "gateway/media_source.h"
 #include "tests/test.h"
 
@@ -315,6 +317,70 @@ TEST(test_bad_urls)
     CHECK_EQ_INT(r.done, 0);
 }
 
+/* Keeps the body and its charge, as gateway/preprocess.c does. */
+struct kept {
+    int done, status;
+    uint8_t *body;
+    int64_t charged;
+};
+
+static void on_keep(void *data, int status, const uint8_t *body, size_t n, const char *err)
+{
+    struct kept *k = data;
+    k->done = 1;
+    k->status = status;
+    k->body = fetch_body_steal();
+    k->charged = fetch_body_charge_take();
+}
+
+TEST(test_mem_budget)
+{
+    struct mem_budget mb;
+    mem_budget_init(&mb, 100000);
+    struct fetch_opts o = {.mem_budget = &mb};
+    /* a body that outgrows the budget fails the fetch, and nothing stays charged */
+    struct result r = fetch_one(fet, &loop, "/ok/300000", &o);
+    CHECK_EQ_INT(r.status, FETCH_ERR_BUSY);
+    CHECK_CONTAINS(r.err, "too many media bytes");
+    CHECK_CONTAINS(r.err, "--max-buffered-bytes 100000");
+    CHECK_EQ_INT(mem_budget_used(&mb), 0);
+    r = fetch_one(fet, &loop, "/big-chunked", &o);
+    CHECK_EQ_INT(r.status, FETCH_ERR_BUSY);
+    CHECK_EQ_INT(mem_budget_used(&mb), 0);
+    CHECK_EQ_INT(mem_budget_refused(&mb, MEMB_FETCH), 2);
+    /* one that fits is charged while it grows and released with the body */
+    r = fetch_one(fet, &loop, "/ok/50000", &o);
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_EQ_INT(r.n, 50000);
+    CHECK_EQ_INT(mem_budget_used(&mb), 0);
+    CHECK(atomic_load(&mb.peak) >= 50000);
+    /* an error status releases what was charged */
+    r = fetch_one(fet, &loop, "/missing", &o);
+    CHECK_EQ_INT(r.status, FETCH_ERR_HTTP);
+    CHECK_EQ_INT(mem_budget_used(&mb), 0);
+    /* a stolen body takes its charge along: held until the taker releases it */
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok/50000", srv_port);
+    struct kept k = {0};
+    CHECK_EQ_INT(fetch_start(fet, url, &o, on_keep, &k), 0);
+    while (!k.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK_EQ_INT(k.status, 0);
+    CHECK(k.body != NULL);
+    CHECK(k.charged >= 50000);
+    CHECK_EQ_INT(mem_budget_used(&mb), k.charged);
+    /* ... and counts against the next fetch: 100000 - 65536 left, 50000 does not fit */
+    r = fetch_one(fet, &loop, "/ok/50000", &o);
+    CHECK_EQ_INT(r.status, FETCH_ERR_BUSY);
+    CHECK_EQ_INT(mem_budget_used(&mb), k.charged);
+    free(k.body);
+    mem_budget_release(&mb, k.charged);
+    CHECK_EQ_INT(mem_budget_used(&mb), 0);
+    r = fetch_one(fet, &loop, "/ok/50000", &o);
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_EQ_INT(mem_budget_used(&mb), 0);
+}
+
 TEST(test_close_in_flight)
 {
     struct result r = {0};
@@ -442,5 +508,5 @@ TEST(test_local_files)
 }
 
 TEST_MAIN(test_success_and_reuse, test_parallel, test_too_large, test_timeout, test_redirects,
-          test_error_status, test_ssrf, test_bad_urls, test_close_in_flight, test_address_policy,
-          test_data_uri, test_local_files)
+          test_error_status, test_ssrf, test_bad_urls, test_mem_budget, test_close_in_flight,
+          test_address_policy, test_data_uri, test_local_files)
