@@ -129,7 +129,8 @@ class BadGatewayError(APIStatusError):
 
 
 class ServiceUnavailableError(APIStatusError):
-    """503: no_ready_worker (workers starting or restarting) or cancelled (gateway stopping).
+    """503: no_ready_worker (workers starting or restarting), cancelled (gateway stopping) or
+    memory_busy (the gateway holds --max-buffered-bytes of bodies and media; retry shortly).
     Retried with backoff (and Retry-After) up to max_retries times before it is raised."""
     status = 503
 
