@@ -157,8 +157,12 @@ static void answer_error(struct mp_conn *c, const struct mp_req *r, const struct
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pack_head(&pk, &sb, r, "error", 4);
+    /* 429 and 503 say when to retry, as HTTP's Retry-After does (the gateway's default, 1 s) */
+    int retry = e->status == 429 || e->status == 503;
+    pack_head(&pk, &sb, r, "error", retry ? 5 : 4);
     vl_mp_pack_kv_int(&pk, "status", e->status);
+    if (retry)
+        vl_mp_pack_kv_int(&pk, "retry_after", 1);
     vl_mp_pack_cstr(&pk, "error");
     msgpack_pack_map(&pk, 4);
     vl_mp_pack_kv_str(&pk, "message", e->message);

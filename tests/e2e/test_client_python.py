@@ -338,6 +338,18 @@ def limits_and_keys(c, tmp):
         g.stop()
 
 
+def socket_retry_after(tmp):
+    """A gateway whose worker never comes: the socket's 503 carries the frame's retry_after."""
+    g = Gateway(tmp, "nw", [os.path.join(tmp, "never.sock")], wait_ready=False)
+    try:
+        e = raised(lambda: Client(unix_socket=g.api_socket, max_retries=0).embed("a"),
+                   vc.ServiceUnavailableError)
+        check(e is not None and e.code == "no_ready_worker" and e.retry_after == 1 and e.attempts == 1,
+              "unix socket 503 no_ready_worker: ServiceUnavailableError with retry_after 1 from the frame")
+    finally:
+        g.stop()
+
+
 def rate_limits(c, tmp):
     # --client-max-inflight 1: one request held open (head sent, body not) takes the slot
     g = Gateway(tmp, "gi", c.sockets, ["--client-max-inflight", "1"])
@@ -507,7 +519,8 @@ def main():
     try:
         http, unix, rh, items = basics(c, tmp)
         for fn, args in ((batching, (c, http, unix, rh, items)), (limits_and_keys, (c, tmp)),
-                         (rate_limits, (c, tmp)), (fingerprints, (c, tmp)), (restart, (tmp,)),
+                         (rate_limits, (c, tmp)), (socket_retry_after, (tmp,)), (fingerprints, (c, tmp)),
+                         (restart, (tmp,)),
                          (pip_install, (tmp,))):
             try:
                 fn(*args)

@@ -10,6 +10,8 @@
 * msgpack API: a frame that is not a map leaked its unpacked zone (seen under LeakSanitizer): it
   is answered 400 and the connection keeps serving;
 * msgpack API: an empty bin as an image is refused naming the field;
+* msgpack API: 429/503 errors had no retry time (HTTP sends Retry-After): they now carry
+  `retry_after` (seconds);
 * `input` and `messages` together: the message starts with the field's path (docs/errors.md);
 * a BMP whose header gives a negative width is refused as a corrupt header."""
 import base64
@@ -66,6 +68,7 @@ try:
     a = m.recv()
     check(a["type"] == "error" and a["status"] == 400 and a["error"]["code"] == "invalid_msgpack",
           "msgpack: a frame that is not a map -> 400 invalid_msgpack")
+    m_first_error = a
     m.send({"id": 2, "type": "preview", "input": {"image": b""}})
     a = m.recv()
     check(a["type"] == "error" and a["id"] == 2 and a["error"]["param"] == "input.image"
@@ -74,6 +77,15 @@ try:
     m.send({"id": 3, "type": "preview", "input": "still serving"})
     a = m.recv()
     check(a["type"] == "preview_result" and a["id"] == 3, "msgpack: the connection keeps serving")
+    # no worker in this cluster: embed is 503 no_ready_worker, which says when to retry, as
+    # HTTP's Retry-After does; a 400 carries no retry_after
+    m.send({"id": 4, "input": "no worker"})
+    a = m.recv()
+    check(a["type"] == "error" and a["id"] == 4 and a["status"] == 503
+          and a["error"]["code"] == "no_ready_worker" and a.get("retry_after") == 1,
+          "msgpack: 503 no_ready_worker carries retry_after 1 (%s)" % a)
+    check("retry_after" not in m_first_error,
+          "msgpack: a 400 error carries no retry_after (%s)" % sorted(m_first_error))
     m.close()
 
     m = MsgpackClient(c.api_socket)

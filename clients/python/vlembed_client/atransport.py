@@ -323,7 +323,8 @@ class AsyncSocketTransport:
             self._pool.give(conn, gen)
         if ans.get("type") == "error":
             status = ans.get("status") if isinstance(ans.get("status"), int) else 500
-            raise error_for(status, ans.get("error"), request_id=request_id)
+            raise error_for(status, ans.get("error"), request_id=request_id,
+                            retry_after=_retry_after(ans.get("retry_after")))
         return ans
 
     @staticmethod

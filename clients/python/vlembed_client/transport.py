@@ -225,5 +225,6 @@ class SocketTransport:
             s.close()
         if ans.get("type") == "error":
             status = ans.get("status") if isinstance(ans.get("status"), int) else 500
-            raise error_for(status, ans.get("error"), request_id=request_id)
+            raise error_for(status, ans.get("error"), request_id=request_id,
+                            retry_after=_retry_after(ans.get("retry_after")))
         return ans
