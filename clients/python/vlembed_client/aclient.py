@@ -9,7 +9,7 @@ import asyncio
 import collections
 
 from .atransport import AsyncHTTPTransport, AsyncSocketTransport
-from .client import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_VISUALS, _ClientBase)
+from .client import _ClientBase
 from .errors import APIConnectionError, APIStatusError, BadRequestError, RequestTooLargeError
 
 
@@ -24,20 +24,6 @@ class AsyncClient(_ClientBase):
 
     _http_transport = AsyncHTTPTransport
     _socket_transport = AsyncSocketTransport
-
-    def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
-                 max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
-                 max_visuals_per_request=DEFAULT_MAX_VISUALS, max_request_bytes=None,
-                 max_concurrency=1, http_float_base64=False, check_fingerprint=True,
-                 headers=None, ssl_context=None):
-        super().__init__(base_url, unix_socket=unix_socket, api_key=api_key, timeout=timeout,
-                         max_retries=max_retries, max_retry_wait=max_retry_wait,
-                         max_items_per_request=max_items_per_request,
-                         max_visuals_per_request=max_visuals_per_request,
-                         max_request_bytes=max_request_bytes, max_concurrency=max_concurrency,
-                         http_float_base64=http_float_base64,
-                         check_fingerprint=check_fingerprint, headers=headers,
-                         ssl_context=ssl_context)
 
     # ---- lifecycle
 

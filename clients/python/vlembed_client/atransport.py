@@ -7,13 +7,12 @@ Each request has a connection of its own until its answer is read whole; a reque
 times out or is cancelled closes its connection, so a late answer is never read as another
 request's, and the client stays usable."""
 import asyncio
-import json
 import ssl
 import struct
-import urllib.parse
 
-from .errors import APIConnectionError, APITimeoutError, error_for
-from .transport import MAX_ANSWER_FRAME, _retry_after
+from . import transport
+from .transport import (MAX_ANSWER_FRAME, _headers, _http_result, _json_body, _socket_closes,
+                        _socket_result, _split_base_url)
 
 MAX_HEAD_BYTES = 64 << 10  # status line + headers of one HTTP answer (the gateway's are < 1 KiB)
 MAX_HEADERS = 100
@@ -28,12 +27,7 @@ class _Closed(EOFError):
 
 
 def _conn_error(e, request_id):
-    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-        return APITimeoutError("no answer from the gateway within the timeout", request_id=request_id)
-    err = APIConnectionError("connection to the gateway failed: %s: %s" % (type(e).__name__, e),
-                             request_id=request_id)
-    err.retryable = isinstance(e, _CONN_ERRORS)
-    return err
+    return transport._conn_error(e, request_id, _CONN_ERRORS, (asyncio.TimeoutError, TimeoutError))
 
 
 def _close(writer):
@@ -96,25 +90,14 @@ class AsyncHTTPTransport:
     binary = False
 
     def __init__(self, base_url, *, api_key=None, timeout=60.0, headers=None, ssl_context=None):
-        u = urllib.parse.urlsplit(base_url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError("base_url must be http://HOST[:PORT] or https://..., not %r" % base_url)
-        self.scheme, self.host = u.scheme, u.hostname
-        self.port = u.port or (443 if u.scheme == "https" else 80)
-        prefix = u.path.rstrip("/")
-        if prefix.endswith("/v1"):
-            prefix = prefix[:-3]
-        self.prefix = prefix
+        self.scheme, self.host, self.port, self.prefix = _split_base_url(base_url)
         self.timeout = timeout
         self.ssl_context = ssl_context
         host = self.host if ":" not in self.host else "[%s]" % self.host
-        default_port = 443 if u.scheme == "https" else 80
-        self.headers = {"Host": host if self.port == default_port else "%s:%d" % (host, self.port),
-                        "Accept": "application/json", "Accept-Encoding": "identity",
-                        "User-Agent": "vlembed-client-python"}
-        if api_key:
-            self.headers["Authorization"] = "Bearer " + api_key
-        self.headers.update(headers or {})
+        default_port = 443 if self.scheme == "https" else 80
+        self.headers = _headers(api_key, headers, {
+            "Host": host if self.port == default_port else "%s:%d" % (host, self.port),
+            "Accept-Encoding": "identity"})
         for k, v in self.headers.items():
             if any(ch in str(k) + str(v) for ch in "\r\n\0") or not k or ":" in k:
                 raise ValueError("invalid HTTP header %r: %r" % (k, v))
@@ -140,8 +123,7 @@ class AsyncHTTPTransport:
         hdrs = dict(self.headers)
         data = None
         if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(
-                body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            data = _json_body(body)
             hdrs["Content-Type"] = "application/json"
             hdrs["Content-Length"] = str(len(data))
         if request_id:
@@ -174,17 +156,7 @@ class AsyncHTTPTransport:
                 self._pool.give(conn, gen)
             else:
                 _close(conn[1])
-            parsed = raw
-            if "json" in headers.get("content-type", "") and raw:
-                try:
-                    parsed = json.loads(raw)
-                except ValueError:
-                    parsed = raw
-            if 200 <= status < 300:
-                return status, headers, parsed
-            err = parsed.get("error") if isinstance(parsed, dict) else None
-            raise error_for(status, err, request_id=headers.get("x-request-id", request_id),
-                            retry_after=_retry_after(headers.get("retry-after")))
+            return _http_result(status, headers, raw, request_id)
         raise AssertionError("unreachable")
 
     async def _exchange(self, conn, msg, method, state):
@@ -316,16 +288,11 @@ class AsyncSocketTransport:
             if isinstance(e, (OSError, EOFError, ValueError, asyncio.TimeoutError)):
                 raise _conn_error(e, request_id) from e
             raise
-        # the gateway closes after a 413 frame or an unreadable frame
-        if ans.get("type") == "error" and (ans.get("status") == 413 or ans.get("id") is None):
+        if _socket_closes(ans):
             _close(conn[1])
         else:
             self._pool.give(conn, gen)
-        if ans.get("type") == "error":
-            status = ans.get("status") if isinstance(ans.get("status"), int) else 500
-            raise error_for(status, ans.get("error"), request_id=request_id,
-                            retry_after=_retry_after(ans.get("retry_after")))
-        return ans
+        return _socket_result(ans, request_id)
 
     @staticmethod
     async def _exchange(conn, frame, request_id):

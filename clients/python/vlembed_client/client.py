@@ -178,6 +178,10 @@ class _ClientBase:
         self.check_fingerprint = check_fingerprint
         self.max_concurrency = max_concurrency
         self.http_float_base64 = bool(http_float_base64)
+        self._init_io()
+
+    def _init_io(self):
+        """The subclass's own state for running requests (made last in __init__)."""
 
     @property
     def transport(self):
@@ -489,20 +493,8 @@ class Client(_ClientBase):
     _http_transport = HTTPTransport
     _socket_transport = SocketTransport
 
-    def __init__(self, base_url=None, *, unix_socket=None, api_key=None, timeout=60.0,
-                 max_retries=2, max_retry_wait=60.0, max_items_per_request=DEFAULT_MAX_ITEMS,
-                 max_visuals_per_request=DEFAULT_MAX_VISUALS, max_request_bytes=None,
-                 max_concurrency=1, http_float_base64=False, check_fingerprint=True,
-                 headers=None, ssl_context=None):
-        super().__init__(base_url, unix_socket=unix_socket, api_key=api_key, timeout=timeout,
-                         max_retries=max_retries, max_retry_wait=max_retry_wait,
-                         max_items_per_request=max_items_per_request,
-                         max_visuals_per_request=max_visuals_per_request,
-                         max_request_bytes=max_request_bytes, max_concurrency=max_concurrency,
-                         http_float_base64=http_float_base64,
-                         check_fingerprint=check_fingerprint, headers=headers,
-                         ssl_context=ssl_context)
-        self._pool = None
+    def _init_io(self):
+        self._pool = None  # the thread pool of max_concurrency > 1, made on first use
         self._pool_lock = threading.Lock()
 
     # ---- lifecycle

@@ -23,13 +23,75 @@ _CONN_ERRORS = (ConnectionError, FileNotFoundError, http.client.RemoteDisconnect
 MAX_ANSWER_FRAME = 256 << 20  # the largest msgpack answer accepted (the gateway's own frame cap)
 
 
-def _conn_error(e, request_id):
-    if isinstance(e, (socket.timeout, TimeoutError)):
+def _conn_error(e, request_id, conn_errors=_CONN_ERRORS, timeouts=(socket.timeout, TimeoutError)):
+    """The exception for a request that got no whole answer: APITimeoutError for one of
+    `timeouts`, else APIConnectionError, retryable for one of `conn_errors`."""
+    if isinstance(e, timeouts):
         return APITimeoutError("no answer from the gateway within the timeout", request_id=request_id)
     err = APIConnectionError("connection to the gateway failed: %s: %s" % (type(e).__name__, e),
                              request_id=request_id)
-    err.retryable = isinstance(e, _CONN_ERRORS)
+    err.retryable = isinstance(e, conn_errors)
     return err
+
+
+def _split_base_url(base_url):
+    """(scheme, host, port, path prefix) of an http(s) base URL; a trailing /v1 is dropped from
+    the prefix (the OpenAI SDKs write it)."""
+    u = urllib.parse.urlsplit(base_url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError("base_url must be http://HOST[:PORT] or https://..., not %r" % base_url)
+    prefix = u.path.rstrip("/")
+    if prefix.endswith("/v1"):
+        prefix = prefix[:-3]
+    return u.scheme, u.hostname, u.port or (443 if u.scheme == "https" else 80), prefix
+
+
+def _headers(api_key, extra, first=None):
+    """The headers of every request: `first`, Accept and User-Agent, the API key, then the
+    caller's `extra` (which may replace any of them)."""
+    h = dict(first or {})
+    h.update({"Accept": "application/json", "User-Agent": "vlembed-client-python"})
+    if api_key:
+        h["Authorization"] = "Bearer " + api_key
+    h.update(extra or {})
+    return h
+
+
+def _json_body(body):
+    """A request body: bytes as they are, anything else as compact UTF-8 JSON."""
+    return body if isinstance(body, bytes) else json.dumps(
+        body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _http_result(status, headers, raw, request_id):
+    """(status, headers, parsed JSON or raw bytes) of a 2xx answer; raises the APIStatusError of
+    any other (headers lower-cased)."""
+    parsed = raw
+    if "json" in headers.get("content-type", "") and raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+    if 200 <= status < 300:
+        return status, headers, parsed
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    raise error_for(status, err, request_id=headers.get("x-request-id", request_id),
+                    retry_after=_retry_after(headers.get("retry-after")))
+
+
+def _socket_closes(ans):
+    """The gateway closes the connection after an error answer to a frame over --api-max-frame
+    (413) or one it could not read (no id)."""
+    return ans.get("type") == "error" and (ans.get("status") == 413 or ans.get("id") is None)
+
+
+def _socket_result(ans, request_id):
+    """The answer map of a msgpack call; raises the APIStatusError of an error answer."""
+    if ans.get("type") == "error":
+        status = ans.get("status") if isinstance(ans.get("status"), int) else 500
+        raise error_for(status, ans.get("error"), request_id=request_id,
+                        retry_after=_retry_after(ans.get("retry_after")))
+    return ans
 
 
 def _retry_after(value):
@@ -47,21 +109,10 @@ class HTTPTransport:
     binary = False
 
     def __init__(self, base_url, *, api_key=None, timeout=60.0, headers=None, ssl_context=None):
-        u = urllib.parse.urlsplit(base_url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError("base_url must be http://HOST[:PORT] or https://..., not %r" % base_url)
-        self.scheme, self.host = u.scheme, u.hostname
-        self.port = u.port or (443 if u.scheme == "https" else 80)
-        prefix = u.path.rstrip("/")
-        if prefix.endswith("/v1"):
-            prefix = prefix[:-3]
-        self.prefix = prefix
+        self.scheme, self.host, self.port, self.prefix = _split_base_url(base_url)
         self.timeout = timeout
         self.ssl_context = ssl_context
-        self.headers = {"Accept": "application/json", "User-Agent": "vlembed-client-python"}
-        if api_key:
-            self.headers["Authorization"] = "Bearer " + api_key
-        self.headers.update(headers or {})
+        self.headers = _headers(api_key, headers)
         self._local = threading.local()
         self._all = []
         self._lock = threading.Lock()
@@ -100,8 +151,7 @@ class HTTPTransport:
         hdrs = dict(self.headers)
         data = None
         if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(
-                body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            data = _json_body(body)
             hdrs["Content-Type"] = "application/json"
         if request_id:
             hdrs["X-Request-Id"] = request_id
@@ -132,18 +182,7 @@ class HTTPTransport:
             headers = {k.lower(): v for k, v in r.getheaders()}
             if r.will_close:
                 self._drop(c)
-            ctype = headers.get("content-type", "")
-            parsed = raw
-            if "json" in ctype and raw:
-                try:
-                    parsed = json.loads(raw)
-                except ValueError:
-                    parsed = raw
-            if 200 <= r.status < 300:
-                return r.status, headers, parsed
-            err = parsed.get("error") if isinstance(parsed, dict) else None
-            raise error_for(r.status, err, request_id=headers.get("x-request-id", request_id),
-                            retry_after=_retry_after(headers.get("retry-after")))
+            return _http_result(r.status, headers, raw, request_id)
         raise AssertionError("unreachable")
 
 
@@ -216,15 +255,10 @@ class SocketTransport:
             if isinstance(e, (OSError, EOFError, ValueError)):
                 raise _conn_error(e, request_id) from e
             raise
-        keep = not (ans.get("type") == "error" and (ans.get("status") == 413 or ans.get("id") is None))
-        with self._lock:  # the gateway closes after a 413 frame or an unreadable frame
-            if keep and gen == self._generation:
+        with self._lock:
+            if not _socket_closes(ans) and gen == self._generation:
                 self._idle.append(s)
                 s = None
         if s is not None:
             s.close()
-        if ans.get("type") == "error":
-            status = ans.get("status") if isinstance(ans.get("status"), int) else 500
-            raise error_for(status, ans.get("error"), request_id=request_id,
-                            retry_after=_retry_after(ans.get("retry_after")))
-        return ans
+        return _socket_result(ans, request_id)
