@@ -19,23 +19,12 @@
 #include "gateway/membudget.h"
 #include "gateway/media_source.h"
 #include "tests/test.h"
+#include "tests/unit/loopback.h"
 
 /* ---- the loopback server ----------------------------------------------------------------- */
 
 static int srv_fd, srv_port;
 static volatile int srv_accepted;
-
-static void send_all(int fd, const void *b, size_t n)
-{
-    const char *p = b;
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
 
 static void respond(int fd, const char *path)
 {
@@ -46,28 +35,28 @@ static void respond(int fd, const char *path)
         for (size_t i = 0; i < n; i++)
             body[i] = (char)('a' + i % 26);
         int h = snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
-        send_all(fd, hdr, (size_t)h);
-        send_all(fd, body, n);
+        lb_send_all(fd, hdr, (size_t)h);
+        lb_send_all(fd, body, n);
         free(body);
     } else if (strcmp(path, "/big-declared") == 0) {
         const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n";
-        send_all(fd, h, strlen(h));
+        lb_send_all(fd, h, strlen(h));
         char buf[4096] = {0};
         for (int i = 0; i < 10; i++)
-            send_all(fd, buf, sizeof buf);
+            lb_send_all(fd, buf, sizeof buf);
     } else if (strcmp(path, "/big-chunked") == 0) {
         const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        send_all(fd, h, strlen(h));
+        lb_send_all(fd, h, strlen(h));
         char chunk[4096 + 16];
         int hl = snprintf(chunk, sizeof chunk, "1000\r\n");
         memset(chunk + hl, 'x', 4096);
         memcpy(chunk + hl + 4096, "\r\n", 2);
         for (int i = 0; i < 200; i++) /* 800 KiB, never announced */
-            send_all(fd, chunk, (size_t)hl + 4096 + 2);
-        send_all(fd, "0\r\n\r\n", 5);
+            lb_send_all(fd, chunk, (size_t)hl + 4096 + 2);
+        lb_send_all(fd, "0\r\n\r\n", 5);
     } else if (strcmp(path, "/slow") == 0) {
         const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
-        send_all(fd, h, strlen(h));
+        lb_send_all(fd, h, strlen(h));
         sleep(3);
     } else if (strncmp(path, "/redirect/", 10) == 0) {
         int k = atoi(path + 10);
@@ -77,18 +66,18 @@ static void respond(int fd, const char *path)
                                "Content-Length: 0\r\n\r\n",
                                k - 1)
                     : snprintf(hdr, sizeof hdr, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
-        send_all(fd, hdr, (size_t)h);
+        lb_send_all(fd, hdr, (size_t)h);
     } else if (strcmp(path, "/to-metadata") == 0) {
         const char *h = "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/"
                         "\r\nContent-Length: 0\r\n\r\n";
-        send_all(fd, h, strlen(h));
+        lb_send_all(fd, h, strlen(h));
     } else if (strcmp(path, "/to-ftp") == 0) {
         const char *h = "HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1/x\r\nContent-Length: 0"
                         "\r\n\r\n";
-        send_all(fd, h, strlen(h));
+        lb_send_all(fd, h, strlen(h));
     } else {
         const char *h = "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found";
-        send_all(fd, h, strlen(h));
+        lb_send_all(fd, h, strlen(h));
     }
 }
 

@@ -16,6 +16,7 @@
 
 #include "gateway/http.h"
 #include "tests/test.h"
+#include "tests/unit/loopback.h"
 
 static struct http_server srv;
 static uv_async_t stop_async;
@@ -49,63 +50,6 @@ static void handler(struct http_server *s, struct http_req *req)
     http_respond(req, 200, "text/plain", NULL, body, (size_t)n);
 }
 
-static int dial(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        return -1;
-    struct timeval tv = {.tv_sec = 3};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, s, n);
-        if (k <= 0)
-            return;
-        s += k;
-        n -= (size_t)k;
-    }
-}
-
-/* Reads until `n_resp` complete responses (by Content-Length) arrived, or EOF/timeout. */
-static char *read_responses(int fd, int n_resp, int *got)
-{
-    static char buf[1 << 16];
-    size_t len = 0;
-    *got = 0;
-    for (;;) {
-        /* count complete responses in buf */
-        int cnt = 0;
-        char *p = buf;
-        buf[len] = 0;
-        for (;;) {
-            char *h = strstr(p, "\r\n\r\n");
-            if (!h)
-                break;
-            char *cl = strstr(p, "Content-Length: ");
-            if (!cl || cl > h)
-                break;
-            size_t blen = strtoul(cl + 16, NULL, 10);
-            if ((size_t)(h + 4 - buf) + blen > len)
-                break;
-            cnt++;
-            p = h + 4 + blen;
-        }
-        *got = cnt;
-        if (cnt >= n_resp)
-            return buf;
-        ssize_t k = read(fd, buf + len, sizeof buf - 1 - len);
-        if (k <= 0)
-            return buf;
-        len += (size_t)k;
-    }
-}
-
 static int count(const char *hay, const char *needle)
 {
     int n = 0;
@@ -118,60 +62,60 @@ static void *client(void *arg)
 {
     int got;
     /* keep-alive: two requests, one connection */
-    int fd = dial();
+    int fd = lb_dial(port);
     CHECK(fd >= 0);
-    send_all(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
-             strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
-    char *r = read_responses(fd, 1, &got);
+    lb_send_all(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+                strlen("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    char *r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "path=/a");
     CHECK_CONTAINS(r, "Connection: keep-alive");
-    send_all(fd, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
-             strlen("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
-    r = read_responses(fd, 1, &got);
+    lb_send_all(fd, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+                strlen("GET /b HTTP/1.1\r\nHost: x\r\n\r\n"));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "path=/b");
     close(fd);
 
     /* pipelining: the slow one first must be answered first */
-    fd = dial();
+    fd = lb_dial(port);
     const char *pipe = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
                        "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-    send_all(fd, pipe, strlen(pipe));
-    r = read_responses(fd, 3, &got);
+    lb_send_all(fd, pipe, strlen(pipe));
+    r = lb_read_responses(fd, 3, &got);
     CHECK_EQ_INT(got, 3);
     char *s1 = strstr(r, "slow"), *s2 = strstr(r, "path=/fast"), *s3 = strstr(r, "body=hello");
     CHECK(s1 && s2 && s3 && s1 < s2 && s2 < s3);
     close(fd);
 
     /* chunked body */
-    fd = dial();
+    fd = lb_dial(port);
     const char *ch = "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-    send_all(fd, ch, strlen(ch));
-    r = read_responses(fd, 1, &got);
+    lb_send_all(fd, ch, strlen(ch));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "len=11 body=hello world");
     close(fd);
 
     /* chunked body over the cap: 413 */
-    fd = dial();
+    fd = lb_dial(port);
     const char *ch2 = "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "800\r\n";
-    send_all(fd, ch2, strlen(ch2));
+    lb_send_all(fd, ch2, strlen(ch2));
     static char big[2048 + 8];
     memset(big, 'a', 2048);
-    send_all(fd, big, 2048);
-    r = read_responses(fd, 1, &got);
+    lb_send_all(fd, big, 2048);
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "HTTP/1.1 413");
     close(fd);
 
     /* declared body over the cap: 413 before we send any of it */
-    fd = dial();
-    send_all(fd, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
-             strlen("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"));
-    r = read_responses(fd, 1, &got);
+    fd = lb_dial(port);
+    lb_send_all(fd, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
+                strlen("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "HTTP/1.1 413");
     CHECK_CONTAINS(r, "Connection: close");
@@ -179,54 +123,54 @@ static void *client(void *arg)
     close(fd);
 
     /* Expect: 100-continue gets the interim response, then the answer */
-    fd = dial();
-    send_all(
+    fd = lb_dial(port);
+    lb_send_all(
         fd, "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
         strlen("POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"));
     char cont[64] = {0};
     ssize_t k = read(fd, cont, 25);
     CHECK(k == 25 && strncmp(cont, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
-    send_all(fd, "abc", strlen("abc"));
-    r = read_responses(fd, 1, &got);
+    lb_send_all(fd, "abc", strlen("abc"));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "body=abc");
     close(fd);
 
     /* oversize headers: 431 */
-    fd = dial();
-    send_all(fd, "GET / HTTP/1.1\r\nX-Big: ", strlen("GET / HTTP/1.1\r\nX-Big: "));
+    fd = lb_dial(port);
+    lb_send_all(fd, "GET / HTTP/1.1\r\nX-Big: ", strlen("GET / HTTP/1.1\r\nX-Big: "));
     static char hb[5000];
     memset(hb, 'b', sizeof hb);
-    send_all(fd, hb, sizeof hb);
-    send_all(fd, "\r\n\r\n", strlen("\r\n\r\n"));
-    r = read_responses(fd, 1, &got);
+    lb_send_all(fd, hb, sizeof hb);
+    lb_send_all(fd, "\r\n\r\n", strlen("\r\n\r\n"));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "HTTP/1.1 431");
     close(fd);
 
     /* garbage: 400 */
-    fd = dial();
-    send_all(fd, "NOT HTTP AT ALL\r\n\r\n", strlen("NOT HTTP AT ALL\r\n\r\n"));
-    r = read_responses(fd, 1, &got);
+    fd = lb_dial(port);
+    lb_send_all(fd, "NOT HTTP AT ALL\r\n\r\n", strlen("NOT HTTP AT ALL\r\n\r\n"));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "HTTP/1.1 400");
     close(fd);
 
     /* Connection: close is honoured (the server closes after answering) */
-    fd = dial();
-    send_all(
+    fd = lb_dial(port);
+    lb_send_all(
         fd, "GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n",
         strlen("GET /z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n\r\n"));
-    r = read_responses(fd, 2, &got);
+    r = lb_read_responses(fd, 2, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "Connection: close");
     CHECK_EQ_INT(count(r, "HTTP/1.1 200"), 1);
     close(fd);
 
     /* HTTP/1.0 without keep-alive closes too */
-    fd = dial();
-    send_all(fd, "GET /old HTTP/1.0\r\n\r\n", strlen("GET /old HTTP/1.0\r\n\r\n"));
-    r = read_responses(fd, 1, &got);
+    fd = lb_dial(port);
+    lb_send_all(fd, "GET /old HTTP/1.0\r\n\r\n", strlen("GET /old HTTP/1.0\r\n\r\n"));
+    r = lb_read_responses(fd, 1, &got);
     CHECK_EQ_INT(got, 1);
     CHECK_CONTAINS(r, "path=/old");
     char tail[8];

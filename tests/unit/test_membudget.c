@@ -18,6 +18,7 @@
 #include "gateway/http.h"
 #include "gateway/membudget.h"
 #include "tests/test.h"
+#include "tests/unit/loopback.h"
 
 TEST(test_accounting)
 {
@@ -104,51 +105,16 @@ static void handler(struct http_server *s, struct http_req *req)
     http_respond(req, 200, "text/plain", NULL, body, (size_t)n);
 }
 
-static int dial(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        return -1;
-    struct timeval tv = {.tv_sec = 3};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t k = send(fd, s, n, MSG_NOSIGNAL);
-        if (k <= 0)
-            return;
-        s += k;
-        n -= (size_t)k;
-    }
-}
-
 static void send_str(int fd, const char *s)
 {
-    send_all(fd, s, strlen(s));
+    lb_send_all(fd, s, strlen(s));
 }
 
-/* Reads one response (head + Content-Length body) into a static buffer; "" on EOF/timeout. */
+/* One response (head + Content-Length body), or what came before EOF/timeout. */
 static char *read_response(int fd)
 {
-    static char buf[8192];
-    size_t len = 0;
-    buf[0] = 0;
-    for (;;) {
-        char *h = strstr(buf, "\r\n\r\n");
-        char *cl = h ? strstr(buf, "Content-Length: ") : NULL;
-        if (h && cl && cl < h && (size_t)(h + 4 - buf) + strtoul(cl + 16, NULL, 10) <= len)
-            return buf;
-        ssize_t k = read(fd, buf + len, sizeof buf - 1 - len);
-        if (k <= 0)
-            return buf;
-        len += (size_t)k;
-        buf[len] = 0;
-    }
+    int got;
+    return lb_read_responses(fd, 1, &got);
 }
 
 /* Sends a POST with a body of n bytes and Content-Length; returns the response. */
@@ -160,7 +126,7 @@ static char *post(int fd, const char *path, size_t n)
     send_str(fd, head);
     char *body = malloc(n + 1);
     memset(body, 'b', n);
-    send_all(fd, body, n);
+    lb_send_all(fd, body, n);
     free(body);
     return read_response(fd);
 }
@@ -176,7 +142,7 @@ static int64_t settle(int64_t want)
 static void *client(void *arg)
 {
     /* a small body fits; while it is handled its bytes are charged, after it nothing is */
-    int fd = dial();
+    int fd = lb_dial(port);
     char *r = post(fd, "/a", 100);
     CHECK_CONTAINS(r, "HTTP/1.1 200");
     CHECK_CONTAINS(r, "len=100 used=101"); /* the body's buffer: 100 bytes + its NUL */
@@ -184,7 +150,7 @@ static void *client(void *arg)
     CHECK_EQ_INT(settle(0), 0);
 
     /* a declared body over the budget: 503 before any of it is sent, connection closed */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n");
     r = read_response(fd);
     CHECK_CONTAINS(r, "HTTP/1.1 503");
@@ -197,20 +163,20 @@ static void *client(void *arg)
     CHECK_EQ_INT(mem_budget_refused(&mb, MEMB_HTTP_BODY), 1);
 
     /* one held request of 6000 bytes: a second one of 6000 does not fit, a small one does */
-    int hold = dial();
+    int hold = lb_dial(port);
     char head[128];
     snprintf(head, sizeof head, "POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 6000\r\n\r\n");
     send_str(hold, head);
     char *six = malloc(6000);
     memset(six, 'h', 6000);
-    send_all(hold, six, 6000);
+    lb_send_all(hold, six, 6000);
     CHECK_EQ_INT(settle(6001), 6001);
-    fd = dial();
+    fd = lb_dial(port);
     r = post(fd, "/second", 6000);
     CHECK_CONTAINS(r, "HTTP/1.1 503");
     CHECK_CONTAINS(r, "memory_busy");
     close(fd);
-    fd = dial();
+    fd = lb_dial(port);
     r = post(fd, "/small", 50);
     CHECK_CONTAINS(r, "HTTP/1.1 200");
     CHECK_CONTAINS(r, "used=6052");
@@ -225,14 +191,14 @@ static void *client(void *arg)
     CHECK_EQ_INT(mem_budget_refused(&mb, MEMB_HTTP_BODY), 2);
 
     /* a chunked body is charged as it grows and refused when it outgrows the budget */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     char chunk[1100];
     int hl = snprintf(chunk, sizeof chunk, "400\r\n");
     memset(chunk + hl, 'c', 1024);
     memcpy(chunk + hl + 1024, "\r\n", 2);
     for (int i = 0; i < 12; i++) /* 12 KiB > LIMIT */
-        send_all(fd, chunk, (size_t)hl + 1026);
+        lb_send_all(fd, chunk, (size_t)hl + 1026);
     r = read_response(fd);
     CHECK_CONTAINS(r, "HTTP/1.1 503");
     CHECK_CONTAINS(r, "memory_busy");
@@ -240,9 +206,9 @@ static void *client(void *arg)
     CHECK_EQ_INT(settle(0), 0);
     CHECK_EQ_INT(mem_budget_refused(&mb, MEMB_HTTP_BODY), 3);
     /* a chunked body that fits is answered, and its charge released */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, "POST /chunked-ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
-    send_all(fd, chunk, (size_t)hl + 1026);
+    lb_send_all(fd, chunk, (size_t)hl + 1026);
     send_str(fd, "0\r\n\r\n");
     r = read_response(fd);
     CHECK_CONTAINS(r, "HTTP/1.1 200");
@@ -251,7 +217,7 @@ static void *client(void *arg)
     CHECK_EQ_INT(settle(0), 0);
 
     /* over --max-body: 413, nothing charged */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, "POST /huge HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
     r = read_response(fd);
     CHECK_CONTAINS(r, "HTTP/1.1 413");
@@ -259,22 +225,22 @@ static void *client(void *arg)
     CHECK_EQ_INT(settle(0), 0);
 
     /* the client goes away mid-body: the reservation is released */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, "POST /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 8000\r\n\r\n");
-    send_all(fd, six, 100);
+    lb_send_all(fd, six, 100);
     CHECK_EQ_INT(settle(8001), 8001);
     close(fd);
     CHECK_EQ_INT(settle(0), 0);
 
     /* the client goes away with its request outstanding: released when it is answered */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, head);
-    send_all(fd, six, 6000);
+    lb_send_all(fd, six, 6000);
     CHECK_EQ_INT(settle(6001), 6001);
     close(fd);
     usleep(100000);
     CHECK_EQ_INT(mem_budget_used(&mb), 6001); /* still held by the handler */
-    fd = dial();
+    fd = lb_dial(port);
     r = post(fd, "/release", 0);
     CHECK_CONTAINS(r, "HTTP/1.1 200");
     close(fd);
@@ -282,7 +248,7 @@ static void *client(void *arg)
     free(six);
 
     /* pipelined requests each hold their body until answered */
-    fd = dial();
+    fd = lb_dial(port);
     send_str(fd, "POST /p1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
                  "POST /p2 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd");
     r = read_response(fd);
