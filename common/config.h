@@ -34,8 +34,10 @@ struct vl_opt {
 
 /* Fills `out` from defaults, then the file named by --config (if any), then the flags.
  * Non-option arguments are collected into *rest / *n_rest (pointers into argv; may be NULL
- * if the caller accepts none). Returns 0, 1 if --help was given (usage printed to stdout),
- * or -1 with a message in err naming the key. */
+ * if the caller accepts none). Returns 0; 1 if --help was given, having printed nothing: the
+ * caller prints vl_config_usage with its own description and exits 0 (tests/e2e/
+ * test_docs_complete.py fails for a binary whose --help lists no options); or -1 with a message
+ * in err naming the key. */
 int vl_config_load(const struct vl_opt *opts, size_t n_opts, void *out, int argc, char **argv,
                    char **rest, int *n_rest, char *err, size_t errlen);
 
