@@ -173,6 +173,7 @@ FUZZ_COMMON := common/alloc.c common/log.c
 FUZZ_SRC_http := tests/fuzz/fuzz_http.c gateway/http.c gateway/clients.c gateway/membudget.c $(FUZZ_COMMON)
 FUZZ_SRC_api_json := tests/fuzz/fuzz_api_json.c gateway/api_parse.c $(FUZZ_COMMON)
 FUZZ_SRC_mpapi := tests/fuzz/fuzz_mpapi.c gateway/mpapi_decode.c gateway/api_parse.c \
+                  gateway/mp_intake.c gateway/membudget.c \
                   common/msgpack_util.c common/frame.c $(FUZZ_COMMON)
 FUZZ_SRC_image := tests/fuzz/fuzz_image.c gateway/media_decode.c gateway/media_png.c \
                   gateway/media_stb.c gateway/media_resize.c $(FUZZ_COMMON)

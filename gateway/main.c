@@ -94,7 +94,8 @@ static const struct vl_opt opts[] = {
       "before anything is decoded (413 too_many_pixels above; 0: no limit)"),
     O("max-buffered-bytes", SIZE, max_buffered_bytes, VL_MAX_BUFFERED_BYTES_DEFAULT_S, 0, 1LL << 50,
       NULL,
-      "bytes of HTTP request bodies and fetched or decoded media the gateway may hold at once, "
+      "bytes of HTTP request bodies, msgpack frames and fetched or decoded media the gateway "
+      "may hold at once, "
       "over all requests (503 memory_busy beyond; 0: no limit)"),
     O("preprocess-threads", INT, preprocess_threads, "4", 1, 128, NULL,
       "thread pool for decoding, resizing and tokenizing (UV_THREADPOOL_SIZE)"),
@@ -495,6 +496,7 @@ int main(int argc, char **argv)
                                                            : VL_REQUEST_PIXELS_DEFAULT)};
     api_http_set_guard(&G.ah, &keys, o->open_metrics, &cl);
     mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
+    G.mp.mem_budget = &G.mem;
     G.mp.on_idle = on_mp_idle;
 
     uv_signal_init(G.loop, &G.sigterm);

@@ -50,6 +50,6 @@ uint64_t mem_budget_refused(const struct mem_budget *b, enum mem_budget_what wha
 
 const char *mem_budget_what_name(enum mem_budget_what what)
 {
-    static const char *const names[MEMB_N] = {"http_body", "fetch", "source"};
+    static const char *const names[MEMB_N] = {"http_body", "fetch", "source", "msgpack_frame"};
     return what >= 0 && what < MEMB_N ? names[what] : "unknown";
 }

@@ -6,7 +6,8 @@
  * server answering 32 MiB each, would hold tens of GiB and get the gateway OOM-killed with every
  * other client's requests. So the bytes the gateway buffers — HTTP request bodies (reserved in
  * full at the head when Content-Length is known, else charged as a chunked body grows), fetched
- * media bodies (as they grow) and decoded data: URIs / local files — are charged here when they
+ * media bodies (as they grow), decoded data: URIs / local files and msgpack API frames (their
+ * declared length at the header, gateway/mp_intake.h) — are charged here when they
  * are taken and released where they are freed. A charge that would pass the limit is refused
  * (and counted), never queued: the caller answers 503 memory_busy with Retry-After.
  *
@@ -24,6 +25,7 @@ enum mem_budget_what {
     MEMB_HTTP_BODY = 0, /* an HTTP request body */
     MEMB_FETCH,         /* a fetched media URL body */
     MEMB_SOURCE,        /* a decoded data: URI or a local media file */
+    MEMB_MSGPACK_FRAME, /* a msgpack API frame (its declared length, reserved at its header) */
     MEMB_N
 };
 
@@ -49,7 +51,7 @@ int64_t mem_budget_used(const struct mem_budget *b);
 /* Refusals so far for what; 0 for NULL. */
 uint64_t mem_budget_refused(const struct mem_budget *b, enum mem_budget_what what);
 
-/* The label of what in metrics ("http_body", "fetch", "source"). */
+/* The label of what in metrics ("http_body", "fetch", "source", "msgpack_frame"). */
 const char *mem_budget_what_name(enum mem_budget_what what);
 
 #endif

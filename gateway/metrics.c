@@ -118,8 +118,8 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
         (unsigned long long)m->decoded_pixels);
     const struct mem_budget *mb = m->mem_budget;
     put(&b,
-        "# HELP vlembed_buffered_bytes Bytes of HTTP request bodies, fetched media bodies and "
-        "decoded data: URIs / local files the gateway holds now (charged to "
+        "# HELP vlembed_buffered_bytes Bytes of HTTP request bodies, msgpack API frames, fetched "
+        "media bodies and decoded data: URIs / local files the gateway holds now (charged to "
         "max-buffered-bytes).\n"
         "# TYPE vlembed_buffered_bytes gauge\nvlembed_buffered_bytes %lld\n",
         (long long)mem_budget_used(mb));
@@ -131,7 +131,7 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
         "# HELP vlembed_buffered_bytes_peak Highest vlembed_buffered_bytes since the start.\n"
         "# TYPE vlembed_buffered_bytes_peak gauge\nvlembed_buffered_bytes_peak %lld\n",
         mb ? (long long)atomic_load(&((struct mem_budget *)mb)->peak) : 0LL);
-    put(&b, "# HELP vlembed_buffered_bytes_rejected_total Bodies and media sources refused "
+    put(&b, "# HELP vlembed_buffered_bytes_rejected_total Bodies, frames and media sources refused "
             "(503 memory_busy) because they did not fit max-buffered-bytes, by what.\n"
             "# TYPE vlembed_buffered_bytes_rejected_total counter\n");
     for (int w = 0; w < MEMB_N; w++)

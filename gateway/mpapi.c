@@ -14,22 +14,25 @@
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/msgpack_util.h"
+#include "gateway/membudget.h"
+#include "gateway/mp_intake.h"
 
 struct mp_conn {
     uv_pipe_t pipe;
     struct mpapi *m;
-    struct vl_frame_reader rd;
+    struct mp_intake in;
     int refs; /* 1 while open + 1 per request in flight */
     int dead, reading, inflight;
-    int broken; /* a framing error was answered: nothing more is read */
+    int broken;    /* a framing error or a refusal was answered: nothing more is read */
+    int shut_down; /* the write side is closed (after a broken connection's last answer) */
     struct mp_conn *prev, *next;
     struct mp_req *reqs;
 };
 
 struct mp_req {
     struct mp_conn *c;
-    uint8_t *payload; /* the frame: bins point into it */
-    char *id;         /* the request id, packed msgpack bytes */
+    struct mp_frame frame; /* the frame (bins point into it) and its budget charge */
+    char *id;              /* the request id, packed msgpack bytes */
     size_t id_len;
     struct api_bin *bins;
     struct api_job *j;
@@ -44,7 +47,7 @@ struct wbuf {
 static void conn_unref(struct mp_conn *c)
 {
     if (--c->refs == 0) {
-        vl_frame_reader_free(&c->rd);
+        mp_intake_free(&c->in);
         free(c);
     }
 }
@@ -67,6 +70,7 @@ static void conn_close(struct mp_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     m->n_conns--;
+    mp_intake_free(&c->in); /* a frame half read is released now */
     /* the client is gone: cancel what it still waits for (each answer is then dropped) */
     int n = 0;
     for (struct mp_req *r = c->reqs; r; r = r->next)
@@ -183,13 +187,14 @@ static void answer_error(struct mp_conn *c, const struct mp_req *r, const struct
 
 static void req_free(struct mp_req *r)
 {
-    free(r->payload);
+    mp_frame_free(&r->frame, r->c->m->mem_budget);
     free(r->id);
     free(r->bins);
     free(r);
 }
 
 static void resume(struct mp_conn *c);
+static void shut_down_if_done(struct mp_conn *c);
 
 static void job_done(struct api_job *j)
 {
@@ -244,6 +249,7 @@ static void job_done(struct api_job *j)
     req_free(r);
     c->inflight--;
     resume(c);
+    shut_down_if_done(c);
     conn_unref(c);
     if (m->on_idle && m->active_jobs == 0)
         m->on_idle(m);
@@ -251,17 +257,17 @@ static void job_done(struct api_job *j)
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
-static void handle_frame(struct mp_conn *c, const uint8_t *p, size_t len)
+/* Takes over the frame (its buffer and budget charge) as a request. */
+static void handle_frame(struct mp_conn *c, struct mp_frame *f)
 {
     struct mpapi *m = c->m;
     struct mp_req *r = vl_calloc(1, sizeof *r);
     r->c = c;
-    r->payload = vl_malloc(len);
-    memcpy(r->payload, p, len);
+    r->frame = *f;
     struct api_err e;
     struct mpapi_decoded d;
     struct api_job *j = vl_calloc(1, sizeof *j);
-    int rc = mpapi_decode(r->payload, len, &m->ctx->lim, &d, &j->req, &e);
+    int rc = mpapi_decode(r->frame.payload, r->frame.len, &m->ctx->lim, &d, &j->req, &e);
     r->id = d.id; /* answers echo the id, errors too */
     r->id_len = d.id_len;
     r->bins = d.bins;
@@ -290,10 +296,15 @@ static void handle_frame(struct mp_conn *c, const uint8_t *p, size_t len)
     api_job_start(j);
 }
 
+/* Reads go straight into the intake: its staging buffer, or the rest of a frame's own buffer. */
 static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b)
 {
-    b->base = vl_malloc(256 * 1024);
-    b->len = 256 * 1024;
+    struct mp_conn *c = h->data;
+    uint8_t *p;
+    size_t n;
+    mp_intake_space(&c->in, &p, &n);
+    b->base = (char *)p;
+    b->len = n; /* 0 (never while reading, see take_frames): libuv reports UV_ENOBUFS */
 }
 
 static void on_shutdown(uv_shutdown_t *sh, int status)
@@ -301,8 +312,21 @@ static void on_shutdown(uv_shutdown_t *sh, int status)
     free(sh);
 }
 
-/* A framing error: answered (without an id: the frame was never read), then nothing more is read
- * from this connection and its write side is closed once the answers in flight are out. */
+/* Closes the write side of a broken connection once its last request in flight is answered
+ * (an answer written after uv_shutdown would fail and cancel the others). */
+static void shut_down_if_done(struct mp_conn *c)
+{
+    if (c->dead || !c->broken || c->shut_down || c->inflight > 0)
+        return;
+    c->shut_down = 1;
+    uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
+    if (uv_shutdown(sh, (uv_stream_t *)&c->pipe, on_shutdown) != 0)
+        free(sh);
+}
+
+/* A framing error or a refused frame: answered (without an id: the frame was never read), then
+ * nothing more is read from this connection (what is buffered is dropped, a partial frame's
+ * charge released) and its write side is closed once the requests in flight are answered. */
 static void frame_error(struct mp_conn *c, const struct api_err *e)
 {
     struct mp_req r = {0};
@@ -313,48 +337,49 @@ static void frame_error(struct mp_conn *c, const struct api_err *e)
         uv_read_stop((uv_stream_t *)&c->pipe);
         c->reading = 0;
     }
-    uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
-    if (uv_shutdown(sh, (uv_stream_t *)&c->pipe, on_shutdown) != 0)
-        free(sh);
+    mp_intake_free(&c->in);
+    shut_down_if_done(c);
 }
 
-/* Handles the whole frames buffered, up to the in-flight cap. */
+/* Handles the whole frames read, up to the in-flight cap; answers a framing error or a frame that
+ * does not fit the buffered-bytes budget. */
 static void take_frames(struct mp_conn *c)
 {
-    const uint8_t *p;
-    size_t len;
-    int rc = VL_FRAME_NEED_MORE;
+    struct mp_frame f;
+    int rc = MP_INTAKE_NEED_MORE;
     while (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
-           (rc = vl_frame_reader_next(&c->rd, &p, &len)) == VL_FRAME_OK)
-        handle_frame(c, p, len);
-    if (rc == VL_FRAME_EMPTY && !c->dead && !c->broken) {
-        /* a zero length is no frame: left in place it would block every later frame while the
-         * buffer kept growing with what follows */
-        struct api_err e;
+           (rc = mp_intake_next(&c->in, &f)) == MP_INTAKE_OK)
+        handle_frame(c, &f);
+    if (c->dead || c->broken || rc >= 0)
+        return;
+    struct api_err e;
+    struct mem_budget *b = c->m->mem_budget;
+    if (rc == MP_INTAKE_TOO_LARGE)
+        api_err_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
+                    "a frame of %zu bytes exceeds the limit of %zu bytes", c->in.bad_len,
+                    c->m->max_frame);
+    else if (rc == MP_INTAKE_BUSY)
+        api_err_set(&e, 503, "service_unavailable", "memory_busy", NULL,
+                    "the gateway is holding too many request and media bytes (%lld of its limit "
+                    "of %lld, --max-buffered-bytes) to take this frame of %zu bytes; retry on a "
+                    "new connection",
+                    (long long)mem_budget_used(b), (long long)(b ? b->limit : 0), c->in.bad_len);
+    else /* a zero length is no frame, and nothing after it can be found */
         api_err_set(&e, 400, "invalid_request_error", "invalid_msgpack", NULL,
                     "a frame of length 0 (each frame is a 4-byte length, then one msgpack map)");
-        frame_error(c, &e);
-    }
+    frame_error(c, &e);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct mp_conn *c = s->data;
     if (n < 0) {
-        free(b->base);
-        conn_close(c);
+        conn_close(c); /* EOF, an error, or UV_ENOBUFS (never expected: see on_alloc) */
         return;
     }
-    int rc = n > 0 && !c->broken ? vl_frame_reader_feed(&c->rd, b->base, (size_t)n) : 0;
-    free(b->base);
-    if (rc) {
-        struct api_err e;
-        api_err_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
-                    "a frame of %zu bytes exceeds the limit of %zu bytes", c->rd.bad_len,
-                    c->m->max_frame);
-        frame_error(c, &e);
+    if (c->broken)
         return;
-    }
+    mp_intake_wrote(&c->in, (size_t)n);
     take_frames(c);
     if (!c->dead && c->inflight >= c->m->max_inflight_per_conn && c->reading) {
         uv_read_stop(s);
@@ -382,7 +407,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->refs = 1;
     uv_pipe_init(m->ctx->loop, &c->pipe, 0);
     c->pipe.data = c;
-    vl_frame_reader_init(&c->rd, m->max_frame);
+    mp_intake_init(&c->in, m->max_frame, m->mem_budget);
     if (uv_accept(ls, (uv_stream_t *)&c->pipe)) {
         c->dead = 1;
         uv_close((uv_handle_t *)&c->pipe, on_closed);

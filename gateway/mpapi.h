@@ -12,6 +12,8 @@
 
 #include "gateway/api_job.h"
 
+struct mem_budget;
+
 struct mpapi {
     struct api_ctx *ctx;
     uv_pipe_t listener;
@@ -20,6 +22,12 @@ struct mpapi {
     int max_inflight_per_conn;
     int active_jobs;
     int n_conns;
+    /* Optional: the process-wide buffered-bytes budget (gateway/membudget.h). Each frame's
+     * declared length is charged at its header, before its body is read, and released when its
+     * request is answered or its connection dies (gateway/mp_intake.h); a frame that does not fit
+     * is answered 503 memory_busy (no id, retry_after) and the connection is read no further and
+     * closed once its requests in flight are answered. Set before mpapi_listen. */
+    struct mem_budget *mem_budget;
     struct mp_conn *conns;
     void (*on_idle)(struct mpapi *m);
 };

@@ -1,20 +1,29 @@
 /* libFuzzer target for the msgpack API's request path without the socket: the input is a byte
- * stream as a client would send it, fed to the frame reader (common/frame.c) in chunks of
- * varying size, and every whole frame is decoded by mpapi_decode (gateway/mpapi_decode.c:
- * pre-validator, msgpack-c unpacker, msgpack -> JSON tree, api_parse). Besides crashes, leaks and
- * UB, it checks:
- *   - the reader hands out exactly the frames an independent walk over the length prefixes finds,
- *     in order, and refuses a declared length over the cap before buffering it;
+ * stream as a client would send it, fed in chunks of varying size to the frame reader
+ * (common/frame.c, which the supervisor's channels use) and to the msgpack API's budgeted intake
+ * (gateway/mp_intake.c, which the gateway's socket uses), and every whole frame is decoded by
+ * mpapi_decode (gateway/mpapi_decode.c: pre-validator, msgpack-c unpacker, msgpack -> JSON tree,
+ * api_parse). Besides crashes, leaks and UB, it checks:
+ *   - both hand out exactly the frames an independent walk over the length prefixes finds, in
+ *     order, and refuse a declared length over the cap before buffering it;
+ *   - the intake, under a buffered-bytes budget of 600 bytes with the first 3 frames held (as
+ *     requests in flight) and the others freed at once: reserves each frame's declared length
+ *     at its header, refuses (MP_INTAKE_BUSY) exactly the first frame that does not fit, never
+ *     asks for a byte past the frame it is reading, and leaves nothing charged once the frames
+ *     and the intake are freed;
  *   - an accepted request's media bytes (bins) lie inside their frame, and every image or video
  *     has a source (a URL or bytes);
  *   - a refusal is a 400 with a code and a message.
  * Build and run: `make fuzz-bins`, `make fuzz` (docs/security.md, "Fuzzing"). */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/frame.h"
 #include "gateway/api.h"
+#include "gateway/membudget.h"
+#include "gateway/mp_intake.h"
 #include "gateway/mpapi.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -63,6 +72,85 @@ static void decode_one(const uint8_t *p, size_t len)
     }
     api_req_free(&req);
     mpapi_decoded_free(&d);
+}
+
+#define BUDGET 600
+#define HELD 3
+
+/* The intake pass: the stream in chunks through mp_intake under a small budget, checked against
+ * the reference walk (n_ref frames at ref_off/ref_len; ref_bad: the walk stopped at a bad
+ * prefix). */
+static void intake_pass(const uint8_t *data, size_t size, const size_t *ref_off,
+                        const size_t *ref_len, int n_ref, int ref_bad)
+{
+    struct mem_budget budget;
+    mem_budget_init(&budget, BUDGET);
+    struct mp_intake in;
+    mp_intake_init(&in, MAX_FRAME, &budget);
+    struct mp_frame held[HELD];
+    int n_held = 0, got = 0, stop = 0;
+    int64_t held_bytes = 0;
+    size_t fed = 0, step = 2;
+    while (fed < size && !stop && got < 64) {
+        uint8_t *p;
+        size_t room;
+        mp_intake_space(&in, &p, &room);
+        size_t k = size - fed < step ? size - fed : step;
+        step = step * 5 % 67 + 1;
+        if (k > room)
+            k = room;
+        if (in.frame && (p < in.frame || p + room != in.frame + in.frame_len))
+            abort(); /* a read into a frame must end exactly at the frame's end */
+        if (!in.frame && room > MP_INTAKE_STAGE)
+            abort();
+        if (k == 0)
+            abort(); /* the intake asked for no bytes with whole frames all taken */
+        memcpy(p, data + fed, k);
+        mp_intake_wrote(&in, k);
+        fed += k;
+        struct mp_frame f;
+        int rc;
+        while (got < 64 && (rc = mp_intake_next(&in, &f)) == MP_INTAKE_OK) {
+            if (got >= n_ref || f.len != ref_len[got] || (int64_t)f.len != f.charged ||
+                memcmp(f.payload, data + ref_off[got], f.len) != 0)
+                abort(); /* a frame the length prefixes do not describe */
+            got++;
+            if (n_held < HELD) {
+                held[n_held++] = f;
+                held_bytes += f.charged;
+            } else {
+                mp_frame_free(&f, &budget);
+            }
+        }
+        if (got >= 64)
+            break;
+        if (rc == MP_INTAKE_BUSY) {
+            /* refused: exactly the next frame, and only because it does not fit */
+            if (got >= n_ref && !(n_ref < 64 && !ref_bad))
+                abort();
+            if (in.bad_len > MAX_FRAME || held_bytes + (int64_t)in.bad_len <= BUDGET)
+                abort();
+            if (got < n_ref && in.bad_len != ref_len[got])
+                abort();
+            stop = 1;
+        } else if (rc == MP_INTAKE_TOO_LARGE || rc == MP_INTAKE_EMPTY) {
+            if (!ref_bad || got != n_ref)
+                abort(); /* refused a stream whose prefixes are all fine */
+            stop = 1;
+        } else if (mem_budget_used(&budget) != held_bytes + (in.frame ? in.frame_charged : 0)) {
+            abort(); /* charged something other than the held frames and the one being read */
+        }
+    }
+    if (!stop && got < 64 && got < n_ref)
+        abort();         /* a whole frame was never handed out */
+    mp_intake_free(&in); /* the connection goes away: a half-read frame is released */
+    for (int i = 0; i < n_held; i++)
+        mp_frame_free(&held[i], &budget);
+    if (mem_budget_used(&budget) != 0) {
+        fprintf(stderr, "%lld bytes of msgpack frames still charged to the budget\n",
+                (long long)mem_budget_used(&budget));
+        abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -117,5 +205,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bad && !ref_bad)
         abort(); /* refused a stream whose prefixes are all fine */
     vl_frame_reader_free(&rd);
+    intake_pass(data, size, ref_off, ref_len, n_ref, ref_bad);
     return 0;
 }

@@ -78,6 +78,9 @@ def mpapi_seeds():
     put("mpapi", "not_map", frame([1, 2, 3]))
     put("mpapi", "huge_header", b"\x00\x00\x00\x10" + b"\xdd\xff\xff\xff\xff" + b"\x00" * 11)
     put("mpapi", "split", frame({"id": 7, "input": "x" * 300, "encoding_format": "uint8"})[:200])
+    # four requests of ~250 bytes: with the first ones held in flight, the third does not fit the
+    # fuzz target's buffered-bytes budget of 600 (MP_INTAKE_BUSY)
+    put("mpapi", "budget_busy", b"".join(frame({"id": i, "input": "y" * 230}) for i in range(4)))
 
 
 def image_seeds():

@@ -73,7 +73,7 @@ int main(void)
     } targets[] = {
         {"http", fuzz_http_one, 15},
         {"api_json", fuzz_api_json_one, 14},
-        {"mpapi", fuzz_mpapi_one, 9},
+        {"mpapi", fuzz_mpapi_one, 12},
         {"image", fuzz_image_one, 13},
         {"safetensors", fuzz_safetensors_one, 3},
     };
