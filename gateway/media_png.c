@@ -4,7 +4,13 @@
  *
  * libpng reads the image rows through a fixed-size inflate window, so IDAT data beyond what the
  * header's size needs is never inflated (no decompression bomb through IDAT), and ancillary
- * chunks (zTXt, iCCP) are capped by its chunk_malloc_max (8 MB by default). */
+ * chunks (zTXt, iCCP) are capped by its chunk_malloc_max (8 MB by default).
+ *
+ * CRCs are checked where Pillow checks them (docs/media.md, "Truncated and corrupt images"):
+ * Pillow verifies every chunk before the first IDAT and refuses the file on a mismatch, and never
+ * looks at the CRC of IDAT or of any later chunk. libpng by default does otherwise (an error for
+ * any critical chunk, IDAT included; an ancillary chunk dropped with a warning), so the chunks
+ * before IDAT are checked here and libpng is told to use chunk data whatever its CRC. */
 #include "gateway/media_png.h"
 
 #include <errno.h>
@@ -32,6 +38,51 @@ static void png_on_read(png_structp png, png_bytep out, size_t len)
     s->pos += len;
 }
 
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The PNG (ISO 3309) CRC-32 of n bytes, four bits at a time. */
+static uint32_t png_crc(const uint8_t *p, size_t n)
+{
+    static const uint32_t t[16] = {0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac,
+                                   0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
+                                   0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c,
+                                   0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c};
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        c = (c >> 4) ^ t[c & 15];
+        c = (c >> 4) ^ t[c & 15];
+    }
+    return ~c;
+}
+
+/* Checks the CRC of every whole chunk before the first IDAT, as Pillow does when it opens a PNG.
+ * Returns 0, or -EINVAL with err naming the chunk. A chunk cut short is left to libpng (it
+ * reports the truncation). */
+static int png_crc_before_idat(const uint8_t *d, size_t n, char *err, size_t errlen)
+{
+    size_t p = 8;
+    while (n >= 12 && p <= n - 12) {
+        uint32_t len = be32(d + p);
+        const uint8_t *type = d + p + 4;
+        if (memcmp(type, "IDAT", 4) == 0 || len > n - p - 12)
+            return 0;
+        if (png_crc(type, (size_t)len + 4) != be32(d + p + 8 + len)) {
+            char name[5];
+            for (int i = 0; i < 4; i++)
+                name[i] = type[i] >= 0x20 && type[i] < 0x7f ? (char)type[i] : '?';
+            name[4] = 0;
+            snprintf(err, errlen, "corrupt PNG: bad CRC in its %s chunk", name);
+            return -EINVAL;
+        }
+        p += (size_t)len + 12;
+    }
+    return 0;
+}
+
 static void png_on_error(png_structp png, png_const_charp msg)
 {
     struct png_src *s = png_get_error_ptr(png);
@@ -48,6 +99,9 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 int media_png_decode(const uint8_t *data, size_t n, int32_t max_w, int32_t max_h, uint8_t **rgb_out,
                      int32_t *w_out, int32_t *h_out, char *err, size_t errlen)
 {
+    int rc = png_crc_before_idat(data, n, err, errlen);
+    if (rc)
+        return rc;
     struct png_src src = {data, n, 0, ""};
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
@@ -70,6 +124,7 @@ int media_png_decode(const uint8_t *data, size_t n, int32_t max_w, int32_t max_h
         return -EINVAL;
     }
     png_set_read_fn(png, &src, png_on_read);
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE); /* checked above, as Pillow */
     png_set_user_limits(png, (png_uint_32)max_w, (png_uint_32)max_h);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
