@@ -98,9 +98,18 @@ struct vl_cuda_ctx {
 
 /* Which language-model projections run on the own sm_90a GEMM when it is selected
  * (vl_gemm_sm90_selected: a cc 9.0 device and VL_GEMM_KERNEL not "cublas"); the others stay on
- * cuBLASLt. GATE_UP is the fused gate_up + SwiGLU (no [T, 2I] tensor, no SwiGLU pass). */
-enum { SM90_GATE_UP = 1, SM90_DOWN = 2, SM90_QKV = 4, SM90_O = 8 };
-#define SM90_PROJ (SM90_GATE_UP)
+ * cuBLASLt. GATE_UP is the fused gate_up + SwiGLU (no [T, 2I] tensor, no SwiGLU pass), QK_ROPE
+ * the qkv GEMM with q/k RMSNorm + MRoPE in its epilogue (no vl_qk_norm_mrope pass), VIT the vision
+ * blocks' qkv GEMM with bias + 2-D rope in its epilogue (no vl_vit_rope pass); which fused
+ * forms run is vl_gemm_sm90_fused (VL_GEMM_FUSE). */
+enum {
+    SM90_GATE_UP = 1,
+    SM90_DOWN = 2,
+    SM90_QKV = 4,
+    SM90_O = 8,
+    SM90_QK_ROPE = 16,
+    SM90_VIT = 32
+};
 
 static void mark(struct vl_cuda_ctx *c, int tag)
 {
@@ -203,7 +212,7 @@ static void tune_gemms(struct vl_cuda_ctx *c)
         const struct vl_cuda_layer *L = &w->layer[l];
         wa[l] = L->qkv_w, wb[l] = L->o_w, wc[l] = L->gate_up_w, wd[l] = L->down_w;
     }
-    if (!(c->sm90 & SM90_QKV))
+    if (!(c->sm90 & (SM90_QKV | SM90_QK_ROPE)))
         tune_class(c, &ts, c->cap_tokens, Wq, H, c->xn, wa, NULL, nl, c->qkv, VL_GEMM_PLAIN, 0);
     if (!(c->sm90 & SM90_O))
         tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
@@ -249,10 +258,23 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     c->xn = vl_cuda_malloc(bf(T * H));
     c->qkv = vl_cuda_malloc(bf(T * (nq + 2 * nkv) * hd));
     c->att = vl_cuda_malloc(bf(T * nq * hd));
-    c->sm90 = vl_gemm_sm90_selected() && I % 128 == 0 ? SM90_PROJ : 0;
+    if (vl_gemm_sm90_selected()) {
+        int f = vl_gemm_sm90_fused();
+        if ((f & VL_SM90_FUSE_SWIGLU) && I % 128 == 0)
+            c->sm90 |= SM90_GATE_UP;
+        if ((f & VL_SM90_FUSE_QKROPE) && hd == 128)
+            c->sm90 |= SM90_QK_ROPE;
+        if ((f & VL_SM90_FUSE_VITROPE) && cfg->v_head_dim == 64 && cfg->v_heads % 2 == 0)
+            c->sm90 |= SM90_VIT;
+    }
     vl_info("CUDA backend: LM gate_up + SwiGLU on %s", c->sm90 & SM90_GATE_UP
                                                            ? "the own sm_90a GEMM (fused epilogue)"
                                                            : "cuBLASLt + vl_swiglu");
+    vl_info("CUDA backend: LM qkv + q/k norm + MRoPE on %s",
+            c->sm90 & SM90_QK_ROPE ? "the own sm_90a GEMM (fused epilogue)"
+                                   : "cuBLASLt + vl_qk_norm_mrope");
+    vl_info("CUDA backend: ViT qkv + bias + 2-D rope on %s",
+            c->sm90 & SM90_VIT ? "the own sm_90a GEMM (fused epilogue)" : "cuBLASLt + vl_vit_rope");
     if (!(c->sm90 & SM90_GATE_UP)) /* the fused form never writes gate_up */
         c->gu = vl_cuda_malloc(bf(T * 2 * I));
     c->act = vl_cuda_malloc(bf(T * I));
@@ -393,9 +415,16 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
         mark(c, P_V_NORM);
         vl_layernorm(s, c->vx, B->norm1_w, B->norm1_b, c->vxn, P, V, k->v_eps);
         mark(c, P_V_QKV);
-        vl_gemm_bf16(c->gemm, s, P, 3 * V, V, c->vxn, B->qkv_w, B->qkv_b, c->vqkv, VL_GEMM_BIAS, 0);
-        mark(c, P_V_ROPE);
-        vl_vit_rope(s, c->vqkv, P, k->v_heads, k->v_head_dim, c->vrope_cs);
+        if (c->sm90 & SM90_VIT) { /* bias + 2-D rope in the GEMM's epilogue */
+            vl_gemm_sm90_vit_qkv_rope(s, P, k->v_heads, k->v_head_dim, V, c->vxn, B->qkv_w,
+                                      B->qkv_b, c->vqkv, c->vrope_cs);
+            mark(c, P_V_ROPE);
+        } else {
+            vl_gemm_bf16(c->gemm, s, P, 3 * V, V, c->vxn, B->qkv_w, B->qkv_b, c->vqkv, VL_GEMM_BIAS,
+                         0);
+            mark(c, P_V_ROPE);
+            vl_vit_rope(s, c->vqkv, P, k->v_heads, k->v_head_dim, c->vrope_cs);
+        }
         mark(c, P_V_ATTN);
         vl_attention(s, &a);
         mark(c, P_V_PROJ);
@@ -454,9 +483,16 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
         mark(c, P_NORM);
         vl_rmsnorm(s, c->h, L->in_norm, c->xn, T, H, k->rms_eps);
         mark(c, P_QKV);
-        lm_gemm(c, SM90_QKV, T, Wq, H, c->xn, L->qkv_w, c->qkv, 0);
-        mark(c, P_QKNORM_ROPE);
-        vl_qk_norm_mrope(s, c->qkv, T, nq, nkv, hd, L->q_norm, L->k_norm, c->rope_cs, k->rms_eps);
+        if (c->sm90 & SM90_QK_ROPE) { /* q/k norm + MRoPE in the GEMM's epilogue */
+            vl_gemm_sm90_qk_norm_mrope(s, T, nq, nkv, hd, H, c->xn, L->qkv_w, c->qkv, L->q_norm,
+                                       L->k_norm, c->rope_cs, k->rms_eps);
+            mark(c, P_QKNORM_ROPE);
+        } else {
+            lm_gemm(c, SM90_QKV, T, Wq, H, c->xn, L->qkv_w, c->qkv, 0);
+            mark(c, P_QKNORM_ROPE);
+            vl_qk_norm_mrope(s, c->qkv, T, nq, nkv, hd, L->q_norm, L->k_norm, c->rope_cs,
+                             k->rms_eps);
+        }
         mark(c, P_ATTN);
         vl_attention(s, &a);
         mark(c, P_O);

@@ -13,6 +13,7 @@
 #include "worker/cuda/act.h"
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/gemm_sm90.h"
+#include "worker/cuda/rope.h"
 
 static int cmp_f(const void *a, const void *b)
 {
@@ -207,10 +208,15 @@ static void bench_gemms(void)
  * tuning) at the language models' shapes, same process, same buffers: each variant as the mean
  * of 40 back-to-back calls over 8 weight copies (after 5), the variants alternated over 3 rounds,
  * best round kept. "cuBLASLt" for gate_up is GEMM [M, 2I] then vl_swiglu; "sm90 plain" the own
- * GEMM to [M, 2I] without the SwiGLU; "sm90 fused" vl_gemm_sm90_swiglu. */
+ * GEMM to [M, 2I] without the SwiGLU; "sm90 fused" vl_gemm_sm90_swiglu. qkv rows (mode 3):
+ * cuBLASLt alone, cuBLASLt + vl_qk_norm_mrope (the cublas path), the own plain GEMM alone, and
+ * vl_gemm_sm90_qk_norm_mrope. ViT qkv rows (mode 4): cuBLASLt with its bias epilogue, the same +
+ * vl_vit_rope, the own plain GEMM (no bias), and vl_gemm_sm90_vit_qkv_rope. */
 struct sm90_case {
-    int M, N, K, mode; /* mode 0: plain, 1: + residual (accumulate), 2: gate_up + SwiGLU */
-    uint16_t *x, *w, *y, *act;
+    int M, N, K, mode; /* 0 plain, 1 + residual, 2 gate_up + SwiGLU, 3 LM qkv, 4 ViT qkv */
+    int nq, nkv;       /* mode 3: heads (head_dim 128); mode 4: nq heads of head_dim 64 */
+    uint16_t *x, *w, *y, *act, *cs, *bias;
+    float *vcs;
     size_t w_elems;
     struct vl_gemm *g;
 };
@@ -227,6 +233,31 @@ static float sm90_run_ms(struct sm90_case *c, int variant)
         if (i == 5)
             vl_cuda_event_record(e0, NULL);
         const uint16_t *w = c->w + (size_t)(i % nw) * we;
+        if (c->mode == 3) {
+            if (variant <= 1)
+                vl_gemm_bf16(c->g, NULL, c->M, c->N, c->K, c->x, w, NULL, c->y, VL_GEMM_PLAIN, 0);
+            else if (variant == 2)
+                vl_gemm_sm90_bf16(NULL, c->M, c->N, c->K, c->x, w, c->y, 0);
+            else
+                vl_gemm_sm90_qk_norm_mrope(NULL, c->M, c->nq, c->nkv, 128, c->K, c->x, w, c->y,
+                                           c->bias, c->bias + 128, c->cs, 1e-6f);
+            if (variant == 1)
+                vl_qk_norm_mrope(NULL, c->y, c->M, c->nq, c->nkv, 128, c->bias, c->bias + 128,
+                                 c->cs, 1e-6f);
+            continue;
+        }
+        if (c->mode == 4) {
+            if (variant <= 1)
+                vl_gemm_bf16(c->g, NULL, c->M, c->N, c->K, c->x, w, c->bias, c->y, VL_GEMM_BIAS, 0);
+            else if (variant == 2)
+                vl_gemm_sm90_bf16(NULL, c->M, c->N, c->K, c->x, w, c->y, 0);
+            else
+                vl_gemm_sm90_vit_qkv_rope(NULL, c->M, c->nq, 64, c->K, c->x, w, c->bias, c->y,
+                                          c->vcs);
+            if (variant == 1)
+                vl_vit_rope(NULL, c->y, c->M, c->nq, 64, c->vcs);
+            continue;
+        }
         if (variant == 0) {
             vl_gemm_bf16(c->g, NULL, c->M, c->N, c->K, c->x, w, NULL, c->y, VL_GEMM_PLAIN, acc);
             if (c->mode == 2)
@@ -253,15 +284,13 @@ static void bench_sm90(void)
     }
     struct {
         const char *name;
-        int N, K, mode;
-    } shp[] = {{"2B gate_up+SwiGLU", 12288, 2048, 2},
-               {"2B down+res", 2048, 6144, 1},
-               {"2B qkv", 4096, 2048, 0},
-               {"2B o+res", 2048, 2048, 1},
-               {"8B gate_up+SwiGLU", 24576, 4096, 2},
-               {"8B down+res", 4096, 12288, 1},
-               {"8B qkv", 6144, 4096, 0},
-               {"8B o+res", 4096, 4096, 1}};
+        int N, K, mode, nq, nkv;
+    } shp[] = {{"2B gate_up+SwiGLU", 12288, 2048, 2, 0, 0},   {"2B down+res", 2048, 6144, 1, 0, 0},
+               {"2B qkv+qknorm+mrope", 4096, 2048, 3, 16, 8}, {"2B o+res", 2048, 2048, 1, 0, 0},
+               {"8B gate_up+SwiGLU", 24576, 4096, 2, 0, 0},   {"8B down+res", 4096, 12288, 1, 0, 0},
+               {"8B qkv+qknorm+mrope", 6144, 4096, 3, 32, 8}, {"8B o+res", 4096, 4096, 1, 0, 0},
+               {"ViT-2B qkv+bias+rope", 3072, 1024, 4, 16, 0}};
+    const char *only = getenv("VL_BENCH_SM90_ONLY"); /* substring of the row names to run */
     int Ms[] = {4464, 16384};
     size_t maxn = 24576, maxk = 12288, maxm = 16384;
     struct sm90_case c = {0};
@@ -272,13 +301,30 @@ static void bench_sm90(void)
     vl_cuda_fill_random_bf16(c.x, maxm * maxk, 3, 1.0f, NULL);
     vl_cuda_fill_random_bf16(c.w, maxn * maxk, 4, 0.05f, NULL);
     vl_cuda_fill_random_bf16(c.y, maxm * maxn, 5, 1.0f, NULL);
+    c.cs = vl_cuda_malloc(maxm * 128 * 2), c.bias = vl_cuda_malloc(maxn * 2);
+    c.vcs = vl_cuda_malloc(maxm * 64 * sizeof(float));
+    vl_cuda_fill_random_bf16(c.cs, maxm * 128, 6, 1.0f, NULL);
+    vl_cuda_fill_random_bf16(c.bias, maxn, 8, 1.0f, NULL);
+    {
+        int32_t *pos4 = malloc(maxm * 16);
+        for (size_t i = 0; i < maxm; i++)
+            pos4[4 * i] = (int32_t)(i / 128), pos4[4 * i + 1] = (int32_t)(i % 128),
+                     pos4[4 * i + 2] = pos4[4 * i + 3] = 128;
+        int32_t *dp = gu_upload(pos4, maxm * 16);
+        vl_vit_rope_table(NULL, dp, (int)maxm, 64, c.vcs);
+        vl_cuda_stream_sync(NULL);
+        vl_cuda_free(dp), free(pos4);
+    }
     printf("| own sm_90a GEMM vs cuBLASLt heuristic pick: mean of 40 back-to-back calls over 8 "
            "weight copies, best of 3 alternated rounds; TFLOP/s of the GEMM | | |\n");
     for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++)
         for (int mi = 0; mi < 2; mi++) {
+            if (only && !strstr(shp[i].name, only))
+                continue;
             c.M = Ms[mi], c.N = shp[i].N, c.K = shp[i].K, c.mode = shp[i].mode;
-            int nv = c.mode == 2 ? 3 : 2;
-            float best[3] = {1e30f, 1e30f, 1e30f};
+            c.nq = shp[i].nq, c.nkv = shp[i].nkv;
+            int nv = c.mode >= 3 ? 4 : c.mode == 2 ? 3 : 2;
+            float best[4] = {1e30f, 1e30f, 1e30f, 1e30f};
             for (int r = 0; r < 3; r++)
                 for (int v = 0; v < nv; v++) {
                     float t = sm90_run_ms(&c, v);
@@ -287,7 +333,19 @@ static void bench_sm90(void)
                 }
             double fl = 2.0 * c.M * (double)c.N * c.K;
 #define TF(ms) (fl / ((ms)*1e-3) / 1e12)
-            if (c.mode == 2)
+            if (c.mode == 3)
+                printf("| %s M=%d N=%d K=%d | cuBLASLt %.3f ms, cuBLASLt+qk_norm_mrope %.3f ms, "
+                       "sm90 plain %.3f ms, sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f / %.0f "
+                       "TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[3],
+                       best[1] / best[3], TF(best[0]), TF(best[1]), TF(best[2]), TF(best[3]));
+            else if (c.mode == 4)
+                printf("| %s M=%d N=%d K=%d | cuBLASLt+bias %.3f ms, cuBLASLt+bias+vit_rope %.3f "
+                       "ms, sm90 plain (no bias) %.3f ms, sm90 fused %.3f ms (%.3fx) | %.0f / %.0f "
+                       "/ %.0f / %.0f TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[3],
+                       best[1] / best[3], TF(best[0]), TF(best[1]), TF(best[2]), TF(best[3]));
+            else if (c.mode == 2)
                 printf("| %s M=%d N=%d K=%d | cuBLASLt+swiglu %.3f ms, sm90 plain %.3f ms, "
                        "sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f TFLOP/s |\n",
                        shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[0] / best[2],
@@ -301,11 +359,12 @@ static void bench_sm90(void)
             fflush(stdout);
         }
     vl_cuda_free(c.x), vl_cuda_free(c.w), vl_cuda_free(c.y), vl_cuda_free(c.act);
+    vl_cuda_free(c.cs), vl_cuda_free(c.bias), vl_cuda_free(c.vcs);
     vl_gemm_free(c.g);
 }
 
 /* `bench_kernels attention` runs the attention rows only, `bench_kernels sm90` the own-GEMM rows
- * only. */
+ * only (VL_BENCH_SM90_ONLY=substring: only the own-GEMM rows whose name contains it). */
 int main(int argc, char **argv)
 {
     int attn_only = argc > 1 && strcmp(argv[1], "attention") == 0;

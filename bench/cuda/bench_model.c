@@ -7,7 +7,8 @@
  * usage: bench_model [2B|8B] [budget_tokens] [budget_patches]
  * Environment: VL_GEMM_TUNE=0 keeps cuBLASLt's heuristic GEMM algorithms (the path before
  * measured selection, for before/after in one run); VL_BENCH_DEBUG=1 logs at debug level (each
- * tuned GEMM shape with its times). */
+ * tuned GEMM shape with its times); VL_BENCH_CASES=comma list of text, mix, query, 512, 1344
+ * runs only those cases (unset: all). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,24 @@ static void free_items(struct vl_item *its, int n)
     free(its);
 }
 
+/* 1 if case `name` is to run: VL_BENCH_CASES unset, or it lists the name. */
+static int want_case(const char *name)
+{
+    const char *e = getenv("VL_BENCH_CASES");
+    if (!e || !*e)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = e; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && !strncmp(p, name, n))
+            return 1;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
 static char profs[8][2048];
 static int n_prof;
 
@@ -158,43 +177,54 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     /* 512-token documents */
-    int nd = !strcmp(which, "8B") ? 64 : 128;
-    struct vl_item *its = calloc(nd, sizeof *its);
-    for (int i = 0; i < nd; i++)
-        text_item(&its[i], 512);
-    double t = time_embed(ctx, its, nd, H, 5);
-    printf("| %s text, %d x 512-token documents | %.2f ms | %.0f tokens/s |\n", which, nd, t * 1e3,
-           nd * 512 / t);
-    fflush(stdout);
-    free_items(its, nd);
+    int nd;
+    struct vl_item *its;
+    double t;
+    if (want_case("text")) {
+        nd = !strcmp(which, "8B") ? 64 : 128;
+        its = calloc(nd, sizeof *its);
+        for (int i = 0; i < nd; i++)
+            text_item(&its[i], 512);
+        t = time_embed(ctx, its, nd, H, 5);
+        printf("| %s text, %d x 512-token documents | %.2f ms | %.0f tokens/s |\n", which, nd,
+               t * 1e3, nd * 512 / t);
+        fflush(stdout);
+        free_items(its, nd);
+    }
 
     /* mix of 16..512-token documents */
-    nd = !strcmp(which, "8B") ? 64 : 256;
-    its = calloc(nd, sizeof *its);
-    long tot = 0;
-    for (int i = 0; i < nd; i++) {
-        int n = 16 + (int)(rnd() % 497);
-        tot += n;
-        text_item(&its[i], n);
+    if (want_case("mix")) {
+        nd = !strcmp(which, "8B") ? 64 : 256;
+        its = calloc(nd, sizeof *its);
+        long tot = 0;
+        for (int i = 0; i < nd; i++) {
+            int n = 16 + (int)(rnd() % 497);
+            tot += n;
+            text_item(&its[i], n);
+        }
+        t = time_embed(ctx, its, nd, H, 5);
+        printf("| %s text, %d documents of 16-512 tokens (%ld tokens) | %.2f ms | %.0f real "
+               "tokens/s |\n",
+               which, nd, tot, t * 1e3, tot / t);
+        fflush(stdout);
+        free_items(its, nd);
     }
-    t = time_embed(ctx, its, nd, H, 5);
-    printf("| %s text, %d documents of 16-512 tokens (%ld tokens) | %.2f ms | %.0f real tokens/s "
-           "|\n",
-           which, nd, tot, t * 1e3, tot / t);
-    fflush(stdout);
-    free_items(its, nd);
 
     /* single 32-token query (latency) */
-    its = calloc(1, sizeof *its);
-    text_item(&its[0], 32);
-    t = time_embed(ctx, its, 1, H, 21);
-    printf("| %s single 32-token query | %.2f ms | latency |\n", which, t * 1e3);
-    fflush(stdout);
-    free_items(its, 1);
+    if (want_case("query")) {
+        its = calloc(1, sizeof *its);
+        text_item(&its[0], 32);
+        t = time_embed(ctx, its, 1, H, 21);
+        printf("| %s single 32-token query | %.2f ms | latency |\n", which, t * 1e3);
+        fflush(stdout);
+        free_items(its, 1);
+    }
 
     /* images */
     int sizes[2] = {512, 1344}, counts[2] = {64, 8};
     for (int s = 0; s < 2; s++) {
+        if (!want_case(s ? "1344" : "512"))
+            continue;
         int n = counts[s];
         its = calloc(n, sizeof *its);
         for (int i = 0; i < n; i++)

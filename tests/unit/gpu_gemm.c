@@ -17,7 +17,25 @@
  *    bound holds (measured <= 2.8e-3, bit-identical where cuBLASLt does not split K).
  *  - SwiGLU epilogue bit-exact: vl_gemm_sm90_swiglu must equal, in every bit, vl_swiglu applied
  *    to this kernel's own plain [M, 2I] output (identical fp32 accumulators: same kernel, same
- *    K order), i.e. the fused epilogue reproduces vl_swiglu's roundings exactly. */
+ *    K order), i.e. the fused epilogue reproduces vl_swiglu's roundings exactly.
+ *  - q/k RMSNorm + MRoPE epilogue (vl_gemm_sm90_qk_norm_mrope) bit-exact: every output equal, in
+ *    every bit, to the own plain GEMM then vl_qk_norm_mrope on the same inputs (the epilogue
+ *    follows that kernel's roundings and its sum-of-squares order); against cuBLASLt +
+ *    vl_qk_norm_mrope (the cublas path) 4e-3 like the plain form, the share of bit-identical
+ *    values printed; against the CPU reference (float64 product rounded to bf16, then RMSNorm
+ *    with a float64 sum of squares and the reference's bf16 roundings, cos/sin from the device
+ *    table vl_mrope_table, which gpu_kernels checks) 8e-3. Random activations, weights, norm
+ *    weights (uniform in [0.5, 1.5], never zero) and (t, h, w) positions below 4096; M in {1, 7,
+ *    333, 4464, 16384} at the 2B (16 q / 8 kv heads, K 2048) and 8B (32 / 8, K 4096) widths, and
+ *    3 q / 1 kv heads (a tile holding a q and a k head, N = 640 not a multiple of 256).
+ *  - ViT qkv + bias + 2-D rope epilogue (vl_gemm_sm90_vit_qkv_rope, head_dim 64): against
+ *    cuBLASLt's bias epilogue + vl_vit_rope 4e-3, and the share of bit-identical values printed
+ *    (the own kernel's fp32 accumulators equal cuBLASLt's where it does not split K, and the
+ *    epilogue does cuBLASLt's fp32 bias add and vl_vit_rope's fp32 rotation, so 100 % is
+ *    expected there); against the CPU reference (float64 product + bias rounded to bf16, the
+ *    rotation with each product and the sum rounded to fp32, cos/sin from vl_vit_rope_table)
+ *    8e-3. Bias uniform in [-1, 1], positions below 128; M in {1, 7, 333, 4464, 16384} at the 2B
+ *    vision width (16 heads, K 1024), and 2 heads (N = 384: a half tile past N). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +48,7 @@
 #include "worker/cuda/device.h"
 #include "worker/cuda/gemm.h"
 #include "worker/cuda/gemm_sm90.h"
+#include "worker/cuda/rope.h"
 
 #define REF_TOL 8e-3
 #define CUBLAS_TOL 4e-3
@@ -228,6 +247,176 @@ static void swiglu_case(int M, int I, int K)
     vl_cuda_free(act_own), vl_cuda_free(act_lt);
 }
 
+/* CPU q/k norm + MRoPE of one bf16-valued head v[128] in place (the reference's roundings). */
+static void cpu_qk_norm_mrope(float *v, const float *w, const uint16_t *cs_row, float eps)
+{
+    double ss = 0;
+    for (int d = 0; d < 128; d++)
+        ss += (double)v[d] * v[d];
+    float rs = (float)(1.0 / sqrt(ss / 128 + eps)), xn[128];
+    for (int d = 0; d < 128; d++)
+        xn[d] = vl_bf16_round(vl_bf16_round(v[d] * rs) * w[d]);
+    for (int d = 0; d < 128; d++) {
+        int i = d % 64;
+        float c = vl_bf16_to_float(cs_row[i]), sn = vl_bf16_to_float(cs_row[64 + i]);
+        float rh = d < 64 ? -xn[d + 64] : xn[d - 64];
+        v[d] = vl_bf16_round(vl_bf16_round(xn[d] * c) + vl_bf16_round(rh * sn));
+    }
+}
+
+/* qkv GEMM with the q/k RMSNorm + MRoPE epilogue: [M, (nq + 2 nkv) 128] from X [M, K]. */
+static void qkrope_case(int M, int nq, int nkv, int K)
+{
+    const int hd = 128, sec[3] = {24, 20, 20};
+    const float eps = 1e-6f;
+    int N = (nq + 2 * nkv) * hd;
+    size_t xn = (size_t)M * K, wn = (size_t)N * K, yn = (size_t)M * N;
+    uint16_t *x = vl_cuda_malloc(xn * 2), *w = vl_cuda_malloc(wn * 2);
+    uint16_t *y = vl_cuda_malloc(yn * 2), *yo = vl_cuda_malloc(yn * 2),
+             *yl = vl_cuda_malloc(yn * 2);
+    vl_cuda_fill_random_bf16(x, xn, g_seed++, 1.0f, NULL);
+    vl_cuda_fill_random_bf16(w, wn, g_seed++, 0.1f, NULL);
+    uint16_t *hqw = gu_rand_bf16(hd, 0.5f, 1.5f), *hkw = gu_rand_bf16(hd, 0.5f, 1.5f);
+    int32_t *pos = malloc((size_t)M * 3 * 4);
+    for (int i = 0; i < 3 * M; i++)
+        pos[i] = (int32_t)(gu_next() % 4096);
+    uint16_t *qw = gu_upload(hqw, hd * 2), *kw = gu_upload(hkw, hd * 2);
+    int32_t *dpos = gu_upload(pos, (size_t)M * 3 * 4);
+    uint16_t *cs = vl_cuda_malloc((size_t)M * hd * 2);
+    gu_poison(cs, (size_t)M * hd * 2);
+    vl_mrope_table(NULL, dpos, M, hd, sec, 5e6f, cs);
+    gu_poison(y, yn * 2);
+    gu_poison(yo, yn * 2);
+    gu_poison(yl, yn * 2);
+    vl_gemm_sm90_qk_norm_mrope(NULL, M, nq, nkv, hd, K, x, w, y, qw, kw, cs, eps);
+    /* the same accumulators unfused: own plain GEMM, then the separate kernel */
+    vl_gemm_sm90_bf16(NULL, M, N, K, x, w, yo, 0);
+    vl_qk_norm_mrope(NULL, yo, M, nq, nkv, hd, qw, kw, cs, eps);
+    /* the cublas path: cuBLASLt, then the separate kernel */
+    vl_gemm_bf16(g_lt, NULL, M, N, K, x, w, NULL, yl, VL_GEMM_PLAIN, 0);
+    vl_qk_norm_mrope(NULL, yl, M, nq, nkv, hd, qw, kw, cs, eps);
+    vl_cuda_stream_sync(NULL);
+
+    char name[128];
+    size_t same, bad;
+    diff_dev(y, yo, yn, &same, &bad);
+    int exact = same == yn && bad == 0;
+    fprintf(stderr, "  %-52s %zu of %zu differ, %zu non-finite%s\n", "", yn - same, yn, bad,
+            exact ? "" : "  <-- FAIL");
+    snprintf(name, sizeof name, "qkrope M=%d nq=%d nkv=%d K=%d bit-exact vs own GEMM + kernel", M,
+             nq, nkv, K);
+    fprintf(stderr, "  ^ %s\n", name);
+    CHECK(exact);
+    snprintf(name, sizeof name, "qkrope M=%d nq=%d nkv=%d K=%d vs cuBLASLt + kernel", M, nq, nkv,
+             K);
+    CHECK(check_vs(name, y, yl, yn, CUBLAS_TOL));
+
+    int rows[64], nr = ref_rows(M, rows);
+    float *ref = malloc((size_t)nr * N * sizeof(float)), *got = malloc((size_t)nr * N * 4);
+    float *wf = malloc(wn * sizeof(float)), qwf[128], kwf[128];
+    for (int d = 0; d < hd; d++)
+        qwf[d] = vl_bf16_to_float(hqw[d]), kwf[d] = vl_bf16_to_float(hkw[d]);
+    {
+        uint16_t *hw = gu_download(w, wn * 2);
+        for (size_t i = 0; i < wn; i++)
+            wf[i] = vl_bf16_to_float(hw[i]);
+        free(hw);
+    }
+    for (int i = 0; i < nr; i++) {
+        float *xr = get_row(x, rows[i], K), *yr = get_row(y, rows[i], N);
+        uint16_t *csr = gu_download(cs + (size_t)rows[i] * hd, hd * 2);
+        float *rr = ref + (size_t)i * N;
+        for (int n = 0; n < N; n++) {
+            double sm = 0;
+            const float *wr = wf + (size_t)n * K;
+            for (int k = 0; k < K; k++)
+                sm += (double)xr[k] * wr[k];
+            rr[n] = vl_bf16_round((float)sm);
+            got[(size_t)i * N + n] = yr[n];
+        }
+        for (int hh = 0; hh < nq + nkv; hh++)
+            cpu_qk_norm_mrope(rr + hh * hd, hh < nq ? qwf : kwf, csr, eps);
+        free(xr), free(yr), free(csr);
+    }
+    snprintf(name, sizeof name, "qkrope M=%d nq=%d nkv=%d K=%d vs CPU (%d rows)", M, nq, nkv, K,
+             nr);
+    CHECK(gu_compare(name, got, ref, (size_t)nr * N, REF_TOL));
+    free(ref), free(got), free(wf), free(hqw), free(hkw), free(pos);
+    vl_cuda_free(x), vl_cuda_free(w), vl_cuda_free(y), vl_cuda_free(yo), vl_cuda_free(yl);
+    vl_cuda_free(qw), vl_cuda_free(kw), vl_cuda_free(dpos), vl_cuda_free(cs);
+}
+
+/* ViT qkv with bias and the 2-D rope: [M, 3 heads 64] from X [M, K]. */
+static void vitrope_case(int M, int heads, int K)
+{
+    const int hd = 64;
+    int N = 3 * heads * hd;
+    size_t xn = (size_t)M * K, wn = (size_t)N * K, yn = (size_t)M * N;
+    uint16_t *x = vl_cuda_malloc(xn * 2), *w = vl_cuda_malloc(wn * 2), *b = vl_cuda_malloc(N * 2);
+    uint16_t *y = vl_cuda_malloc(yn * 2), *yl = vl_cuda_malloc(yn * 2);
+    vl_cuda_fill_random_bf16(x, xn, g_seed++, 1.0f, NULL);
+    vl_cuda_fill_random_bf16(w, wn, g_seed++, 0.1f, NULL);
+    vl_cuda_fill_random_bf16(b, N, g_seed++, 1.0f, NULL);
+    int32_t *pos4 = malloc((size_t)M * 16);
+    for (int i = 0; i < M; i++) {
+        pos4[4 * i] = (int32_t)(gu_next() % 128), pos4[4 * i + 1] = (int32_t)(gu_next() % 128);
+        pos4[4 * i + 2] = pos4[4 * i + 3] = 128;
+    }
+    int32_t *dpos = gu_upload(pos4, (size_t)M * 16);
+    float *cs = vl_cuda_malloc((size_t)M * hd * 4);
+    gu_poison(cs, (size_t)M * hd * 4);
+    vl_vit_rope_table(NULL, dpos, M, hd, cs);
+    gu_poison(y, yn * 2);
+    gu_poison(yl, yn * 2);
+    vl_gemm_sm90_vit_qkv_rope(NULL, M, heads, hd, K, x, w, b, y, cs);
+    vl_gemm_bf16(g_lt, NULL, M, N, K, x, w, b, yl, VL_GEMM_BIAS, 0);
+    vl_vit_rope(NULL, yl, M, heads, hd, cs);
+    vl_cuda_stream_sync(NULL);
+
+    char name[128];
+    snprintf(name, sizeof name, "vitrope M=%d heads=%d K=%d vs cuBLASLt+bias + vit_rope", M, heads,
+             K);
+    CHECK(check_vs(name, y, yl, yn, CUBLAS_TOL));
+
+    int rows[64], nr = ref_rows(M, rows);
+    float *ref = malloc((size_t)nr * N * sizeof(float)), *got = malloc((size_t)nr * N * 4);
+    float *wf = malloc(wn * sizeof(float)), *bf = get_row(b, 0, N);
+    {
+        uint16_t *hw = gu_download(w, wn * 2);
+        for (size_t i = 0; i < wn; i++)
+            wf[i] = vl_bf16_to_float(hw[i]);
+        free(hw);
+    }
+    for (int i = 0; i < nr; i++) {
+        float *xr = get_row(x, rows[i], K), *yr = get_row(y, rows[i], N);
+        float *csr = gu_download(cs + (size_t)rows[i] * hd, hd * 4);
+        float *rr = ref + (size_t)i * N;
+        for (int n = 0; n < N; n++) {
+            double sm = 0;
+            const float *wr = wf + (size_t)n * K;
+            for (int k = 0; k < K; k++)
+                sm += (double)xr[k] * wr[k];
+            rr[n] = vl_bf16_round((float)(sm + bf[n]));
+            got[(size_t)i * N + n] = yr[n];
+        }
+        for (int hh = 0; hh < 2 * heads; hh++) { /* q and k heads */
+            float *v = rr + hh * hd;
+            for (int d = 0; d < hd / 2; d++) {
+                float a = v[d], bb = v[d + hd / 2], c = csr[d], sn = csr[hd / 2 + d];
+                float pa = a * c, pb = bb * sn, qa = bb * c, qb = a * sn;
+                v[d] = vl_bf16_round(pa - pb);
+                v[d + hd / 2] = vl_bf16_round(qa + qb);
+            }
+        }
+        free(xr), free(yr), free(csr);
+    }
+    snprintf(name, sizeof name, "vitrope M=%d heads=%d K=%d vs CPU (%d rows)", M, heads, K, nr);
+    CHECK(gu_compare(name, got, ref, (size_t)nr * N, REF_TOL));
+    free(ref), free(got), free(wf), free(bf), free(pos4);
+    vl_cuda_free(x), vl_cuda_free(w), vl_cuda_free(b), vl_cuda_free(y), vl_cuda_free(yl);
+    vl_cuda_free(dpos), vl_cuda_free(cs);
+}
+
 static const int g_ms[] = {1, 7, 64, 333, 4464, 16384};
 #define N_MS (int)(sizeof g_ms / sizeof g_ms[0])
 
@@ -237,6 +426,20 @@ TEST(test_odd_shapes)
     plain_case(130, 72, 96, 1);
     plain_case(1, 8, 8, 0);
     swiglu_case(129, 128, 136);
+    qkrope_case(129, 3, 1, 136); /* a tile with a q and a k head; N = 640 */
+    qkrope_case(1, 3, 1, 64);
+    vitrope_case(129, 2, 136); /* N = 384: the second column tile's second half is past N */
+    vitrope_case(1, 2, 64);
+}
+
+TEST(test_qkrope)
+{
+    static const int ms[] = {1, 7, 333, 4464, 16384};
+    for (int i = 0; i < 5; i++) {
+        qkrope_case(ms[i], 16, 8, 2048); /* 2B */
+        qkrope_case(ms[i], 32, 8, 4096); /* 8B */
+        vitrope_case(ms[i], 16, 1024);   /* 2B vision tower */
+    }
 }
 
 TEST(test_2b)
@@ -285,6 +488,7 @@ static void test_all(void)
     TEST_RUN_ONE(test_odd_shapes);
     TEST_RUN_ONE(test_2b);
     TEST_RUN_ONE(test_8b);
+    TEST_RUN_ONE(test_qkrope);
     vl_gemm_free(g_lt);
 }
 

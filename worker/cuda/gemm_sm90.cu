@@ -58,7 +58,19 @@
 #define C_BYTES (2 * 2 * C_BOX_BYTES) /* per consumer warpgroup: two boxes (128 columns) */
 #define SMEM_BYTES (ST * STAGE_BYTES + C_BYTES + 1024)
 
-enum { EPI_PLAIN = 0, EPI_ACC = 1, EPI_SWIGLU = 2 };
+enum { EPI_PLAIN = 0, EPI_ACC = 1, EPI_SWIGLU = 2, EPI_QKROPE = 3, EPI_VITROPE = 4 };
+
+/* What the epilogues read besides the accumulators (a kernel parameter, by value). */
+struct epi_args {
+    const uint16_t *silu;    /* EPI_SWIGLU: silu_table_kernel's table */
+    const uint16_t *qw, *kw; /* EPI_QKROPE: [128] RMSNorm weights of q and k heads */
+    const uint16_t *cs;      /* EPI_QKROPE: [M, 128] bf16 cos | sin (vl_mrope_table) */
+    int nq, nkv, M;          /* EPI_QKROPE: q heads, k heads, rows; EPI_VITROPE: nq heads, M */
+    float eps;
+    const uint16_t *bias; /* EPI_VITROPE: [N] */
+    const float *vcs;     /* EPI_VITROPE: [M, 64] fp32 cos | sin (vl_vit_rope_table) */
+    int N;                /* EPI_VITROPE: columns (3 nq 64) */
+};
 
 #ifdef VL_SM90A
 
@@ -190,6 +202,147 @@ static __device__ __forceinline__ float silu_lut(const uint16_t *__restrict__ t,
     return __uint_as_float((uint32_t)__ldg(t + b) << 16);
 }
 
+/* bf16x2 arithmetic, each lane's result rounded once (round to nearest even) from the exact
+ * value: fma.rn.bf16x2. For bf16 operands these equal the fp32 forms of rope.cu followed by a
+ * bf16 rounding: a bf16 x bf16 product is exact in fp32 (16 significant bits), and a sum of two
+ * bf16 values is exact in fp32 unless their exponents differ by more than 15, where both forms
+ * return the larger operand. One instruction per two values instead of a float multiply and a
+ * conversion per value (the conversions bound the epilogue: docs/cuda.md). */
+static __device__ __forceinline__ uint32_t bmul2(uint32_t a, uint32_t b)
+{
+    uint32_t d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+    return d;
+}
+static __device__ __forceinline__ uint32_t badd2(uint32_t a, uint32_t b)
+{
+    uint32_t d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(0x3f803f80u), "r"(b));
+    return d;
+}
+static __device__ __forceinline__ uint32_t bsub2(uint32_t a, uint32_t b)
+{
+    uint32_t d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(b), "r"(0xbf80bf80u), "r"(a));
+    return d;
+}
+
+/* q/k RMSNorm + MRoPE of one 128-column head held in the wgmma accumulator layout: a[4 i + 2 h +
+ * e] is row row0 + 8 h, head column 8 i + 2 q + e (i < 16, h, e < 2, q = lane % 4), so column c
+ * and its rotate_half partner c + 64 sit in chunks i and i + 8 of the same thread and a row's 128
+ * columns are spread over the 4 threads of a quad. Writes the output pair (columns 8 i + 2 q,
+ * + 1) of row h as bf16x2 into o[2 i + h] (the accumulators stay read-only: writing them would
+ * make ptxas serialise the next tile's wgmma). Each value is exactly what
+ * vl_qk_norm_mrope (rope.cu, head_dim 128) writes for the bf16-rounded accumulator: x = bf16(a),
+ * the sum of squares in that kernel's order (pairs (8i+2q, 8i+2q+1) fused, a tree over i, then
+ * (q0 + q1) + (q2 + q3)), r = rsqrt(ss / 128 + eps), y = bf16(bf16(x r) w), out = bf16(bf16(y cos)
+ * + bf16(rotate_half(y) sin)). Rows >= M (clipped by the TMA store) read cos/sin of row M - 1. */
+static __device__ __forceinline__ void qk_norm_mrope_head(const float *a, uint32_t *o,
+                                                          const uint16_t *__restrict__ w,
+                                                          const uint16_t *__restrict__ cs, int row0,
+                                                          int M, int q, float eps)
+{
+    const uint32_t *w2 = (const uint32_t *)w + q; /* columns (8 i + 2 q, + 1) as one bf16x2 */
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int row = row0 + 8 * h;
+        row = row < M ? row : M - 1;
+        const uint32_t *c2 = (const uint32_t *)(cs + (size_t)row * 128) + q;
+        uint32_t cv[8], sv[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            cv[i] = __ldg(c2 + 4 * i), sv[i] = __ldg(c2 + 32 + 4 * i);
+        uint32_t xb[16];
+        float p[16];
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            xb[i] = pack_bf16x2(a[4 * i + 2 * h], a[4 * i + 2 * h + 1]);
+            float x0 = __uint_as_float(xb[i] << 16), x1 = __uint_as_float(xb[i] & 0xffff0000u);
+            p[i] = __fmaf_rn(x1, x1, __fmul_rn(x0, x0));
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) /* the tree: i + 8, + 4, + 2, + 1 */
+            p[i] = __fadd_rn(p[i], p[i + 8]);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            p[i] = __fadd_rn(p[i], p[i + 4]);
+        p[0] = __fadd_rn(p[0], p[2]);
+        p[1] = __fadd_rn(p[1], p[3]);
+        p[0] = __fadd_rn(p[0], p[1]);
+        float ss = __fadd_rn(p[0], __shfl_xor_sync(0xffffffffu, p[0], 1));
+        ss = __fadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, 2));
+        float r = rsqrtf(ss / 128.0f + eps);
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            float x0 = __uint_as_float(xb[i] << 16), x1 = __uint_as_float(xb[i] & 0xffff0000u);
+            xb[i] = bmul2(pack_bf16x2(__fmul_rn(x0, r), __fmul_rn(x1, r)), __ldg(w2 + 4 * i));
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint32_t lo = xb[i], hi = xb[i + 8];
+            o[2 * i + h] = bsub2(bmul2(lo, cv[i]), bmul2(hi, sv[i]));
+            o[2 * (i + 8) + h] = badd2(bmul2(hi, cv[i]), bmul2(lo, sv[i]));
+        }
+    }
+}
+
+/* ViT qkv epilogue for one 128-column half tile (two heads of 64) in the accumulator layout of
+ * qk_norm_mrope_head: x = bf16(acc + bias) (cuBLASLt's bias epilogue: fp32 add, one rounding),
+ * then, if rope, the 2-D rotation of vl_vit_rope (rope.cu) in fp32: column c < 32 of a head and
+ * its partner c + 32 (chunks i and i + 4 of the head, same thread) become bf16(x_c cos - x_{c+32}
+ * sin) and bf16(x_{c+32} cos + x_c sin), each product and the sum rounded to fp32 separately.
+ * Output pair (columns 8 i + 2 q, + 1) of row h as bf16x2 in o[2 i + h]. bias2 = the bias at the
+ * half tile's column 2 q as bf16x2 words. */
+static __device__ __forceinline__ void vit_bias_rope_half(const float *a, uint32_t *o,
+                                                          const uint32_t *__restrict__ bias2,
+                                                          const float *__restrict__ cs, int row0,
+                                                          int M, bool rope)
+{
+    float bl[16], bh[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        uint32_t b = __ldg(bias2 + 4 * i);
+        bl[i] = __uint_as_float(b << 16), bh[i] = __uint_as_float(b & 0xffff0000u);
+    }
+    int q = (threadIdx.x % 128) % 4;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        uint32_t xb[16];
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            xb[i] = pack_bf16x2(__fadd_rn(a[4 * i + 2 * h], bl[i]),
+                                __fadd_rn(a[4 * i + 2 * h + 1], bh[i]));
+        if (!rope) {
+#pragma unroll
+            for (int i = 0; i < 16; i++)
+                o[2 * i + h] = xb[i];
+            continue;
+        }
+        int row = row0 + 8 * h;
+        row = row < M ? row : M - 1;
+        const float2 *c2 = (const float2 *)(cs + (size_t)row * 64) + q;
+        float2 cv[4], sv[4];
+#pragma unroll
+        for (int ci = 0; ci < 4; ci++)
+            cv[ci] = __ldg(c2 + 4 * ci), sv[ci] = __ldg(c2 + 16 + 4 * ci);
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++)
+#pragma unroll
+            for (int ci = 0; ci < 4; ci++) {
+                uint32_t lo = xb[8 * hh + ci], hi = xb[8 * hh + ci + 4];
+                float a0 = __uint_as_float(lo << 16), a1 = __uint_as_float(lo & 0xffff0000u);
+                float b0 = __uint_as_float(hi << 16), b1 = __uint_as_float(hi & 0xffff0000u);
+                float c0 = cv[ci].x, c1 = cv[ci].y, s0 = sv[ci].x, s1 = sv[ci].y;
+                o[2 * (8 * hh + ci) + h] =
+                    pack_bf16x2(__fsub_rn(__fmul_rn(a0, c0), __fmul_rn(b0, s0)),
+                                __fsub_rn(__fmul_rn(a1, c1), __fmul_rn(b1, s1)));
+                o[2 * (8 * hh + ci + 4) + h] =
+                    pack_bf16x2(__fadd_rn(__fmul_rn(b0, c0), __fmul_rn(a0, s0)),
+                                __fadd_rn(__fmul_rn(b1, c1), __fmul_rn(a1, s1)));
+            }
+    }
+}
+
 #endif /* VL_SM90A */
 
 /* n_step: W rows per column tile (256 plain, 128 SwiGLU); b_off: row offset of the second W
@@ -197,8 +350,8 @@ static __device__ __forceinline__ float silu_lut(const uint16_t *__restrict__ t,
 template <int EPI>
 static __global__ void __launch_bounds__(384, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb,
-                     const __grid_constant__ CUtensorMap ty, const uint16_t *__restrict__ silu_t,
-                     int K, int tiles_m, int tiles_n, int n_step, int b_off)
+                     const __grid_constant__ CUtensorMap ty, const epi_args ea, int K, int tiles_m,
+                     int tiles_n, int n_step, int b_off)
 {
 #ifdef VL_SM90A
     extern __shared__ uint8_t smem_raw[];
@@ -286,6 +439,20 @@ static __global__ void __launch_bounds__(384, 1)
         constexpr int halves = EPI == EPI_SWIGLU ? 1 : 2;
 #pragma unroll
         for (int hf = 0; hf < halves; hf++) {
+            /* EPI_QKROPE: head (tn * 256 + hf * 128) / 128 is q, k or v (uniform per block) */
+            bool normed = EPI == EPI_QKROPE && tn * 2 + hf < ea.nq + ea.nkv;
+            /* EPI_VITROPE: the half tile's 2 heads are q, k (rotated) or v (bias only) */
+            uint32_t qo[EPI == EPI_QKROPE || EPI == EPI_VITROPE ? 32 : 1];
+            if (EPI == EPI_VITROPE) { /* columns past N: nothing to read (the store clips) */
+                int col0 = tn * BN + hf * 128, v = ea.nq * 64;
+                normed = col0 < ea.N;
+                if (normed)
+                    vit_bias_rope_half(acc + 64 * hf, qo, (const uint32_t *)(ea.bias + col0) + q,
+                                       ea.vcs, out_row + r0, ea.M, col0 < 2 * v);
+            }
+            if (EPI == EPI_QKROPE && normed)
+                qk_norm_mrope_head(acc + 64 * hf, qo, tn * 2 + hf < ea.nq ? ea.qw : ea.kw, ea.cs,
+                                   out_row + r0, ea.M, q, ea.eps);
             if (tid == 0)
                 bulk_wait_read(); /* the previous stores have read the boxes */
             wg_bar(1 + c);
@@ -299,8 +466,10 @@ static __global__ void __launch_bounds__(384, 1)
                         uint32_t gw = pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]);
                         float u0 = rbf(acc[4 * (i + 16) + 2 * h]);
                         float u1 = rbf(acc[4 * (i + 16) + 2 * h + 1]);
-                        v = pack_bf16x2(silu_lut(silu_t, gw & 0xffffu) * u0,
-                                        silu_lut(silu_t, gw >> 16) * u1);
+                        v = pack_bf16x2(silu_lut(ea.silu, gw & 0xffffu) * u0,
+                                        silu_lut(ea.silu, gw >> 16) * u1);
+                    } else if ((EPI == EPI_QKROPE || EPI == EPI_VITROPE) && normed) {
+                        v = qo[2 * i + h];
                     } else {
                         int j = 16 * hf + i;
                         v = pack_bf16x2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
@@ -407,6 +576,10 @@ static void probe(int d)
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
     VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_SWIGLU>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_QKROPE>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_VITROPE>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
     VL_CUDA_CHECK(cudaMalloc(&g_dev[d].silu, 65536 * sizeof(uint16_t)));
     silu_table_kernel<<<256, 256>>>(g_dev[d].silu);
     VL_LAUNCH_CHECK("silu_table_kernel");
@@ -440,6 +613,45 @@ extern "C" int vl_gemm_sm90_selected(void)
         }
     }
     return want && vl_gemm_sm90_available();
+}
+
+/* The fused epilogues used when VL_GEMM_FUSE is unset (docs/cuda.md: measured end to end). */
+#define FUSE_DEFAULT (VL_SM90_FUSE_SWIGLU | VL_SM90_FUSE_QKROPE | VL_SM90_FUSE_VITROPE)
+
+extern "C" int vl_gemm_sm90_fused(void)
+{
+    static int mask = -1;
+    if (mask >= 0)
+        return mask;
+    const char *e = getenv("VL_GEMM_FUSE");
+    if (!e) {
+        mask = FUSE_DEFAULT;
+        return mask;
+    }
+    int m = 0;
+    char word[32];
+    for (const char *p = e; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && n < sizeof word) {
+            memcpy(word, p, n);
+            word[n] = 0;
+            if (!strcmp(word, "swiglu"))
+                m |= VL_SM90_FUSE_SWIGLU;
+            else if (!strcmp(word, "qkrope"))
+                m |= VL_SM90_FUSE_QKROPE;
+            else if (!strcmp(word, "vitrope"))
+                m |= VL_SM90_FUSE_VITROPE;
+            else if (strcmp(word, "none"))
+                vl_warn("VL_GEMM_FUSE: unknown epilogue '%s' ignored", word);
+        } else if (n > 0) {
+            vl_warn("VL_GEMM_FUSE: overlong word ignored");
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    mask = m;
+    return mask;
 }
 
 /* Row-major [rows, K] bf16 matrix as a 2-D tensor map with a [box_rows x 64] box, 128-byte
@@ -476,7 +688,8 @@ static int check_args(int d, int M, int N, int K, const uint16_t *X, const uint1
 }
 
 static void launch(int epi, vl_stream_t s, int M, int N, int K, const uint16_t *X,
-                   const uint16_t *W, int w_rows, uint16_t *Y, int tiles_n, int n_step, int b_off)
+                   const uint16_t *W, int w_rows, uint16_t *Y, int tiles_n, int n_step, int b_off,
+                   epi_args ea)
 {
     int d = cur_dev();
     CUtensorMap ta, tb, ty;
@@ -485,11 +698,14 @@ static void launch(int epi, vl_stream_t s, int M, int N, int K, const uint16_t *
     make_map(g_dev[d].encode, &ty, Y, M, N, 64);
     int tiles_m = (M + BM - 1) / BM, total = tiles_m * tiles_n;
     unsigned grid = (unsigned)(total < g_dev[d].sms ? total : g_dev[d].sms);
-    void (*k)(const CUtensorMap, const CUtensorMap, const CUtensorMap, const uint16_t *, int, int,
-              int, int, int) = epi == EPI_PLAIN ? gemm_sm90_kernel<EPI_PLAIN>
-                               : epi == EPI_ACC ? gemm_sm90_kernel<EPI_ACC>
-                                                : gemm_sm90_kernel<EPI_SWIGLU>;
-    k<<<grid, 384, SMEM_BYTES, s>>>(ta, tb, ty, g_dev[d].silu, K, tiles_m, tiles_n, n_step, b_off);
+    void (*k)(const CUtensorMap, const CUtensorMap, const CUtensorMap, const epi_args, int, int,
+              int, int, int) = epi == EPI_PLAIN    ? gemm_sm90_kernel<EPI_PLAIN>
+                               : epi == EPI_ACC    ? gemm_sm90_kernel<EPI_ACC>
+                               : epi == EPI_SWIGLU ? gemm_sm90_kernel<EPI_SWIGLU>
+                               : epi == EPI_QKROPE ? gemm_sm90_kernel<EPI_QKROPE>
+                                                   : gemm_sm90_kernel<EPI_VITROPE>;
+    ea.silu = g_dev[d].silu;
+    k<<<grid, 384, SMEM_BYTES, s>>>(ta, tb, ty, ea, K, tiles_m, tiles_n, n_step, b_off);
     VL_LAUNCH_CHECK("gemm_sm90_kernel");
 }
 
@@ -498,7 +714,8 @@ extern "C" void vl_gemm_sm90_bf16(vl_stream_t s, int M, int N, int K, const uint
 {
     int d = cur_dev();
     check_args(d, M, N, K, X, W, Y, "vl_gemm_sm90_bf16");
-    launch(accumulate ? EPI_ACC : EPI_PLAIN, s, M, N, K, X, W, N, Y, (N + BN - 1) / BN, BN, BN / 2);
+    launch(accumulate ? EPI_ACC : EPI_PLAIN, s, M, N, K, X, W, N, Y, (N + BN - 1) / BN, BN, BN / 2,
+           epi_args{});
 }
 
 extern "C" void vl_gemm_sm90_swiglu(vl_stream_t s, int M, int I, int K, const uint16_t *X,
@@ -510,5 +727,43 @@ extern "C" void vl_gemm_sm90_swiglu(vl_stream_t s, int M, int I, int K, const ui
         vl_error("vl_gemm_sm90_swiglu: intermediate size %d is not a multiple of 128", I);
         abort();
     }
-    launch(EPI_SWIGLU, s, M, I, K, X, W, 2 * I, act, I / 128, 128, I);
+    launch(EPI_SWIGLU, s, M, I, K, X, W, 2 * I, act, I / 128, 128, I, epi_args{});
+}
+
+extern "C" void vl_gemm_sm90_qk_norm_mrope(vl_stream_t s, int M, int nq, int nkv, int head_dim,
+                                           int K, const uint16_t *X, const uint16_t *W,
+                                           uint16_t *qkv, const uint16_t *qw, const uint16_t *kw,
+                                           const uint16_t *cs, float eps)
+{
+    int d = cur_dev();
+    int N = (nq + 2 * nkv) * head_dim;
+    check_args(d, M, N, K, X, W, qkv, "vl_gemm_sm90_qk_norm_mrope");
+    if (head_dim != 128 || nq < 1 || nkv < 1 ||
+        ((uintptr_t)qw | (uintptr_t)kw | (uintptr_t)cs) % 4) {
+        vl_error("vl_gemm_sm90_qk_norm_mrope: unsupported head dim %d (128 only), heads %d/%d or "
+                 "alignment",
+                 head_dim, nq, nkv);
+        abort();
+    }
+    epi_args ea = {};
+    ea.qw = qw, ea.kw = kw, ea.cs = cs, ea.nq = nq, ea.nkv = nkv, ea.M = M, ea.eps = eps;
+    launch(EPI_QKROPE, s, M, N, K, X, W, N, qkv, (N + BN - 1) / BN, BN, BN / 2, ea);
+}
+
+extern "C" void vl_gemm_sm90_vit_qkv_rope(vl_stream_t s, int M, int heads, int head_dim, int K,
+                                          const uint16_t *X, const uint16_t *W,
+                                          const uint16_t *bias, uint16_t *qkv, const float *cs)
+{
+    int d = cur_dev();
+    int N = 3 * heads * head_dim;
+    check_args(d, M, N, K, X, W, qkv, "vl_gemm_sm90_vit_qkv_rope");
+    if (head_dim != 64 || heads < 2 || heads % 2 || ((uintptr_t)bias | (uintptr_t)cs) % 8) {
+        vl_error("vl_gemm_sm90_vit_qkv_rope: unsupported head dim %d (64 only), heads %d (even) "
+                 "or alignment",
+                 head_dim, heads);
+        abort();
+    }
+    epi_args ea = {};
+    ea.bias = bias, ea.vcs = cs, ea.nq = heads, ea.M = M, ea.N = N;
+    launch(EPI_VITROPE, s, M, N, K, X, W, N, qkv, (N + BN - 1) / BN, BN, BN / 2, ea);
 }

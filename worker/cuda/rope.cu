@@ -98,8 +98,8 @@ static __global__ void vit_rope_kernel(bf16 *__restrict__ qkv, int rows, int hea
         for (int qk = 0; qk < 2; qk++) {
             bf16 *hp = qkv + rowoff + (size_t)qk * heads * hd + (size_t)h * hd;
             float a = bf(hp[i]), b = bf(hp[i + half]);
-            hp[i] = tobf(a * ca - b * sa);
-            hp[i + half] = tobf(b * ca + a * sa);
+            hp[i] = tobf(__fsub_rn(__fmul_rn(a, ca), __fmul_rn(b, sa)));
+            hp[i + half] = tobf(__fadd_rn(__fmul_rn(b, ca), __fmul_rn(a, sa)));
         }
     }
 }
@@ -127,24 +127,32 @@ static __global__ void __launch_bounds__(256)
     wt.u = *(const uint4 *)w;
     c.u = *(const uint4 *)(cs + (size_t)row * 128 + i0);
     sn.u = *(const uint4 *)(cs + (size_t)row * 128 + 64 + i0);
-    float x[8], ss = 0;
+    /* Sum of squares in the order the qkv GEMM's fused epilogue (gemm_sm90.cu) can also follow,
+     * so the two are bit-identical: s[q] = x[2q+1]^2 + x[2q]^2 (one fma) per column pair, each
+     * summed over the 16 lanes by a butterfly (xor 8, 4, 2, 1), then (s0 + s1) + (s2 + s3). */
+    float x[8], s[4];
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
+    for (int j = 0; j < 8; j++)
         x[j] = bf(in.h[j]);
-        ss += x[j] * x[j];
-    }
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+        s[q] = __fmaf_rn(x[2 * q + 1], x[2 * q + 1], __fmul_rn(x[2 * q], x[2 * q]));
 #pragma unroll
     for (int o = 8; o > 0; o >>= 1) /* sum over the half-warp */
-        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+            s[q] = __fadd_rn(s[q], __shfl_xor_sync(0xffffffffu, s[q], o));
+    float ss = __fadd_rn(__fadd_rn(s[0], s[1]), __fadd_rn(s[2], s[3]));
     float r = rsqrtf(ss / 128.0f + eps);
 #pragma unroll
     for (int j = 0; j < 8; j++)
-        x[j] = rbf(rbf(x[j] * r) * bf(wt.h[j]));
+        x[j] = rbf(__fmul_rn(rbf(__fmul_rn(x[j], r)), bf(wt.h[j])));
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         float partner = __shfl_xor_sync(0xffffffffu, x[j], 8);
         float rh = lane < 8 ? -partner : partner; /* rotate_half */
-        out.h[j] = tobf(rbf(x[j] * bf(c.h[j])) + rbf(rh * bf(sn.h[j])));
+        out.h[j] =
+            tobf(__fadd_rn(rbf(__fmul_rn(x[j], bf(c.h[j]))), rbf(__fmul_rn(rh, bf(sn.h[j])))));
     }
     if (ok)
         *(uint4 *)hp = out.u;
@@ -177,8 +185,8 @@ static __global__ void vit_rope4_kernel(bf16 *__restrict__ qkv, int rows, int he
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             float x = bf(a.h[j]), y = bf(b.h[j]);
-            oa.h[j] = tobf(x * cv[j] - y * sv[j]);
-            ob.h[j] = tobf(y * cv[j] + x * sv[j]);
+            oa.h[j] = tobf(__fsub_rn(__fmul_rn(x, cv[j]), __fmul_rn(y, sv[j])));
+            ob.h[j] = tobf(__fadd_rn(__fmul_rn(y, cv[j]), __fmul_rn(x, sv[j])));
         }
         *(uint2 *)(hp + i) = oa.u;
         *(uint2 *)(hp + i + half) = ob.u;

@@ -11,13 +11,16 @@
  * vl_qk_norm_mrope (spec §4.4): qkv is [rows, (nq + 2*nkv) * head_dim] with the q heads, then k
  * heads, then v heads. Each q and k head gets its RMSNorm (weights qw / kw, [head_dim]) and
  * then the rotation q*cos + rotate_half(q)*sin in bf16 roundings like the reference. v is not
- * touched. head_dim even, <= 512.
+ * touched. head_dim even, <= 512. For head_dim 128 the sum of squares has a fixed order that the
+ * qkv GEMM's fused epilogue (gemm_sm90.h) reproduces, so the two are bit-identical.
  *
  * vl_vit_rope_table (vision tower, spec §3.3): cs[row] = {cos[head_dim/2], sin[head_dim/2]} in
  * fp32 of the angles row * inv_freq and col * inv_freq (inv_freq over head_dim/2 with theta
  * 10000); pos4 is [rows, 4] int32 of which [0] = row and [1] = column in patch units.
  * vl_vit_rope: qkv is [rows, 3 * heads * head_dim]; q and k of each head are rotated in fp32
- * (rotate_half pairs i, i + head_dim/2) and rounded once to bf16. */
+ * (rotate_half pairs i, i + head_dim/2: x_i cos - x_{i+h} sin and x_{i+h} cos + x_i sin, each
+ * product and the sum rounded to fp32 separately, as the reference's unfused ops; no fma) and
+ * rounded once to bf16. The qkv GEMM's fused epilogue (gemm_sm90.h) computes the same. */
 #ifndef VL_WORKER_CUDA_ROPE_H
 #define VL_WORKER_CUDA_ROPE_H
 
