@@ -137,6 +137,14 @@ static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, i
         {VL_ATTN_SM90_WS3, "wgmma warp-specialised persistent, 3 consumer WGs (109)"},
         {VL_ATTN_SM90_WS_BIG, "wgmma warp-specialised persistent, 128-key tiles, setmaxnreg (110)"},
         {VL_ATTN_SM90_WS_RR, "wgmma warp-specialised persistent, setmaxnreg (111)"},
+        {VL_ATTN_SM90_OV_E2, "wgmma 103 + 2/8 exp2 on the FMA pipe (112)"},
+        {VL_ATTN_SM90_OV_E3, "wgmma 103 + 3/8 exp2 on the FMA pipe (113)"},
+        {VL_ATTN_SM90_OV_E4, "wgmma 103 + 4/8 exp2 on the FMA pipe (114)"},
+        {VL_ATTN_SM90_WS_BIG_E2, "wgmma 110 + 2/8 exp2 on the FMA pipe (115)"},
+        {VL_ATTN_SM90_WS_BIG_E3, "wgmma 110 + 3/8 exp2 on the FMA pipe (116)"},
+        {VL_ATTN_SM90_WS_BIG_E4, "wgmma 110 + 4/8 exp2 on the FMA pipe (117)"},
+        {VL_ATTN_SM90_N64_E2, "wgmma 101 + 2/8 exp2 on the FMA pipe (118)"},
+        {VL_ATTN_SM90_WS_E2, "wgmma 107 + 2/8 exp2 on the FMA pipe (119)"},
     };
     for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
         c.warps = vars[vi].v;

@@ -4,7 +4,8 @@
  * of odd lengths (1, tile boundaries +- 1, > several tiles), inputs random, output poisoned.
  * Every variant (mma.sync: 16-row warps in blocks of 4 or 8, 32-row warps; wgmma: key tiles of
  * 128 or 64; the warp-specialised persistent ones, whose blocks loop over several work items
- * here; and the default) is checked against one reference per batch.
+ * here; those computing part of the softmax exponentials on the FMA pipe, 112-119; and the
+ * default) is checked against one reference per batch.
  * Tolerance: relative L2 error 1e-2. The kernel rounds probabilities to bf16 before the PV
  * product (as FlashAttention-2 does) and rounds the output to bf16: ~3e-3 expected; a wrong
  * mask or index gives > 1e-1. */
@@ -138,6 +139,8 @@ static const int V_HD128[] = {4,
                               VL_ATTN_SM90_WS_PP,
                               VL_ATTN_SM90_WS_BIG,
                               VL_ATTN_SM90_WS_RR,
+                              VL_ATTN_SM90_N64_E2,
+                              VL_ATTN_SM90_WS_E2,
                               0,
                               -1};
 static const int V_HD64[] = {2,
@@ -154,6 +157,12 @@ static const int V_HD64[] = {2,
                              VL_ATTN_SM90_WS3,
                              VL_ATTN_SM90_WS_BIG,
                              VL_ATTN_SM90_WS_RR,
+                             VL_ATTN_SM90_OV_E2,
+                             VL_ATTN_SM90_OV_E3,
+                             VL_ATTN_SM90_OV_E4,
+                             VL_ATTN_SM90_WS_BIG_E2,
+                             VL_ATTN_SM90_WS_BIG_E3,
+                             VL_ATTN_SM90_WS_BIG_E4,
                              0,
                              -1};
 static const int V_HD72[] = {2, 4, 8, 0, -1};

@@ -340,24 +340,34 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
  * need more shared memory than 2 blocks per SM allow and lose 10-25 %).
  * Otherwise the mma.sync kernel with 4 warps of 32 rows for head dims <= 80 and 4 warps of 16
  * rows for 128.
- * The warp-specialised persistent variants (107-111, 2026-11-27 session 2, same-run numbers in
- * docs/cuda.md) beat these at several shapes (head dim 128: VL_ATTN_SM90_WS +2-12 % at every
- * S; head dim 64 at S = 7056: VL_ATTN_SM90_WS_BIG +10 %), but the default stays until the
- * model-level GPU tests (gpu_model, gpu_parity) have passed with them on an H100; ws_rule below
- * is the candidate rule, selectable for that run with VL_ATTN_KERNEL=ws. */
+ * Head dim 64 with a sequence of >= HD64_LONG_ROWS rows (max_seqlen; the 1344 x 1344 image's
+ * 7056 patches): the warp-specialised persistent kernel with 3 consumer warpgroups and 128-key
+ * tiles (VL_ATTN_SM90_WS_BIG), 429-431 against 384-389 TFLOP/s at S = 7056 in two runs on two
+ * H100s, 1344^2 images end to end 31.5 -> 32.7/s and 31.9 -> 33.3/s (bench_model 2B, same run
+ * each). Below that (512 x 512 images: 1024 patches) it measured 322.7 against 328.3 images/s
+ * end to end, so the block-synchronous variant stays there.
+ * Not adopted: head dim 128 on VL_ATTN_SM90_WS (kernel +2-12 %, end to end within noise:
+ * +0.3 / +1.3 % and -1.5 % in three runs); part of the exponentials on the FMA pipe (112-119:
+ * 3-9 % slower at every split, docs/cuda.md). */
 #define DEFAULT_HD64 VL_ATTN_SM90_N64_S4_OV
+#define DEFAULT_HD64_LONG VL_ATTN_SM90_WS_BIG
+#define HD64_LONG_ROWS 2048
 #define DEFAULT_HD128 VL_ATTN_SM90_N64
 
-/* The candidate rule (VL_ATTN_KERNEL=ws): head dim 128 -> VL_ATTN_SM90_WS; head dim 64 ->
- * VL_ATTN_SM90_WS_BIG for sequences of >= 2048 rows (the 1344 x 1344 image's 7056 patches:
- * 429 against 389 TFLOP/s, 1344^2 images 31.5 -> 32.7/s end to end), else the default (at 1024
- * patches the persistent variants measured 297-339 against 333 TFLOP/s and 320-327 against 328
- * images/s end to end: no gain). */
+static int measured_rule(const struct vl_attn_args *a)
+{
+    if (a->head_dim == 64)
+        return a->max_seqlen >= HD64_LONG_ROWS ? DEFAULT_HD64_LONG : DEFAULT_HD64;
+    return DEFAULT_HD128;
+}
+
+/* The rule the previous session proposed (VL_ATTN_KERNEL=ws): the default rule with head dim
+ * 128 on VL_ATTN_SM90_WS. */
 static int ws_rule(const struct vl_attn_args *a)
 {
     if (a->head_dim == 128)
         return VL_ATTN_SM90_WS;
-    return a->max_seqlen >= 2048 ? VL_ATTN_SM90_WS_BIG : DEFAULT_HD64;
+    return measured_rule(a);
 }
 static int default_variant(const struct vl_attn_args *a)
 {
@@ -381,7 +391,7 @@ static int default_variant(const struct vl_attn_args *a)
                 long v = strtol(p, &end, 10);
                 if (end == p)
                     break;
-                if (v >= VL_ATTN_SM90_N128 && v <= VL_ATTN_SM90_WS_RR)
+                if (v >= VL_ATTN_SM90_N128 && v <= VL_ATTN_SM90_LAST)
                     forced[n++] = (int)v;
                 p = end;
                 if (*p != ',')
@@ -393,7 +403,7 @@ static int default_variant(const struct vl_attn_args *a)
     for (int i = 0; i < n_forced; i++)
         if (vl_attention_variant_available(a, forced[i]))
             return forced[i];
-    int v = use_ws ? ws_rule(a) : a->head_dim == 64 ? DEFAULT_HD64 : DEFAULT_HD128;
+    int v = use_ws ? ws_rule(a) : measured_rule(a);
     if (n_forced >= 0 && vl_attention_sm90_available() && vl_attention_sm90_covers(a, v))
         return v;
     return a->head_dim <= 80 ? 2 : 4;

@@ -64,6 +64,18 @@ enum {
      * stages and ping-pong, head dim 64 with 3 consumer warpgroups */
     VL_ATTN_SM90_WS_BIG = 110,
     VL_ATTN_SM90_WS_RR = 111, /* VL_ATTN_SM90_WS with setmaxnreg (40 / 232 registers) */
+    /* a variant above with E of every 8 softmax exponentials computed on the FMA pipe (degree-3
+     * polynomial, relative error <= 7.5e-5, worker/cuda/exp2_fma.h) instead of the MUFU; each
+     * covers one head dim only */
+    VL_ATTN_SM90_OV_E2 = 112,     /* head dim 64: VL_ATTN_SM90_N64_S4_OV, E = 2 */
+    VL_ATTN_SM90_OV_E3 = 113,     /* head dim 64: VL_ATTN_SM90_N64_S4_OV, E = 3 */
+    VL_ATTN_SM90_OV_E4 = 114,     /* head dim 64: VL_ATTN_SM90_N64_S4_OV, E = 4 */
+    VL_ATTN_SM90_WS_BIG_E2 = 115, /* head dim 64: VL_ATTN_SM90_WS_BIG, E = 2 */
+    VL_ATTN_SM90_WS_BIG_E3 = 116, /* head dim 64: VL_ATTN_SM90_WS_BIG, E = 3 */
+    VL_ATTN_SM90_WS_BIG_E4 = 117, /* head dim 64: VL_ATTN_SM90_WS_BIG, E = 4 */
+    VL_ATTN_SM90_N64_E2 = 118,    /* head dim 128: VL_ATTN_SM90_N64, E = 2 */
+    VL_ATTN_SM90_WS_E2 = 119,     /* head dim 128: VL_ATTN_SM90_WS, E = 2 */
+    VL_ATTN_SM90_LAST = VL_ATTN_SM90_WS_E2,
 };
 void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int variant);
 

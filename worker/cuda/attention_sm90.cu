@@ -22,6 +22,7 @@
 #include <math.h>
 
 #include "worker/cuda/cuda_check.h"
+#include "worker/cuda/exp2_fma.h"
 #include "worker/cuda/kcommon.h"
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -254,8 +255,12 @@ static __device__ __forceinline__ void load_tile_sw(uint32_t dst, const bf16 *g,
  * row's; reduced at the end), replaces s by the probabilities (fp32) and returns in corr the
  * factor the output accumulated so far must be scaled by (1 when the max is kept). The scale
  * (> 0) is folded into the exponent's FMA; statistics in the log2 domain:
- * p = 2^(s * scale_log2 - max * scale_log2). */
-template <int BN>
+ * p = 2^(s * scale_log2 - max * scale_log2). E of every 8 columns of 8 keys (nt with
+ * nt * E mod 8 < E: spread over the tile) compute 2^x on the FMA pipe (vl_exp2_fma, relative
+ * error <= 7.5e-5, exp2_fma.h), the others with the MUFU's ex2.approx: the MUFU's 16
+ * results per clock per SM were thought the limit at head dim 64 (E = 0: all on the MUFU; the
+ * measurements in docs/cuda.md say otherwise). */
+template <int BN, int E, int CH>
 static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float *lrow, float *corr,
                                                     bool mask, int n0, int len, bool causal,
                                                     int row_a, int lane, float scale_log2)
@@ -273,10 +278,30 @@ static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float
     }
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) { /* rows row_a (elements 0, 1) and row_a + 8 (2, 3) */
+        /* the row max in CH independent chains (BN / (8 CH) + log2(CH) dependent steps instead
+         * of BN / 8: it is on the path from S to P). CH = 4 at head dim 64; 1 at 128, the
+         * serial chain as before, where registers are short (4 chains raise the 64-key
+         * variant's spills from 40 to 96 bytes). max is exact: the order changes no bit. */
         float mx = mrow[hr];
+        if constexpr (CH == 1) {
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++)
-            mx = fmaxf(mx, fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]));
+            for (int nt = 0; nt < BN / 8; nt++)
+                mx = fmaxf(mx, fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]));
+        } else {
+            constexpr int NCH = BN / 8 < CH ? BN / 8 : CH;
+            float m[NCH];
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++) {
+                float v = fmaxf(s[nt * 4 + hr * 2], s[nt * 4 + hr * 2 + 1]);
+                m[nt % NCH] = nt < NCH ? v : fmaxf(m[nt % NCH], v);
+            }
+#pragma unroll
+            for (int w = NCH / 2; w >= 1; w /= 2)
+#pragma unroll
+                for (int i = 0; i < w; i++)
+                    m[i] = fmaxf(m[i], m[i + w]);
+            mx = fmaxf(mx, m[0]);
+        }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         /* -inf to finite: grow (corr 0); -inf to -inf: NaN, keep (all masked so far) */
@@ -289,8 +314,11 @@ static __device__ __forceinline__ void softmax_tile(float *s, float *mrow, float
         float sum = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < BN / 8; nt++) {
-            float p0 = ex2(fmaf(s[nt * 4 + hr * 2], scale_log2, -base));
-            float p1 = ex2(fmaf(s[nt * 4 + hr * 2 + 1], scale_log2, -base));
+            float x0 = fmaf(s[nt * 4 + hr * 2], scale_log2, -base);
+            float x1 = fmaf(s[nt * 4 + hr * 2 + 1], scale_log2, -base);
+            bool fma_pipe = (nt * E) % 8 < E;
+            float p0 = fma_pipe ? vl_exp2_fma(x0) : ex2(x0);
+            float p1 = fma_pipe ? vl_exp2_fma(x1) : ex2(x1);
             s[nt * 4 + hr * 2] = p0;
             s[nt * 4 + hr * 2 + 1] = p1;
             sum += p0 + p1;
@@ -386,7 +414,7 @@ template <int D, int BN, int ST, int OV> struct attn90_cfg {
     static_assert(AHEAD >= 1, "too few stages");
 };
 
-template <int D, int BN, int ST, int MINB, int OV>
+template <int D, int BN, int ST, int MINB, int OV, int E>
 static __global__ void __launch_bounds__(256, MINB)
     attn90_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
                   const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
@@ -471,8 +499,8 @@ static __global__ void __launch_bounds__(256, MINB)
 #pragma unroll
             for (int i = 0; i < BN / 2; i++)
                 reg_fence(s[i]);
-            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(j * BN), j * BN, len, causal, row_a,
-                             lane, scale_log2);
+            softmax_tile<BN, E, D == 64 ? 4 : 1>(s, mrow, lrow, corr, need_mask(j * BN), j * BN,
+                                                 len, causal, row_a, lane, scale_log2);
             pack_p<BN>(s, p);
             rescale<D>(o, corr);
             wgmma_fence();
@@ -496,8 +524,8 @@ static __global__ void __launch_bounds__(256, MINB)
 #pragma unroll
         for (int i = 0; i < BN / 2; i++)
             reg_fence(s[i]);
-        softmax_tile<BN>(s, mrow, lrow, corr, need_mask(0), 0, len, causal, row_a, lane,
-                         scale_log2);
+        softmax_tile<BN, E, D == 64 ? 4 : 1>(s, mrow, lrow, corr, need_mask(0), 0, len, causal,
+                                             row_a, lane, scale_log2);
         pack_p<BN>(s, p);
         for (int j = 1; j < n_wg; j++) {
             /* S_j = Q K_j^T and O += P_{j-1} V_{j-1} in flight together; the softmax of S_j
@@ -515,8 +543,8 @@ static __global__ void __launch_bounds__(256, MINB)
 #pragma unroll
             for (int i = 0; i < BN / 2; i++)
                 reg_fence(s[i]);
-            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(j * BN), j * BN, len, causal, row_a,
-                             lane, scale_log2);
+            softmax_tile<BN, E, D == 64 ? 4 : 1>(s, mrow, lrow, corr, need_mask(j * BN), j * BN,
+                                                 len, causal, row_a, lane, scale_log2);
             wgmma_wait<0>();
 #pragma unroll
             for (int i = 0; i < D / 2; i++)
@@ -542,20 +570,20 @@ static __global__ void __launch_bounds__(256, MINB)
 #endif
 }
 
-template <int D, int BN, int ST, int MINB, int OV>
+template <int D, int BN, int ST, int MINB, int OV, int E = 0>
 static void launch90(vl_stream_t s, const struct vl_attn_args *a)
 {
     using cfg = attn90_cfg<D, BN, ST, OV>;
     static bool configured; /* per instantiation; the attribute is per device function */
     if (!configured) {
-        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB, OV>,
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB, OV, E>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
         configured = true;
     }
     int mt = (a->max_seqlen + BM90 - 1) / BM90;
     dim3 grid = a->causal ? dim3(a->n_heads, a->n_seqs, mt) : dim3(mt, a->n_heads, a->n_seqs);
     float scale_log2 = a->scale * 1.4426950408889634f;
-    attn90_kernel<D, BN, ST, MINB, OV><<<grid, 256, cfg::SMEM, s>>>(
+    attn90_kernel<D, BN, ST, MINB, OV, E><<<grid, 256, cfg::SMEM, s>>>(
         (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
         a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads / a->n_kv_heads, a->causal,
         scale_log2);
@@ -679,7 +707,7 @@ template <int D, int BN, int ST, int NC, int PW> struct ws_cfg {
     static_assert(128 * P_REGS + 128 * NC * C_REGS <= 65536, "registers");
 };
 
-template <int D, int BN, int ST, int NC, int PP, int PW, int RR>
+template <int D, int BN, int ST, int NC, int PP, int PW, int RR, int E>
 static __global__ void __launch_bounds__(128 * NC + 32 * PW, 1)
     attn90ws_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
                     const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
@@ -832,8 +860,8 @@ static __global__ void __launch_bounds__(128 * NC + 32 * PW, 1)
 #pragma unroll
             for (int i = 0; i < BN / 2; i++)
                 reg_fence(s[i]);
-            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(0), 0, len, causal, row_a, lane,
-                             scale_log2);
+            softmax_tile<BN, E, D == 64 ? 4 : 1>(s, mrow, lrow, corr, need_mask(0), 0, len, causal,
+                                                 row_a, lane, scale_log2);
             pack_p<BN>(s, p);
         }
         for (int j = 1; j < n_wg; j++) {
@@ -851,8 +879,8 @@ static __global__ void __launch_bounds__(128 * NC + 32 * PW, 1)
 #pragma unroll
             for (int i = 0; i < BN / 2; i++)
                 reg_fence(s[i]);
-            softmax_tile<BN>(s, mrow, lrow, corr, need_mask(j * BN), j * BN, len, causal, row_a,
-                             lane, scale_log2);
+            softmax_tile<BN, E, D == 64 ? 4 : 1>(s, mrow, lrow, corr, need_mask(j * BN), j * BN,
+                                                 len, causal, row_a, lane, scale_log2);
             wgmma_wait<0>();
 #pragma unroll
             for (int i = 0; i < D / 2; i++)
@@ -904,13 +932,13 @@ static int sm_count(void)
     return n;
 }
 
-template <int D, int BN, int ST, int NC, int PP, int PW, int RR>
+template <int D, int BN, int ST, int NC, int PP, int PW, int RR, int E = 0>
 static void launch90ws(vl_stream_t s, const struct vl_attn_args *a)
 {
     using cfg = ws_cfg<D, BN, ST, NC, PW>;
     static bool configured; /* per instantiation; the attribute is per device function */
     if (!configured) {
-        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90ws_kernel<D, BN, ST, NC, PP, PW, RR>,
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90ws_kernel<D, BN, ST, NC, PP, PW, RR, E>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
         configured = true;
     }
@@ -923,7 +951,7 @@ static void launch90ws(vl_stream_t s, const struct vl_attn_args *a)
     int grid = (int)(work < sm_count() ? work : sm_count());
     float scale_log2 = a->scale * 1.4426950408889634f;
     static_assert(!RR || PW == 4, "setmaxnreg needs whole warpgroups");
-    attn90ws_kernel<D, BN, ST, NC, PP, PW, RR><<<grid, cfg::THREADS, cfg::SMEM, s>>>(
+    attn90ws_kernel<D, BN, ST, NC, PP, PW, RR, E><<<grid, cfg::THREADS, cfg::SMEM, s>>>(
         (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
         a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads / a->n_kv_heads, a->causal,
         scale_log2, mt, a->n_heads, a->n_seqs, (int)work);
@@ -958,6 +986,10 @@ extern "C" int vl_attention_sm90_covers(const struct vl_attn_args *a, int varian
         return d == 64 || d == 128;
     if (variant == VL_ATTN_SM90_WS3)
         return d == 64;
+    if (variant >= VL_ATTN_SM90_OV_E2 && variant <= VL_ATTN_SM90_WS_BIG_E4)
+        return d == 64;
+    if (variant == VL_ATTN_SM90_N64_E2 || variant == VL_ATTN_SM90_WS_E2)
+        return d == 128;
     return (d == 64 || d == 128) && variant >= VL_ATTN_SM90_N128 &&
            variant <= VL_ATTN_SM90_N128_S3_OV;
 }
@@ -967,6 +999,34 @@ extern "C" void vl_attention_sm90(vl_stream_t s, const struct vl_attn_args *a, i
     if (!vl_attention_sm90_covers(a, variant)) {
         vl_error("vl_attention: wgmma variant %d does not cover head dim %d", variant, a->head_dim);
         abort();
+    }
+    switch (variant) { /* the FMA-pipe exponential variants, one head dim each */
+    case VL_ATTN_SM90_OV_E2:
+        launch90<64, 64, 4, 2, 1, 2>(s, a);
+        return;
+    case VL_ATTN_SM90_OV_E3:
+        launch90<64, 64, 4, 2, 1, 3>(s, a);
+        return;
+    case VL_ATTN_SM90_OV_E4:
+        launch90<64, 64, 4, 2, 1, 4>(s, a);
+        return;
+    case VL_ATTN_SM90_WS_BIG_E2:
+        launch90ws<64, 128, 4, 3, 0, 4, 1, 2>(s, a);
+        return;
+    case VL_ATTN_SM90_WS_BIG_E3:
+        launch90ws<64, 128, 4, 3, 0, 4, 1, 3>(s, a);
+        return;
+    case VL_ATTN_SM90_WS_BIG_E4:
+        launch90ws<64, 128, 4, 3, 0, 4, 1, 4>(s, a);
+        return;
+    case VL_ATTN_SM90_N64_E2:
+        launch90<128, 64, 2, 2, 0, 2>(s, a);
+        return;
+    case VL_ATTN_SM90_WS_E2:
+        launch90ws<128, 64, 4, 2, 0, 4, 0, 2>(s, a);
+        return;
+    default:
+        break;
     }
     if (variant >= VL_ATTN_SM90_WS) {
         if (a->head_dim == 64) {
