@@ -50,4 +50,11 @@
  * GPU host (>= 32 GiB); docs/security.md ("Buffered-bytes budget") argues it. */
 #define VL_MAX_BUFFERED_BYTES_DEFAULT_S "4G"
 
+/* glibc's mmap threshold in the gateway (mallopt M_MMAP_THRESHOLD): blocks this large or larger
+ * are mmap()ed and go back to the kernel when freed, so the memory of a burst of large requests
+ * does not stay in the process (gateway/main.c; docs/security.md, "Buffered-bytes budget").
+ * 256 KiB: above the connections' read and staging buffers (64 KiB), below every body or image
+ * worth returning. */
+#define VL_GATEWAY_MMAP_THRESHOLD (256 * 1024)
+
 #endif

@@ -112,6 +112,9 @@ struct api_bin {
 int api_parse(const cJSON *root, const struct api_limits *lim, const struct api_bin *bins,
               int n_bins, struct api_req *out, struct api_err *e);
 void api_req_free(struct api_req *r);
+/* Bytes of the texts, URLs (data: URIs included) and instructions the request owns: what of its
+ * body it still holds once parsed (the JSON body itself can then be freed). */
+size_t api_req_string_bytes(const struct api_req *r);
 
 const char *api_encoding_name(enum api_encoding e);
 

@@ -152,6 +152,10 @@ static void embeddings(struct api_http *h, struct http_req *req, int preview)
     struct api_job *j = vl_calloc(1, sizeof *j);
     int rc = api_parse(root, &h->ctx->lim, NULL, 0, &j->req, &e);
     cJSON_Delete(root);
+    /* the request now holds its own copies of the body's strings: the body goes, and its budget
+     * charge shrinks to those copies (a data: URI is held once, not twice, while it waits) */
+    if (!rc)
+        http_req_drop_body(req, (int64_t)api_req_string_bytes(&j->req));
     if (rc) {
         api_req_free(&j->req);
         free(j);

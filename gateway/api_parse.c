@@ -685,6 +685,31 @@ static void parts_free(struct api_part *p, int n)
     free(p);
 }
 
+static size_t parts_bytes(const struct api_part *p, int n)
+{
+    size_t b = 0;
+    for (int i = 0; i < n && p; i++) {
+        b += p[i].text ? strlen(p[i].text) + 1 : 0;
+        b += p[i].src.url ? strlen(p[i].src.url) + 1 : 0;
+        for (int f = 0; f < p[i].n_frames; f++)
+            b += p[i].frames[f].url ? strlen(p[i].frames[f].url) + 1 : 0;
+    }
+    return b;
+}
+
+size_t api_req_string_bytes(const struct api_req *r)
+{
+    size_t b = 0;
+    for (int i = 0; i < r->n_items && r->items; i++) {
+        const struct api_item *it = &r->items[i];
+        b += parts_bytes(it->parts, it->n_parts);
+        b += it->instruction ? strlen(it->instruction) + 1 : 0;
+        for (int m = 0; m < it->n_msgs; m++)
+            b += parts_bytes(it->msgs[m].parts, it->msgs[m].n_parts);
+    }
+    return b + (r->instruction ? strlen(r->instruction) + 1 : 0);
+}
+
 void api_req_free(struct api_req *r)
 {
     for (int i = 0; i < r->n_items && r->items; i++) {

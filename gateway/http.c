@@ -152,6 +152,19 @@ static void req_free(struct http_req *r)
     free(r);
 }
 
+void http_req_drop_body(struct http_req *r, int64_t keep)
+{
+    free(r->body);
+    r->body = NULL;
+    r->body_len = 0;
+    if (keep < 0)
+        keep = 0;
+    if (r->mem_charged > keep && r->srv) {
+        mem_budget_release(r->srv->mem_budget, r->mem_charged - keep);
+        r->mem_charged = keep;
+    }
+}
+
 static char *build_response(int status, const char *ctype, const char *extra, const void *body,
                             size_t len, int keep_alive, size_t *out_len)
 {

@@ -133,6 +133,11 @@ void http_server_close(struct http_server *s);
 void http_respond(struct http_req *req, int status, const char *content_type,
                   const char *extra_headers, const void *body, size_t len);
 
+/* Frees req's body once the handler no longer needs it (e.g. parsed into its own structures),
+ * keeping at most `keep` bytes of the body's buffered-bytes charge for what the handler copied
+ * out of it (released when the request is freed, as before). body becomes NULL, body_len 0. */
+void http_req_drop_body(struct http_req *req, int64_t keep);
+
 /* Reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);
 

@@ -24,10 +24,32 @@ void mp_intake_free(struct mp_intake *in)
     mem_budget_release(in->budget, in->frame_charged);
     in->frame_charged = 0;
     in->frame_len = in->frame_got = 0;
+    in->skip = 0;
+}
+
+void mp_intake_discard(struct mp_intake *in)
+{
+    size_t staged = in->stage_len - in->stage_start; /* the prefix, then part of the body */
+    size_t body = staged > 4 ? staged - 4 : 0;
+    in->skip = body < in->bad_len ? in->bad_len - body : 0;
+    in->stage_len = in->stage_start = 0;
+}
+
+int mp_intake_discarding(const struct mp_intake *in)
+{
+    return in->skip > 0;
 }
 
 void mp_intake_space(struct mp_intake *in, uint8_t **buf, size_t *len)
 {
+    if (in->skip) { /* a refused frame's body: read into the staging buffer, thrown away */
+        if (!in->stage)
+            in->stage = vl_malloc(MP_INTAKE_STAGE);
+        in->stage_len = in->stage_start = 0;
+        *buf = in->stage;
+        *len = in->skip < MP_INTAKE_STAGE ? in->skip : MP_INTAKE_STAGE;
+        return;
+    }
     if (in->frame) {
         *buf = in->frame + in->frame_got;
         *len = in->frame_len - in->frame_got;
@@ -46,7 +68,9 @@ void mp_intake_space(struct mp_intake *in, uint8_t **buf, size_t *len)
 
 void mp_intake_wrote(struct mp_intake *in, size_t n)
 {
-    if (in->frame)
+    if (in->skip)
+        in->skip -= n < in->skip ? n : in->skip;
+    else if (in->frame)
         in->frame_got += n;
     else
         in->stage_len += n;
@@ -69,6 +93,8 @@ static void hand_out(struct mp_intake *in, struct mp_frame *f)
 
 int mp_intake_next(struct mp_intake *in, struct mp_frame *f)
 {
+    if (in->skip)
+        return MP_INTAKE_NEED_MORE;
     if (in->frame) {
         if (in->frame_got < in->frame_len)
             return MP_INTAKE_NEED_MORE;

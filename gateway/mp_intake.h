@@ -50,6 +50,7 @@ struct mp_intake {
     size_t frame_len, frame_got;
     int64_t frame_charged;
     size_t bad_len; /* the declared length when TOO_LARGE or BUSY was returned */
+    size_t skip;    /* bytes of a refused frame still to be read and thrown away */
 };
 
 void mp_intake_init(struct mp_intake *in, size_t max_frame, struct mem_budget *budget);
@@ -70,6 +71,14 @@ void mp_intake_wrote(struct mp_intake *in, size_t n);
  * MP_INTAKE_NEED_MORE, or a refusal (TOO_LARGE, EMPTY, BUSY: nothing of that frame is charged or
  * buffered; the caller stops reading and calls mp_intake_free). */
 int mp_intake_next(struct mp_intake *in, struct mp_frame *f);
+
+/* After MP_INTAKE_BUSY: drops everything staged and arranges for the rest of the refused frame's
+ * body (bad_len bytes minus what was staged) to be read into the staging buffer and thrown away,
+ * so that a client still sending it is not blocked and gets to read the refusal. Nothing of it is
+ * kept or charged; mp_intake_next returns MP_INTAKE_NEED_MORE meanwhile.
+ * mp_intake_discarding says whether bytes of it are still to come. */
+void mp_intake_discard(struct mp_intake *in);
+int mp_intake_discarding(const struct mp_intake *in);
 
 /* Bytes read but not yet handed out in a frame (staged, and the body of a partial frame). */
 size_t mp_intake_pending(const struct mp_intake *in);

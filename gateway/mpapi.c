@@ -195,6 +195,7 @@ static void req_free(struct mp_req *r)
 
 static void resume(struct mp_conn *c);
 static void shut_down_if_done(struct mp_conn *c);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void job_done(struct api_job *j)
 {
@@ -307,37 +308,62 @@ static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b)
     b->len = n; /* 0 (never while reading, see take_frames): libuv reports UV_ENOBUFS */
 }
 
+/* The answers are out and the write side closed: the connection is closed too (a client still
+ * sending then gets an error instead of waiting on a socket nobody reads). */
 static void on_shutdown(uv_shutdown_t *sh, int status)
 {
+    struct mp_conn *c = sh->data;
     free(sh);
+    conn_close(c);
+    conn_unref(c);
 }
 
-/* Closes the write side of a broken connection once its last request in flight is answered
- * (an answer written after uv_shutdown would fail and cancel the others). */
+/* Closes a broken connection once its last request in flight is answered (an answer written
+ * after uv_shutdown would fail and cancel the others) and a refused frame's body is read off. */
 static void shut_down_if_done(struct mp_conn *c)
 {
-    if (c->dead || !c->broken || c->shut_down || c->inflight > 0)
+    if (c->dead || !c->broken || c->shut_down || c->inflight > 0 || mp_intake_discarding(&c->in))
         return;
     c->shut_down = 1;
-    uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
-    if (uv_shutdown(sh, (uv_stream_t *)&c->pipe, on_shutdown) != 0)
-        free(sh);
-}
-
-/* A framing error or a refused frame: answered (without an id: the frame was never read), then
- * nothing more is read from this connection (what is buffered is dropped, a partial frame's
- * charge released) and its write side is closed once the requests in flight are answered. */
-static void frame_error(struct mp_conn *c, const struct api_err *e)
-{
-    struct mp_req r = {0};
-    metrics_error(c->m->ctx->metrics, e->status, e->code);
-    answer_error(c, &r, e);
-    c->broken = 1;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->pipe);
         c->reading = 0;
     }
     mp_intake_free(&c->in);
+    uv_shutdown_t *sh = vl_calloc(1, sizeof *sh);
+    sh->data = c;
+    c->refs++;
+    if (uv_shutdown(sh, (uv_stream_t *)&c->pipe, on_shutdown) != 0) {
+        free(sh);
+        conn_close(c);
+        conn_unref(c);
+    }
+}
+
+/* A framing error or a refused frame: answered (without an id: the frame was never read), then
+ * no more frames are taken from this connection (what is buffered is dropped, a partial frame's
+ * charge released) and it is closed once the requests in flight are answered. A frame refused
+ * for the budget (discard) has the rest of its body read and thrown away first, so that a client
+ * writing the whole frame before reading is not left blocked; after a framing error nothing more
+ * is read (a frame over the cap may declare up to 4 GiB). */
+static void frame_error(struct mp_conn *c, const struct api_err *e, int discard)
+{
+    struct mp_req r = {0};
+    metrics_error(c->m->ctx->metrics, e->status, e->code);
+    answer_error(c, &r, e);
+    c->broken = 1;
+    if (discard)
+        mp_intake_discard(&c->in);
+    if (!mp_intake_discarding(&c->in)) {
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->pipe);
+            c->reading = 0;
+        }
+        mp_intake_free(&c->in);
+    } else if (!c->reading && !c->dead &&
+               uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
+        c->reading = 1;
+    }
     shut_down_if_done(c);
 }
 
@@ -367,7 +393,7 @@ static void take_frames(struct mp_conn *c)
     else /* a zero length is no frame, and nothing after it can be found */
         api_err_set(&e, 400, "invalid_request_error", "invalid_msgpack", NULL,
                     "a frame of length 0 (each frame is a 4-byte length, then one msgpack map)");
-    frame_error(c, &e);
+    frame_error(c, &e, rc == MP_INTAKE_BUSY);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -377,9 +403,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         conn_close(c); /* EOF, an error, or UV_ENOBUFS (never expected: see on_alloc) */
         return;
     }
-    if (c->broken)
-        return;
     mp_intake_wrote(&c->in, (size_t)n);
+    if (c->broken) { /* reading only to throw a refused frame's body away */
+        if (!mp_intake_discarding(&c->in) && c->reading) { /* all of it: nothing after it */
+            uv_read_stop(s);
+            c->reading = 0;
+            mp_intake_free(&c->in);
+        }
+        shut_down_if_done(c);
+        return;
+    }
     take_frames(c);
     if (!c->dead && c->inflight >= c->m->max_inflight_per_conn && c->reading) {
         uv_read_stop(s);

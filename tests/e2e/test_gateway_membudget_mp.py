@@ -4,9 +4,10 @@ through the real Unix socket of a real gateway with a CPU worker on the tiny che
 
 * client A declares a 5 MiB frame (a real request: a noise PNG as bin) and sends only its first
   64 KiB: vlembed_buffered_bytes shows the whole 5 MiB reserved before the body was read;
-* client B has a small request in flight (the worker is paused) and then declares a 4 MiB frame:
-  it is answered 503 memory_busy (no id, retry_after 1) at once, its in-flight request is still
-  answered (id 7), and then the connection is closed; the refusal is counted in
+* client B has a small request in flight (the worker is paused) and then writes a 4 MiB frame in
+  one go: it is answered 503 memory_busy (no id, retry_after 1) at its prefix, the write
+  completes (the body is read off and thrown away, not kept or charged), its in-flight request
+  is still answered (id 7), and then the connection is closed; the refusal is counted in
   vlembed_buffered_bytes_rejected_total{what="msgpack_frame"};
 * a small request on another connection is served while A's 5 MiB are held;
 * client D declares 2 MiB, sends part of it and disconnects: its reservation is released;
@@ -90,7 +91,9 @@ def main():
             b = MsgpackClient(c.api_socket)
             b.send({"id": 7, "input": ["held on a paused worker"], "model": "tiny", "timeout": 20})
             time.sleep(0.3)
-            b.send_raw(struct.pack(">I", 4 * MiB) + b"\x83" + b"\0" * 1000)
+            # the whole frame in one write before reading (as most clients do): the gateway
+            # reads it off and throws it away, so the write completes and the refusal is read
+            b.send_raw(struct.pack(">I", 4 * MiB) + b"\x83" + b"\0" * (4 * MiB - 1))
             e = b.recv()
             check(e.get("type") == "error" and e.get("status") == 503 and e.get("id") is None
                   and e.get("retry_after") == 1 and e.get("error", {}).get("code") == "memory_busy"
@@ -109,7 +112,7 @@ def main():
         check(r.get("type") == "result" and r.get("id") == 7 and len(r.get("data", [])) == 1,
               "B's request in flight before the refusal is still answered (id %s, %s)"
               % (r.get("id"), r.get("type")))
-        check(closed(b.s), "then B's connection is closed (the refused frame was not read)")
+        check(closed(b.s), "then B's connection is closed (the refused frame was not kept)")
         b.close()
 
         # another connection is served while A's 5 MiB are held

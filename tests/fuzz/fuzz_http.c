@@ -15,7 +15,8 @@
  *   - every request handed to the handler has a NUL-terminated path without '?', a body within
  *     the cap and NUL-terminated;
  *   - every byte of body charged to the buffered-bytes budget is released once the input is
- *     done (gateway/membudget.h), whatever path the request took;
+ *     done (gateway/membudget.h), whatever path the request took (paths starting with /drop
+ *     have their body freed by the handler with half its charge kept, as the API does);
  *   - every admitted request is released exactly once, and every connection is closed at the end
  *     (a connection that stops reading and never closes is a hang: libFuzzer's -timeout).
  * Build and run: `make fuzz-bins`, `make fuzz` (docs/security.md, "Fuzzing"). */
@@ -58,6 +59,8 @@ static void handler(struct http_server *s, struct http_req *req)
         abort();
     char body[64];
     int n = snprintf(body, sizeof body, "%zu %zu", pl, req->body_len);
+    if (!strncmp(req->path, "/drop", 5)) /* as the API does once a body is parsed */
+        http_req_drop_body(req, (int64_t)req->body_len / 2);
     n_answered++;
     http_respond(req, 200, "text/plain", NULL, body, (size_t)n);
 }

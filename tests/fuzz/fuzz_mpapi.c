@@ -8,9 +8,9 @@
  *     order, and refuse a declared length over the cap before buffering it;
  *   - the intake, under a buffered-bytes budget of 600 bytes with the first 3 frames held (as
  *     requests in flight) and the others freed at once: reserves each frame's declared length
- *     at its header, refuses (MP_INTAKE_BUSY) exactly the first frame that does not fit, never
- *     asks for a byte past the frame it is reading, and leaves nothing charged once the frames
- *     and the intake are freed;
+ *     at its header, refuses (MP_INTAKE_BUSY) exactly the first frame that does not fit and then
+ *     reads it off and throws it away up to exactly its end, never asks for a byte past the frame
+ *     it is reading, and leaves nothing charged once the frames and the intake are freed;
  *   - an accepted request's media bytes (bins) lie inside their frame, and every image or video
  *     has a source (a URL or bytes);
  *   - a refusal is a 400 with a code and a message.
@@ -88,13 +88,15 @@ static void intake_pass(const uint8_t *data, size_t size, const size_t *ref_off,
     struct mp_intake in;
     mp_intake_init(&in, MAX_FRAME, &budget);
     struct mp_frame held[HELD];
-    int n_held = 0, got = 0, stop = 0;
+    int n_held = 0, got = 0, stop = 0, discarding = 0;
     int64_t held_bytes = 0;
-    size_t fed = 0, step = 2;
+    size_t fed = 0, step = 2, busy_end = 0;
     while (fed < size && !stop && got < 64) {
         uint8_t *p;
         size_t room;
         mp_intake_space(&in, &p, &room);
+        if (discarding && (room > busy_end - fed || room > MP_INTAKE_STAGE))
+            abort(); /* throwing a refused frame away must stop at its end */
         size_t k = size - fed < step ? size - fed : step;
         step = step * 5 % 67 + 1;
         if (k > room)
@@ -108,6 +110,18 @@ static void intake_pass(const uint8_t *data, size_t size, const size_t *ref_off,
         memcpy(p, data + fed, k);
         mp_intake_wrote(&in, k);
         fed += k;
+        if (discarding) {
+            struct mp_frame f;
+            if (mp_intake_next(&in, &f) != MP_INTAKE_NEED_MORE ||
+                mem_budget_used(&budget) != held_bytes)
+                abort(); /* a refused frame's body is neither handed out nor charged */
+            if (!mp_intake_discarding(&in)) {
+                if (fed != busy_end)
+                    abort();
+                stop = 1;
+            }
+            continue;
+        }
         struct mp_frame f;
         int rc;
         while (got < 64 && (rc = mp_intake_next(&in, &f)) == MP_INTAKE_OK) {
@@ -132,7 +146,15 @@ static void intake_pass(const uint8_t *data, size_t size, const size_t *ref_off,
                 abort();
             if (got < n_ref && in.bad_len != ref_len[got])
                 abort();
-            stop = 1;
+            /* its body is then read off and thrown away (the gateway does, so that a client
+             * writing the whole frame is not blocked), exactly up to its end */
+            size_t start = got ? ref_off[got - 1] + ref_len[got - 1] : 0;
+            busy_end = start + 4 + in.bad_len;
+            mp_intake_discard(&in);
+            discarding = mp_intake_discarding(&in);
+            if (discarding ? fed >= busy_end : fed < busy_end && size >= busy_end)
+                abort(); /* bytes to throw away iff the frame's end was not read yet */
+            stop = !discarding;
         } else if (rc == MP_INTAKE_TOO_LARGE || rc == MP_INTAKE_EMPTY) {
             if (!ref_bad || got != n_ref)
                 abort(); /* refused a stream whose prefixes are all fine */

@@ -117,6 +117,9 @@ def http_seeds():
     body = b'{"input": "a cat"}'
     reqs = {
         "get": b"\x00GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        # a body freed by the handler (half its charge kept), then a chunked one, budget on
+        "drop": b"\x21POST /drop HTTP/1.1\r\nContent-Length: 40\r\n\r\n" + b"d" * 40
+                + b"POST /drop2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n0\r\n\r\n",
         "post": b"\x01POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body) + body,
         "pipelined": b"\x01" + b"GET /a?q=1 HTTP/1.1\r\nHost: x\r\n\r\n" * 3

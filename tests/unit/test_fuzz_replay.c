@@ -71,7 +71,7 @@ int main(void)
         int (*one)(const uint8_t *, size_t);
         int min_inputs;
     } targets[] = {
-        {"http", fuzz_http_one, 15},
+        {"http", fuzz_http_one, 18},
         {"api_json", fuzz_api_json_one, 14},
         {"mpapi", fuzz_mpapi_one, 12},
         {"image", fuzz_image_one, 13},

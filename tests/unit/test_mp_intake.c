@@ -144,6 +144,54 @@ TEST(test_over_budget_refused_nothing_charged)
     CHECK_EQ_INT(mem_budget_used(&b), 600);
 }
 
+TEST(test_refused_frame_discarded)
+{
+    /* a refused frame's body is read off into the staging buffer and thrown away: nothing is
+     * charged or kept, the space offered never passes the frame's end */
+    struct mem_budget b;
+    mem_budget_init(&b, 1000);
+    struct mp_intake in;
+    mp_intake_init(&in, 1 << 20, &b);
+    size_t n = 200000;
+    uint8_t *s = calloc(1, 4 + n + 16);
+    header(s, (uint32_t)n);
+    CHECK_EQ_INT(put(&in, s, 4 + 500), 504); /* the prefix and 500 bytes of body */
+    struct mp_frame f;
+    CHECK_EQ_INT(mp_intake_next(&in, &f), MP_INTAKE_BUSY);
+    mp_intake_discard(&in);
+    CHECK(mp_intake_discarding(&in));
+    CHECK_EQ_INT(in.skip, n - 500);
+    size_t off = 504, reads = 0;
+    while (mp_intake_discarding(&in)) {
+        uint8_t *p;
+        size_t room;
+        mp_intake_space(&in, &p, &room);
+        CHECK(room > 0 && room <= MP_INTAKE_STAGE && room <= 4 + n - off);
+        size_t k = put(&in, s + off, 4 + n + 16 - off);
+        off += k;
+        reads++;
+        CHECK_EQ_INT(mp_intake_next(&in, &f), MP_INTAKE_NEED_MORE);
+        CHECK_EQ_INT(mem_budget_used(&b), 0);
+    }
+    CHECK_EQ_INT(off, 4 + n); /* exactly the refused frame, not a byte of what follows */
+    CHECK(reads >= n / MP_INTAKE_STAGE);
+    CHECK_EQ_INT(mp_intake_pending(&in), 0);
+    mp_intake_free(&in);
+    CHECK_EQ_INT(mem_budget_used(&b), 0);
+    /* the whole refused frame already staged: nothing left to discard */
+    mp_intake_init(&in, 1 << 20, &b);
+    header(s, 300);
+    put(&in, s, 4 + 300 + 8);
+    CHECK_EQ_INT(mem_budget_charge(&b, 800, MEMB_FETCH), 0);
+    CHECK_EQ_INT(mp_intake_next(&in, &f), MP_INTAKE_BUSY);
+    mp_intake_discard(&in);
+    CHECK(!mp_intake_discarding(&in));
+    mp_intake_free(&in);
+    mem_budget_release(&b, 800);
+    CHECK_EQ_INT(mem_budget_used(&b), 0);
+    free(s);
+}
+
 TEST(test_cap_and_empty)
 {
     struct mem_budget b;
@@ -218,4 +266,5 @@ TEST(test_byte_by_byte_stream)
 }
 
 TEST_MAIN(test_small_frames_in_one_read, test_large_frame_charged_at_header_read_in_place,
-          test_over_budget_refused_nothing_charged, test_cap_and_empty, test_byte_by_byte_stream)
+          test_over_budget_refused_nothing_charged, test_refused_frame_discarded,
+          test_cap_and_empty, test_byte_by_byte_stream)
