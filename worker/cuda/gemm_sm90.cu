@@ -24,9 +24,18 @@
  * ran at 0.85 x the plain GEMM's rate (the table: 0.95 x), also when spread over the next tile's
  * k-loop (docs/cuda.md).
  *
- * Measured (H100 SXM, bench_kernels sm90; table in docs/cuda.md): fused gate_up + SwiGLU 1.13 x
- * (2B) / 1.05 x (8B) faster than cuBLASLt + vl_swiglu; the plain and residual forms 0.95-1.04 x
- * cuBLASLt at M = 16384 and 0.73-0.97 x at M = 4464, so the forward uses only the fused form.
+ * q/k RMSNorm + MRoPE epilogue (qk_norm_mrope_head) and ViT bias + 2-D rope epilogue
+ * (vit_bias_rope_half): per 128-column half tile (one LM head of 128, two ViT heads of 64), in
+ * the accumulator layout, bit-identical to the separate kernels of rope.cu; their bf16-valued
+ * steps run as fma.rn.bf16x2 (one instruction per two values), results go to a separate array
+ * (writing the accumulators makes ptxas serialise the next tile's wgmma), and the MRoPE cos / sin
+ * are loaded while the tile's last wgmma group runs.
+ *
+ * Measured (H100 SXM, bench_kernels sm90; tables in docs/cuda.md): fused gate_up + SwiGLU 1.13 x
+ * (2B) / 1.05 x (8B) faster than cuBLASLt + vl_swiglu; fused qkv + q/k norm + MRoPE 1.03-1.11 x
+ * cuBLASLt + vl_qk_norm_mrope; ViT qkv + bias + rope 1.21 x cuBLASLt bias + vl_vit_rope at
+ * M = 16384 (0.95-1.04 x at 4464); the plain and residual forms 0.95-1.04 x cuBLASLt at
+ * M = 16384 and 0.73-0.97 x at M = 4464, so the forward uses only the fused forms.
  *
  * The W half-tiles are rows [n0, n0 + 128) and [n0 + 128, n0 + 256) for the plain form and
  * rows [j0, j0 + 128) (gate) and [I + j0, I + j0 + 128) (up) for the SwiGLU form: a thread's
@@ -236,22 +245,15 @@ static __device__ __forceinline__ uint32_t bsub2(uint32_t a, uint32_t b)
  * vl_qk_norm_mrope (rope.cu, head_dim 128) writes for the bf16-rounded accumulator: x = bf16(a),
  * the sum of squares in that kernel's order (pairs (8i+2q, 8i+2q+1) fused, a tree over i, then
  * (q0 + q1) + (q2 + q3)), r = rsqrt(ss / 128 + eps), y = bf16(bf16(x r) w), out = bf16(bf16(y cos)
- * + bf16(rotate_half(y) sin)). Rows >= M (clipped by the TMA store) read cos/sin of row M - 1. */
+ * + bf16(rotate_half(y) sin)). cos / sin: rope_prefetch's pre. */
 static __device__ __forceinline__ void qk_norm_mrope_head(const float *a, uint32_t *o,
                                                           const uint16_t *__restrict__ w,
-                                                          const uint16_t *__restrict__ cs, int row0,
-                                                          int M, int q, float eps)
+                                                          const uint32_t *pre, int q, float eps)
 {
     const uint32_t *w2 = (const uint32_t *)w + q; /* columns (8 i + 2 q, + 1) as one bf16x2 */
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-        int row = row0 + 8 * h;
-        row = row < M ? row : M - 1;
-        const uint32_t *c2 = (const uint32_t *)(cs + (size_t)row * 128) + q;
-        uint32_t cv[8], sv[8];
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            cv[i] = __ldg(c2 + 4 * i), sv[i] = __ldg(c2 + 32 + 4 * i);
+        const uint32_t *cv = pre + 16 * h, *sv = pre + 16 * h + 8;
         uint32_t xb[16];
         float p[16];
 #pragma unroll
@@ -343,6 +345,25 @@ static __device__ __forceinline__ void vit_bias_rope_half(const float *a, uint32
     }
 }
 
+/* The MRoPE cos / sin a consumer thread's EPI_QKROPE epilogue needs for its rows row0 and
+ * row0 + 8 (clamped to M - 1: rows past M are clipped by the store), loaded when the tile starts
+ * so that the L2 latency hides behind the tile's products instead of stalling the epilogue (and
+ * once per tile, not per half tile). pre[16 h + j]: j < 8 the bf16x2 cos of columns (8 j + 2 q,
+ * + 1), j >= 8 the sin of columns 8 (j - 8) + 2 q, + 1. */
+static __device__ __forceinline__ void rope_prefetch(uint32_t *pre, const epi_args &ea, int row0,
+                                                     int q)
+{
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int row = row0 + 8 * h;
+        row = row < ea.M ? row : ea.M - 1;
+        const uint32_t *c2 = (const uint32_t *)(ea.cs + (size_t)row * 128) + q;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            pre[16 * h + i] = __ldg(c2 + 4 * i), pre[16 * h + 8 + i] = __ldg(c2 + 32 + 4 * i);
+    }
+}
+
 #endif /* VL_SM90A */
 
 /* n_step: W rows per column tile (256 plain, 128 SwiGLU); b_off: row offset of the second W
@@ -394,6 +415,7 @@ static __global__ void __launch_bounds__(384, 1)
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     int c = wg - 1, tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+
     float acc[128];
 #pragma unroll
     for (int i = 0; i < 128; i++)
@@ -403,6 +425,8 @@ static __global__ void __launch_bounds__(384, 1)
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
         int tm, tn;
         tile_coords(t, tiles_m, tiles_n, &tm, &tn);
+        int r0 = warp * 16 + lane / 4, q = lane % 4; /* a thread's accumulator rows, columns */
+
         int prev = 0;
         for (int kb = 0; kb < nk; kb++) {
             mbar_wait(full + 8 * st, ph);
@@ -422,6 +446,11 @@ static __global__ void __launch_bounds__(384, 1)
             if (++st == ST)
                 st = 0, ph ^= 1;
         }
+        /* EPI_QKROPE: cos / sin of this thread's rows, loaded while the last wgmma group runs
+         * (at the tile's start, 32 more registers across the k-loop spill) */
+        uint32_t pre[EPI == EPI_QKROPE ? 32 : 1];
+        if (EPI == EPI_QKROPE)
+            rope_prefetch(pre, ea, tm * BM + c * 64 + r0, q);
         wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < 128; i++)
@@ -433,7 +462,6 @@ static __global__ void __launch_bounds__(384, 1)
          * (128 columns at a time, 128-byte swizzle: row r's 16-byte chunk j at j ^ (r % 8), so
          * a warp's 4-byte writes hit 32 distinct banks), then one thread stores them by TMA
          * while the warpgroup starts the next tile's products. */
-        int r0 = warp * 16 + lane / 4, q = lane % 4;
         uint32_t cbase = base + ST * STAGE_BYTES + c * (2 * C_BOX_BYTES);
         int out_row = tm * BM + c * 64;
         constexpr int halves = EPI == EPI_SWIGLU ? 1 : 2;
@@ -451,8 +479,8 @@ static __global__ void __launch_bounds__(384, 1)
                                        ea.vcs, out_row + r0, ea.M, col0 < 2 * v);
             }
             if (EPI == EPI_QKROPE && normed)
-                qk_norm_mrope_head(acc + 64 * hf, qo, tn * 2 + hf < ea.nq ? ea.qw : ea.kw, ea.cs,
-                                   out_row + r0, ea.M, q, ea.eps);
+                qk_norm_mrope_head(acc + 64 * hf, qo, tn * 2 + hf < ea.nq ? ea.qw : ea.kw, pre, q,
+                                   ea.eps);
             if (tid == 0)
                 bulk_wait_read(); /* the previous stores have read the boxes */
             wg_bar(1 + c);
