@@ -111,6 +111,15 @@ enum {
     SM90_VIT = 32
 };
 
+/* Batches below these row counts keep cuBLASLt + the separate kernel even where QK_ROPE / VIT
+ * are selected: the own kernel's 128 x 256 tiles leave the card part-idle there (H100, fused vs
+ * cuBLASLt + separate kernel: LM qkv 0.49-0.94 x at 32-512 rows, 1024 rows 1.18 x for 2B but
+ * 0.90 x for 8B, 4464 rows 1.00-1.05 x; ViT qkv 0.65-0.97 x at 32-1024 patches, 0.95-1.04 x at
+ * 4464, 1.21 x at 16384; a 32-token query took 2.79-2.86 ms fused vs 2.40-2.43 ms; docs/cuda.md).
+ * Rows: the batch's tokens (LM) or patches (ViT). */
+#define SM90_QK_ROPE_MIN_ROWS 4096
+#define SM90_VIT_MIN_ROWS 8192
+
 static void mark(struct vl_cuda_ctx *c, int tag)
 {
     if (!c->prof || c->npev >= PROF_MAX)
@@ -212,7 +221,7 @@ static void tune_gemms(struct vl_cuda_ctx *c)
         const struct vl_cuda_layer *L = &w->layer[l];
         wa[l] = L->qkv_w, wb[l] = L->o_w, wc[l] = L->gate_up_w, wd[l] = L->down_w;
     }
-    if (!(c->sm90 & (SM90_QKV | SM90_QK_ROPE)))
+    if (!(c->sm90 & SM90_QKV)) /* also with QK_ROPE: batches below its row bound use cuBLASLt */
         tune_class(c, &ts, c->cap_tokens, Wq, H, c->xn, wa, NULL, nl, c->qkv, VL_GEMM_PLAIN, 0);
     if (!(c->sm90 & SM90_O))
         tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
@@ -270,11 +279,18 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     vl_info("CUDA backend: LM gate_up + SwiGLU on %s", c->sm90 & SM90_GATE_UP
                                                            ? "the own sm_90a GEMM (fused epilogue)"
                                                            : "cuBLASLt + vl_swiglu");
-    vl_info("CUDA backend: LM qkv + q/k norm + MRoPE on %s",
-            c->sm90 & SM90_QK_ROPE ? "the own sm_90a GEMM (fused epilogue)"
-                                   : "cuBLASLt + vl_qk_norm_mrope");
-    vl_info("CUDA backend: ViT qkv + bias + 2-D rope on %s",
-            c->sm90 & SM90_VIT ? "the own sm_90a GEMM (fused epilogue)" : "cuBLASLt + vl_vit_rope");
+    if (c->sm90 & SM90_QK_ROPE)
+        vl_info("CUDA backend: LM qkv + q/k norm + MRoPE on the own sm_90a GEMM (fused epilogue) "
+                "for batches of >= %d tokens, else cuBLASLt + vl_qk_norm_mrope",
+                SM90_QK_ROPE_MIN_ROWS);
+    else
+        vl_info("CUDA backend: LM qkv + q/k norm + MRoPE on cuBLASLt + vl_qk_norm_mrope");
+    if (c->sm90 & SM90_VIT)
+        vl_info("CUDA backend: ViT qkv + bias + 2-D rope on the own sm_90a GEMM (fused epilogue) "
+                "for batches of >= %d patches, else cuBLASLt + vl_vit_rope",
+                SM90_VIT_MIN_ROWS);
+    else
+        vl_info("CUDA backend: ViT qkv + bias + 2-D rope on cuBLASLt + vl_vit_rope");
     if (!(c->sm90 & SM90_GATE_UP)) /* the fused form never writes gate_up */
         c->gu = vl_cuda_malloc(bf(T * 2 * I));
     c->act = vl_cuda_malloc(bf(T * I));
@@ -415,7 +431,7 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
         mark(c, P_V_NORM);
         vl_layernorm(s, c->vx, B->norm1_w, B->norm1_b, c->vxn, P, V, k->v_eps);
         mark(c, P_V_QKV);
-        if (c->sm90 & SM90_VIT) { /* bias + 2-D rope in the GEMM's epilogue */
+        if ((c->sm90 & SM90_VIT) && P >= SM90_VIT_MIN_ROWS) { /* bias + rope in its epilogue */
             vl_gemm_sm90_vit_qkv_rope(s, P, k->v_heads, k->v_head_dim, V, c->vxn, B->qkv_w,
                                       B->qkv_b, c->vqkv, c->vrope_cs);
             mark(c, P_V_ROPE);
@@ -483,7 +499,7 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
         mark(c, P_NORM);
         vl_rmsnorm(s, c->h, L->in_norm, c->xn, T, H, k->rms_eps);
         mark(c, P_QKV);
-        if (c->sm90 & SM90_QK_ROPE) { /* q/k norm + MRoPE in the GEMM's epilogue */
+        if ((c->sm90 & SM90_QK_ROPE) && T >= SM90_QK_ROPE_MIN_ROWS) { /* norm + rope fused */
             vl_gemm_sm90_qk_norm_mrope(s, T, nq, nkv, hd, H, c->xn, L->qkv_w, c->qkv, L->q_norm,
                                        L->k_norm, c->rope_cs, k->rms_eps);
             mark(c, P_QKNORM_ROPE);

@@ -299,7 +299,23 @@ static void bench_sm90(void)
                {"8B qkv+qknorm+mrope", 6144, 4096, 3, 32, 8}, {"8B o+res", 4096, 4096, 1, 0, 0},
                {"ViT-2B qkv+bias+rope", 3072, 1024, 4, 16, 0}};
     const char *only = getenv("VL_BENCH_SM90_ONLY"); /* substring of the row names to run */
-    int Ms[] = {4464, 16384};
+    /* row counts: VL_BENCH_SM90_M (comma-separated, each 1..16384, at most 8) or 4464, 16384 */
+    int Ms[8] = {4464, 16384}, nms = 2;
+    const char *em = getenv("VL_BENCH_SM90_M");
+    if (em && *em) {
+        nms = 0;
+        for (const char *p = em; *p && nms < 8;) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p) { /* not a number: skip one character */
+                p++;
+                continue;
+            }
+            if (v >= 1 && v <= 16384)
+                Ms[nms++] = (int)v;
+            p = end;
+        }
+    }
     size_t maxn = 24576, maxk = 12288, maxm = 16384;
     struct sm90_case c = {0};
     c.g = vl_gemm_create(32u << 20);
@@ -326,7 +342,7 @@ static void bench_sm90(void)
     printf("| own sm_90a GEMM vs cuBLASLt heuristic pick: mean of 40 back-to-back calls over 8 "
            "weight copies, best of 3 alternated rounds; TFLOP/s of the GEMM | | |\n");
     for (size_t i = 0; i < sizeof shp / sizeof shp[0]; i++)
-        for (int mi = 0; mi < 2; mi++) {
+        for (int mi = 0; mi < nms; mi++) {
             if (only && !strstr(shp[i].name, only))
                 continue;
             c.M = Ms[mi], c.N = shp[i].N, c.K = shp[i].K, c.mode = shp[i].mode;
@@ -372,7 +388,8 @@ static void bench_sm90(void)
 }
 
 /* `bench_kernels attention` runs the attention rows only, `bench_kernels sm90` the own-GEMM rows
- * only (VL_BENCH_SM90_ONLY=substring: only the own-GEMM rows whose name contains it). */
+ * only (VL_BENCH_SM90_ONLY=substring: only the own-GEMM rows whose name contains it;
+ * VL_BENCH_SM90_M=comma-separated row counts instead of 4464,16384). */
 int main(int argc, char **argv)
 {
     int attn_only = argc > 1 && strcmp(argv[1], "attention") == 0;
