@@ -57,4 +57,17 @@
  * worth returning. */
 #define VL_GATEWAY_MMAP_THRESHOLD (256 * 1024)
 
+/* Every VL_GATEWAY_TRIM_INTERVAL_MS the gateway calls malloc_trim(0) if at least
+ * VL_GATEWAY_TRIM_MIN_BYTES of buffered bytes were released since its last trim: a large buffer
+ * that glibc carved out of free heap space (instead of a fresh mmap) stays resident when freed
+ * until the heap is trimmed. 1 s and 1 MiB: a burst's memory goes back within a second, and an
+ * idle or text-only gateway never trims (a trim walks every arena's free chunks; about a
+ * millisecond here). */
+#define VL_GATEWAY_TRIM_INTERVAL_MS 1000
+#define VL_GATEWAY_TRIM_MIN_BYTES (1 << 20)
+/* ...and at once, after the loop iteration that saw it, once VL_GATEWAY_TRIM_BURST_BYTES were
+ * released since the last trim: under a load of large requests the freed-but-resident memory
+ * stays below about this much instead of a second's worth of traffic. */
+#define VL_GATEWAY_TRIM_BURST_BYTES (8 << 20)
+
 #endif

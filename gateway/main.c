@@ -149,6 +149,10 @@ static struct {
     struct vl_frame_reader ctl_rd;
     uv_timer_t hb, drain_timer;
     uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t trim_timer;
+    uv_check_t trim_check;
+    uint64_t trim_released; /* mem_budget_released at the last heap trim */
+    int trim_again;         /* bytes were released since the last tick: trim once more */
     int stopping;
     char pp_version[256];
     char model_name[256];
@@ -282,6 +286,38 @@ static void on_heartbeat(uv_timer_t *t)
 }
 
 /* ---- stop ---------------------------------------------------------------------------------- */
+
+/* Gives freed heap memory back to the kernel after large buffers were released (see
+ * VL_GATEWAY_TRIM_INTERVAL_MS). */
+static void trim_if(uint64_t min_bytes)
+{
+    uint64_t r = mem_budget_released(&G.mem);
+    if (r - G.trim_released >= min_bytes) {
+        G.trim_released = r;
+        malloc_trim(0);
+    }
+}
+
+static void on_trim(uv_timer_t *t)
+{
+    /* one more trim a period after the releases stop, for what was freed after the last one
+     * (decoded pixels, JSON trees, answers: memory the budget does not count) */
+    uint64_t r = mem_budget_released(&G.mem);
+    if (r == G.trim_released && G.trim_again) {
+        G.trim_again = 0;
+        malloc_trim(0);
+        return;
+    }
+    if (r != G.trim_released)
+        G.trim_again = 1;
+    trim_if(VL_GATEWAY_TRIM_MIN_BYTES);
+}
+
+/* After each loop iteration: trims at once when much was released (a burst of large requests). */
+static void on_trim_check(uv_check_t *h)
+{
+    trim_if(VL_GATEWAY_TRIM_BURST_BYTES);
+}
 
 static void close_all(void)
 {
@@ -450,6 +486,9 @@ int main(int argc, char **argv)
         vl_error("tokenizer \"%s\": %s", tokpath, err);
         return VL_EXIT_PERMANENT;
     }
+    /* Loading tokenizer.json (an 11 MB JSON tree, parsed and freed) leaves tens of MB of free
+     * heap resident; give it back, so the idle RSS is what the gateway holds. */
+    malloc_trim(0);
     const struct media_limits *ml = &pc.media;
     snprintf(G.pp_version, sizeof G.pp_version,
              "vlembed-pp1;img=%lld-%lldpx;vid=%.2gfps,%d-%dfr,%lld-%lldpx,total%lld;tok=%lld",
@@ -507,6 +546,13 @@ int main(int argc, char **argv)
     G.mp.mem_budget = &G.mem;
     G.mp.on_idle = on_mp_idle;
 
+    uv_timer_init(G.loop, &G.trim_timer);
+    uv_timer_start(&G.trim_timer, on_trim, VL_GATEWAY_TRIM_INTERVAL_MS,
+                   VL_GATEWAY_TRIM_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&G.trim_timer);
+    uv_check_init(G.loop, &G.trim_check);
+    uv_check_start(&G.trim_check, on_trim_check);
+    uv_unref((uv_handle_t *)&G.trim_check);
     uv_signal_init(G.loop, &G.sigterm);
     uv_signal_start(&G.sigterm, on_signal, SIGTERM);
     uv_signal_init(G.loop, &G.sigint);

@@ -8,6 +8,7 @@ void mem_budget_init(struct mem_budget *b, int64_t limit)
     b->limit = limit > 0 ? limit : 0;
     atomic_init(&b->used, 0);
     atomic_init(&b->peak, 0);
+    atomic_init(&b->released, 0);
     for (int i = 0; i < MEMB_N; i++)
         atomic_init(&b->refused[i], 0);
 }
@@ -36,6 +37,12 @@ void mem_budget_release(struct mem_budget *b, int64_t n)
     if (!b || n <= 0)
         return;
     atomic_fetch_sub(&b->used, n);
+    atomic_fetch_add(&b->released, (uint64_t)n);
+}
+
+uint64_t mem_budget_released(const struct mem_budget *b)
+{
+    return b ? atomic_load(&((struct mem_budget *)b)->released) : 0;
 }
 
 int64_t mem_budget_used(const struct mem_budget *b)

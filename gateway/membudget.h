@@ -34,6 +34,7 @@ struct mem_budget {
     _Atomic int64_t used;             /* bytes charged and not yet released */
     _Atomic int64_t peak;             /* highest `used` seen */
     _Atomic uint64_t refused[MEMB_N]; /* charges refused, by what */
+    _Atomic uint64_t released;        /* bytes released in all (the gateway trims its heap by it) */
 };
 
 void mem_budget_init(struct mem_budget *b, int64_t limit);
@@ -44,6 +45,9 @@ int mem_budget_charge(struct mem_budget *b, int64_t n, enum mem_budget_what what
 
 /* Releases n bytes charged earlier (exactly what was charged; 0 is a no-op). */
 void mem_budget_release(struct mem_budget *b, int64_t n);
+
+/* Bytes released since the start; 0 for NULL. */
+uint64_t mem_budget_released(const struct mem_budget *b);
 
 /* Bytes charged now; 0 for NULL. */
 int64_t mem_budget_used(const struct mem_budget *b);
