@@ -123,6 +123,26 @@ static int check_vs(const char *what, const uint16_t *got, const uint16_t *ref, 
 }
 
 /* Plain / accumulate form: Y = (Y0 +) X W^T, N x K weights. */
+/* The n bf16 values at device pointer w as host floats (caller frees). */
+static float *weights_f32(const uint16_t *w, size_t n)
+{
+    uint16_t *hw = gu_download(w, n * 2);
+    float *f = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        f[i] = vl_bf16_to_float(hw[i]);
+    free(hw);
+    return f;
+}
+
+/* sum over k of x[k] w[k], in double, k ascending: the CPU reference of one output value. */
+static double dot_f64(const float *x, const float *w, int K)
+{
+    double s = 0;
+    for (int k = 0; k < K; k++)
+        s += (double)x[k] * w[k];
+    return s;
+}
+
 static void plain_case(int M, int N, int K, int acc)
 {
     size_t xn = (size_t)M * K, wn = (size_t)N * K, yn = (size_t)M * N;
@@ -146,21 +166,12 @@ static void plain_case(int M, int N, int K, int acc)
 
     int rows[64], nr = ref_rows(M, rows);
     float *ref = malloc((size_t)nr * N * sizeof(float)), *got = malloc((size_t)nr * N * 4);
-    float *wf = malloc(wn * sizeof(float));
-    {
-        uint16_t *hw = gu_download(w, wn * 2);
-        for (size_t i = 0; i < wn; i++)
-            wf[i] = vl_bf16_to_float(hw[i]);
-        free(hw);
-    }
+    float *wf = weights_f32(w, wn);
     for (int i = 0; i < nr; i++) {
         float *xr = get_row(x, rows[i], K), *yr = get_row(y, rows[i], N);
         float *y0r = acc ? get_row(y0, rows[i], N) : NULL;
         for (int n = 0; n < N; n++) {
-            double s = 0;
-            const float *wr = wf + (size_t)n * K;
-            for (int k = 0; k < K; k++)
-                s += (double)xr[k] * wr[k];
+            double s = dot_f64(xr, wf + (size_t)n * K, K);
             if (acc)
                 s += y0r[n];
             ref[(size_t)i * N + n] = (float)s;
@@ -218,22 +229,12 @@ static void swiglu_case(int M, int I, int K)
 
     int rows[64], nr = ref_rows(M, rows);
     float *ref = malloc((size_t)nr * I * sizeof(float)), *got = malloc((size_t)nr * I * 4);
-    float *wf = malloc(wn * sizeof(float));
-    {
-        uint16_t *hw = gu_download(w, wn * 2);
-        for (size_t i = 0; i < wn; i++)
-            wf[i] = vl_bf16_to_float(hw[i]);
-        free(hw);
-    }
+    float *wf = weights_f32(w, wn);
     for (int i = 0; i < nr; i++) {
         float *xr = get_row(x, rows[i], K), *ar = get_row(act, rows[i], I);
         for (int n = 0; n < I; n++) {
-            double sg = 0, su = 0;
-            const float *wg = wf + (size_t)n * K, *wu = wf + (size_t)(I + n) * K;
-            for (int k = 0; k < K; k++) {
-                sg += (double)xr[k] * wg[k];
-                su += (double)xr[k] * wu[k];
-            }
+            double sg = dot_f64(xr, wf + (size_t)n * K, K);
+            double su = dot_f64(xr, wf + (size_t)(I + n) * K, K);
             float gq = vl_bf16_round((float)sg), uq = vl_bf16_round((float)su);
             ref[(size_t)i * I + n] = silu_bf16(gq) * uq;
             got[(size_t)i * I + n] = ar[n];
@@ -313,24 +314,15 @@ static void qkrope_case(int M, int nq, int nkv, int K)
 
     int rows[64], nr = ref_rows(M, rows);
     float *ref = malloc((size_t)nr * N * sizeof(float)), *got = malloc((size_t)nr * N * 4);
-    float *wf = malloc(wn * sizeof(float)), qwf[128], kwf[128];
+    float *wf = weights_f32(w, wn), qwf[128], kwf[128];
     for (int d = 0; d < hd; d++)
         qwf[d] = vl_bf16_to_float(hqw[d]), kwf[d] = vl_bf16_to_float(hkw[d]);
-    {
-        uint16_t *hw = gu_download(w, wn * 2);
-        for (size_t i = 0; i < wn; i++)
-            wf[i] = vl_bf16_to_float(hw[i]);
-        free(hw);
-    }
     for (int i = 0; i < nr; i++) {
         float *xr = get_row(x, rows[i], K), *yr = get_row(y, rows[i], N);
         uint16_t *csr = gu_download(cs + (size_t)rows[i] * hd, hd * 2);
         float *rr = ref + (size_t)i * N;
         for (int n = 0; n < N; n++) {
-            double sm = 0;
-            const float *wr = wf + (size_t)n * K;
-            for (int k = 0; k < K; k++)
-                sm += (double)xr[k] * wr[k];
+            double sm = dot_f64(xr, wf + (size_t)n * K, K);
             rr[n] = vl_bf16_round((float)sm);
             got[(size_t)i * N + n] = yr[n];
         }
@@ -380,22 +372,13 @@ static void vitrope_case(int M, int heads, int K)
 
     int rows[64], nr = ref_rows(M, rows);
     float *ref = malloc((size_t)nr * N * sizeof(float)), *got = malloc((size_t)nr * N * 4);
-    float *wf = malloc(wn * sizeof(float)), *bf = get_row(b, 0, N);
-    {
-        uint16_t *hw = gu_download(w, wn * 2);
-        for (size_t i = 0; i < wn; i++)
-            wf[i] = vl_bf16_to_float(hw[i]);
-        free(hw);
-    }
+    float *wf = weights_f32(w, wn), *bf = get_row(b, 0, N);
     for (int i = 0; i < nr; i++) {
         float *xr = get_row(x, rows[i], K), *yr = get_row(y, rows[i], N);
         float *csr = gu_download(cs + (size_t)rows[i] * hd, hd * 4);
         float *rr = ref + (size_t)i * N;
         for (int n = 0; n < N; n++) {
-            double sm = 0;
-            const float *wr = wf + (size_t)n * K;
-            for (int k = 0; k < K; k++)
-                sm += (double)xr[k] * wr[k];
+            double sm = dot_f64(xr, wf + (size_t)n * K, K);
             rr[n] = vl_bf16_round((float)(sm + bf[n]));
             got[(size_t)i * N + n] = yr[n];
         }
