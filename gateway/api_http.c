@@ -12,6 +12,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "gateway/api_job.h"
+#include "gateway/mpapi.h"
 #include "gateway/openapi.h"
 
 static void respond_json(struct http_req *req, int status, const char *extra, const char *body,
@@ -354,6 +355,14 @@ static void handler(struct http_server *s, struct http_req *req)
             body = vl_realloc(body, len + len2 + 1);
             memcpy(body + len, more, len2 + 1);
             free(more);
+            len += len2;
+            len2 = 0;
+            if (h->ctx->user_mp) { /* the msgpack socket's connections and deadlines */
+                more = mpapi_metrics(h->ctx->user_mp, &len2);
+                body = vl_realloc(body, len + len2 + 1);
+                memcpy(body + len, more, len2 + 1);
+                free(more);
+            }
             http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body,
                          len + len2);
             free(body);

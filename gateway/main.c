@@ -41,6 +41,7 @@ struct gw_opts {
     int64_t min_body_rate, max_client_connections, client_max_inflight, client_burst;
     int64_t http_fd, api_fd, control_fd;
     int64_t max_body, max_header, max_pipeline, max_connections, api_max_frame;
+    int64_t max_msgpack_connections;
     double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s;
     int64_t max_items, max_visuals, max_text_bytes, max_inflight_items, max_tokens;
     int64_t preprocess_threads;
@@ -72,12 +73,15 @@ static const struct vl_opt opts[] = {
     O("max-pipeline", INT, max_pipeline, "32", 1, 1024, NULL,
       "outstanding requests per HTTP connection (reading pauses beyond)"),
     O("max-connections", INT, max_connections, "4096", 1, 1 << 20, NULL, "open HTTP connections"),
+    O("max-msgpack-connections", INT, max_msgpack_connections, "4096", 1, 1 << 20, NULL,
+      "open msgpack API connections; more get 503 too_many_connections and are closed"),
     O("api-max-frame", SIZE, api_max_frame, "64M", 1024, 1LL << 31, NULL,
       "largest msgpack API request frame"),
     O("header-timeout-s", DOUBLE, header_timeout_s, "10", 0.1, 3600, NULL,
-      "a request head must arrive within this (and a body must not stall longer)"),
+      "a request head (msgpack: a frame's length prefix) must arrive within this, and a body "
+      "(a frame) must not stall longer"),
     O("idle-timeout-s", DOUBLE, idle_timeout_s, "60", 0.1, 86400, NULL,
-      "idle keep-alive connections are closed after this"),
+      "idle keep-alive connections (HTTP and msgpack) are closed after this"),
     O("timeout-s", DOUBLE, timeout_s, "60", 0.01, 3600, NULL,
       "default request deadline (a request's `timeout` may change it)"),
     O("drain-timeout-s", DOUBLE, drain_timeout_s, "30", 0, 3600, NULL,
@@ -111,9 +115,11 @@ static const struct vl_opt opts[] = {
     O("open-metrics", BOOL, open_metrics, "false", 1, 0, NULL,
       "with api-keys-file: serve /metrics without a key"),
     O("request-timeout-s", DOUBLE, request_timeout_s, "120", 0, 86400, NULL,
-      "a whole request (head and body) must arrive within this from its first byte (0: off)"),
+      "a whole request (head and body; msgpack: a frame) must arrive within this from its first "
+      "byte (0: off)"),
     O("min-body-rate", SIZE, min_body_rate, "1k", 0, 1LL << 30, NULL,
-      "bytes per second a request body must average after body-rate-grace-s (0: off)"),
+      "bytes per second a request body (msgpack: a frame) must average after body-rate-grace-s "
+      "(0: off)"),
     O("body-rate-grace-s", DOUBLE, body_rate_grace_s, "10", 0, 3600, NULL,
       "time after the head before min-body-rate applies"),
     O("max-client-connections", INT, max_client_connections, "0", 0, 1 << 20, NULL,
@@ -544,6 +550,13 @@ int main(int argc, char **argv)
     api_http_set_guard(&G.ah, &keys, o->open_metrics, &cl);
     mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
     G.mp.mem_budget = &G.mem;
+    G.mp.lim = (struct mpapi_limits){.max_conns = (int)o->max_msgpack_connections,
+                                     .prefix_timeout_ms = hl.header_timeout_ms,
+                                     .stall_timeout_ms = hl.body_timeout_ms,
+                                     .idle_timeout_ms = hl.idle_timeout_ms,
+                                     .frame_timeout_ms = hl.request_timeout_ms,
+                                     .min_rate = hl.min_body_rate,
+                                     .rate_grace_ms = hl.body_rate_grace_ms};
     G.mp.on_idle = on_mp_idle;
 
     uv_timer_init(G.loop, &G.trim_timer);

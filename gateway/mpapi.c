@@ -19,12 +19,18 @@
 
 struct mp_conn {
     uv_pipe_t pipe;
+    uv_timer_t timer; /* the slow-sender and idle deadlines (conn_deadline) */
     struct mpapi *m;
     struct mp_intake in;
-    int refs; /* 1 while open + 1 per request in flight */
+    int refs; /* 2 while open (the pipe and the timer) + 1 per request in flight */
     int dead, reading, inflight;
-    int broken;    /* a framing error or a refusal was answered: nothing more is read */
-    int shut_down; /* the write side is closed (after a broken connection's last answer) */
+    int broken;           /* a framing error or a refusal was answered: nothing more is read */
+    int shut_down;        /* the write side is closed (after a broken connection's last answer) */
+    int refused;          /* over the connection cap: not counted in n_conns */
+    uint64_t t_first_ms;  /* the first byte of the frame being received (0: none) */
+    uint64_t t_body_ms;   /* its length prefix complete (0: not yet) */
+    uint64_t t_read_ms;   /* the last read */
+    uint64_t t_active_ms; /* the last read or answer: the idle clock */
     struct mp_conn *prev, *next;
     struct mp_req *reqs;
 };
@@ -69,7 +75,8 @@ static void conn_close(struct mp_conn *c)
         m->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    m->n_conns--;
+    if (!c->refused)
+        m->n_conns--;
     mp_intake_free(&c->in); /* a frame half read is released now */
     /* the client is gone: cancel what it still waits for (each answer is then dropped) */
     int n = 0;
@@ -85,6 +92,7 @@ static void conn_close(struct mp_conn *c)
         free(js);
     }
     uv_close((uv_handle_t *)&c->pipe, on_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
 static void on_written(uv_write_t *w, int status)
@@ -195,6 +203,7 @@ static void req_free(struct mp_req *r)
 
 static void resume(struct mp_conn *c);
 static void shut_down_if_done(struct mp_conn *c);
+static void conn_track(struct mp_conn *c, int fresh);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void job_done(struct api_job *j)
@@ -249,8 +258,10 @@ static void job_done(struct api_job *j)
         r->next->prev = r->prev;
     req_free(r);
     c->inflight--;
+    c->t_active_ms = uv_now(m->ctx->loop);
     resume(c);
     shut_down_if_done(c);
+    conn_track(c, 0);
     conn_unref(c);
     if (m->on_idle && m->active_jobs == 0)
         m->on_idle(m);
@@ -279,6 +290,35 @@ static void handle_frame(struct mp_conn *c, struct mp_frame *f)
         answer_error(c, r, &e);
         req_free(r);
         return;
+    }
+    /* The request holds its own copies of the frame's strings (texts, URLs, data: URIs), each no
+     * longer than its place in the frame. Without bins nothing points into the frame any more:
+     * it goes, and its charge shrinks to those copies (as an HTTP body's). With bins the frame
+     * stays (they are views into it), and the copies are charged besides it. */
+    int64_t strings = (int64_t)api_req_string_bytes(&j->req);
+    if (d.n_bins == 0) {
+        int64_t keep = strings < r->frame.charged ? strings : r->frame.charged;
+        free(r->frame.payload);
+        r->frame.payload = NULL;
+        mem_budget_release(m->mem_budget, r->frame.charged - keep);
+        r->frame.charged = keep;
+    } else if (strings > 0) {
+        if (mem_budget_charge(m->mem_budget, strings, MEMB_MSGPACK_FRAME)) {
+            struct mem_budget *b = m->mem_budget;
+            api_req_free(&j->req);
+            free(j);
+            api_err_set(&e, 503, "service_unavailable", "memory_busy", NULL,
+                        "the gateway is holding too many request and media bytes (%lld of its "
+                        "limit of %lld, --max-buffered-bytes) to take this request's %lld bytes of "
+                        "texts and URLs besides its frame; retry",
+                        (long long)mem_budget_used(b), (long long)(b ? b->limit : 0),
+                        (long long)strings);
+            metrics_error(m->ctx->metrics, e.status, e.code);
+            answer_error(c, r, &e);
+            req_free(r);
+            return;
+        }
+        r->frame.charged += strings;
     }
     int preview = d.preview;
     j->ctx = m->ctx;
@@ -374,8 +414,10 @@ static void take_frames(struct mp_conn *c)
     struct mp_frame f;
     int rc = MP_INTAKE_NEED_MORE;
     while (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
-           (rc = mp_intake_next(&c->in, &f)) == MP_INTAKE_OK)
+           (rc = mp_intake_next(&c->in, &f)) == MP_INTAKE_OK) {
+        c->t_first_ms = c->t_body_ms = 0; /* the next frame's clock starts with its bytes */
         handle_frame(c, &f);
+    }
     if (c->dead || c->broken || rc >= 0)
         return;
     struct api_err e;
@@ -404,6 +446,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     mp_intake_wrote(&c->in, (size_t)n);
+    if (n > 0)
+        c->t_read_ms = c->t_active_ms = uv_now(c->m->ctx->loop);
     if (c->broken) { /* reading only to throw a refused frame's body away */
         if (!mp_intake_discarding(&c->in) && c->reading) { /* all of it: nothing after it */
             uv_read_stop(s);
@@ -411,6 +455,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
             mp_intake_free(&c->in);
         }
         shut_down_if_done(c);
+        conn_track(c, 0);
         return;
     }
     take_frames(c);
@@ -418,6 +463,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         uv_read_stop(s);
         c->reading = 0;
     }
+    conn_track(c, 0);
 }
 
 static void resume(struct mp_conn *c)
@@ -426,8 +472,119 @@ static void resume(struct mp_conn *c)
         return;
     take_frames(c); /* frames already buffered first */
     if (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
-        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
         c->reading = 1;
+        /* a frame that waited while this connection was at its in-flight cap was not slow: its
+         * clocks start again now */
+        c->t_read_ms = c->t_active_ms = uv_now(c->m->ctx->loop);
+        conn_track(c, 1);
+    }
+}
+
+/* ---- deadlines ------------------------------------------------------------------------------ */
+
+/* Bytes of a frame are arriving: a partial prefix, a frame's payload, or a refused frame's rest. */
+static int conn_receiving(const struct mp_conn *c)
+{
+    return c->in.frame != NULL || mp_intake_discarding(&c->in) || mp_intake_pending(&c->in) > 0;
+}
+
+/* The earliest deadline of the frame being received (and which one it is, *kind), or of the idle
+ * connection (*kind = -1). 0: none (not reading: requests in flight at the cap, or a broken
+ * connection waiting for its answers; or reading with requests in flight and no frame begun). */
+static uint64_t conn_deadline(const struct mp_conn *c, int *kind)
+{
+    const struct mpapi_limits *l = &c->m->lim;
+    *kind = -1;
+    if (c->dead || c->shut_down || !c->reading)
+        return 0;
+    if (!conn_receiving(c))
+        return c->inflight > 0 || c->broken ? 0 : c->t_active_ms + l->idle_timeout_ms;
+    uint64_t d;
+    if (!c->in.frame && !mp_intake_discarding(&c->in)) {
+        d = c->t_first_ms + l->prefix_timeout_ms;
+        *kind = MP_TO_HEADER;
+    } else {
+        uint64_t last = c->t_read_ms > c->t_body_ms ? c->t_read_ms : c->t_body_ms;
+        d = last + l->stall_timeout_ms;
+        *kind = MP_TO_BODY_STALL;
+        if (l->min_rate) {
+            /* bytes so far buy time at the minimum rate, after the grace */
+            uint64_t got = c->in.frame ? c->in.frame_got : c->in.bad_len - c->in.skip;
+            uint64_t r = c->t_body_ms + l->rate_grace_ms + got * 1000 / l->min_rate;
+            if (r < d)
+                d = r, *kind = MP_TO_BODY_RATE;
+        }
+    }
+    if (l->frame_timeout_ms && c->t_first_ms + l->frame_timeout_ms < d)
+        d = c->t_first_ms + l->frame_timeout_ms, *kind = MP_TO_REQUEST;
+    return d;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct mp_conn *c = t->data;
+    int kind;
+    uint64_t d = conn_deadline(c, &kind);
+    uint64_t now = uv_now(c->m->ctx->loop);
+    if (!d)
+        return;
+    if (d > now) { /* bytes arrived meanwhile: not yet */
+        uv_timer_start(&c->timer, on_timer, d - now, 0);
+        return;
+    }
+    if (kind < 0) { /* idle: closed without an answer, as an idle HTTP keep-alive connection */
+        conn_close(c);
+        return;
+    }
+    static const char *why[MP_TO_N] = {
+        "the frame's 4-byte length prefix did not arrive within the header timeout "
+        "(--header-timeout-s)",
+        "the frame stalled: nothing of it arrived within the header timeout (--header-timeout-s)",
+        "the frame arrived slower than the minimum byte rate (--min-body-rate)",
+        "the frame did not arrive within the request timeout (--request-timeout-s)",
+    };
+    c->m->n_timeouts[kind]++;
+    struct api_err e;
+    api_err_set(&e, 408, "invalid_request_error", "request_timeout", NULL,
+                "%s; the connection is closed", why[kind]);
+    mp_intake_free(&c->in); /* the frame's reservation goes now (a refused frame's rest too) */
+    frame_error(c, &e, 0);
+}
+
+static void conn_arm_timer(struct mp_conn *c)
+{
+    if (c->dead)
+        return;
+    int kind;
+    uint64_t d = conn_deadline(c, &kind);
+    if (!d) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = uv_now(c->m->ctx->loop);
+    uv_timer_start(&c->timer, on_timer, d > now ? d - now : 0, 0);
+}
+
+/* Keeps the frame clocks in step with what the intake holds (a frame begun, its prefix done, or
+ * nothing), then re-arms the timer. fresh: the frame's clocks start now. */
+static void conn_track(struct mp_conn *c, int fresh)
+{
+    if (c->dead)
+        return;
+    uint64_t now = uv_now(c->m->ctx->loop);
+    if (!conn_receiving(c))
+        c->t_first_ms = c->t_body_ms = 0;
+    else {
+        if (!c->t_first_ms || fresh)
+            c->t_first_ms = now;
+        if (c->in.frame || mp_intake_discarding(&c->in)) {
+            if (!c->t_body_ms || fresh)
+                c->t_body_ms = now;
+        } else
+            c->t_body_ms = 0;
+    }
+    conn_arm_timer(c);
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -437,22 +594,39 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     struct mp_conn *c = vl_calloc(1, sizeof *c);
     c->m = m;
-    c->refs = 1;
+    c->refs = 2;
     uv_pipe_init(m->ctx->loop, &c->pipe, 0);
+    uv_timer_init(m->ctx->loop, &c->timer);
     c->pipe.data = c;
+    c->timer.data = c;
     mp_intake_init(&c->in, m->max_frame, m->mem_budget);
     if (uv_accept(ls, (uv_stream_t *)&c->pipe)) {
         c->dead = 1;
         uv_close((uv_handle_t *)&c->pipe, on_closed);
+        uv_close((uv_handle_t *)&c->timer, on_closed);
         return;
     }
     c->next = m->conns;
     if (m->conns)
         m->conns->prev = c;
     m->conns = c;
+    c->t_active_ms = uv_now(m->ctx->loop);
+    if (m->n_conns >= m->lim.max_conns) {
+        /* over the cap: one answer, nothing read, closed once it is written */
+        c->refused = 1;
+        m->n_rejected_conns++;
+        struct api_err e;
+        api_err_set(&e, 503, "service_unavailable", "too_many_connections", NULL,
+                    "the gateway already has its limit of %d msgpack API connections open "
+                    "(--max-msgpack-connections); retry, or reuse a connection",
+                    m->lim.max_conns);
+        frame_error(c, &e, 0);
+        return;
+    }
     m->n_conns++;
     if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
         c->reading = 1;
+    conn_arm_timer(c);
 }
 
 void mpapi_init(struct mpapi *m, struct api_ctx *ctx, size_t max_frame)
@@ -461,6 +635,13 @@ void mpapi_init(struct mpapi *m, struct api_ctx *ctx, size_t max_frame)
     m->ctx = ctx;
     m->max_frame = max_frame;
     m->max_inflight_per_conn = 256;
+    m->lim = (struct mpapi_limits){.max_conns = 4096,
+                                   .prefix_timeout_ms = 10000,
+                                   .stall_timeout_ms = 10000,
+                                   .idle_timeout_ms = 60000,
+                                   .frame_timeout_ms = 120000,
+                                   .min_rate = 1024,
+                                   .rate_grace_ms = 10000};
     ctx->user_mp = m;
 }
 
@@ -510,4 +691,30 @@ void mpapi_close(struct mpapi *m)
     mpapi_stop_accepting(m);
     while (m->conns)
         conn_close(m->conns);
+}
+
+char *mpapi_metrics(const struct mpapi *m, size_t *len)
+{
+    char *b = vl_malloc(2048);
+    int n = snprintf(
+        b, 2048,
+        "# HELP vlembed_msgpack_connections Open msgpack API connections.\n"
+        "# TYPE vlembed_msgpack_connections gauge\nvlembed_msgpack_connections %d\n"
+        "# HELP vlembed_msgpack_connections_rejected_total msgpack API connections refused (503 "
+        "too_many_connections) over --max-msgpack-connections.\n"
+        "# TYPE vlembed_msgpack_connections_rejected_total counter\n"
+        "vlembed_msgpack_connections_rejected_total %llu\n"
+        "# HELP vlembed_msgpack_timeouts_total msgpack API frames answered 408, by the deadline "
+        "missed.\n# TYPE vlembed_msgpack_timeouts_total counter\n"
+        "vlembed_msgpack_timeouts_total{kind=\"header\"} %llu\n"
+        "vlembed_msgpack_timeouts_total{kind=\"body_stall\"} %llu\n"
+        "vlembed_msgpack_timeouts_total{kind=\"body_rate\"} %llu\n"
+        "vlembed_msgpack_timeouts_total{kind=\"request\"} %llu\n",
+        m->n_conns, (unsigned long long)m->n_rejected_conns,
+        (unsigned long long)m->n_timeouts[MP_TO_HEADER],
+        (unsigned long long)m->n_timeouts[MP_TO_BODY_STALL],
+        (unsigned long long)m->n_timeouts[MP_TO_BODY_RATE],
+        (unsigned long long)m->n_timeouts[MP_TO_REQUEST]);
+    *len = n < 2048 ? (size_t)n : 2047;
+    return b;
 }

@@ -8,11 +8,34 @@
 #define VL_GATEWAY_MPAPI_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "gateway/api_job.h"
 
 struct mem_budget;
+
+/* Slow senders and connections on the socket, mirroring the HTTP server's limits (docs/security.md,
+ * "Slow senders" and "msgpack socket"): the same options set both. A frame's 4-byte length prefix
+ * plays the HTTP head, its payload the body. */
+struct mpapi_limits {
+    int max_conns;              /* open connections; more get 503 too_many_connections, closed */
+    uint64_t prefix_timeout_ms; /* a frame's length prefix within this of its first byte */
+    uint64_t stall_timeout_ms;  /* at most this between two reads of a frame's payload */
+    uint64_t idle_timeout_ms;   /* no frame arriving and nothing in flight: closed */
+    uint64_t frame_timeout_ms;  /* the whole frame within this of its first byte; 0: off */
+    uint64_t min_rate;          /* bytes/s a payload must average after the grace; 0: off */
+    uint64_t rate_grace_ms;     /* from the end of the prefix */
+};
+
+/* Why a frame was answered 408 (mpapi.n_timeouts[]); labels as HTTP's. */
+enum mpapi_timeout_kind {
+    MP_TO_HEADER = 0, /* the length prefix not complete within prefix_timeout_ms */
+    MP_TO_BODY_STALL, /* nothing of the payload for stall_timeout_ms */
+    MP_TO_BODY_RATE,  /* payload slower than min_rate */
+    MP_TO_REQUEST,    /* whole frame not complete within frame_timeout_ms */
+    MP_TO_N
+};
 
 struct mpapi {
     struct api_ctx *ctx;
@@ -28,6 +51,14 @@ struct mpapi {
      * is answered 503 memory_busy (no id, retry_after) and the connection is read no further and
      * closed once its requests in flight are answered. Set before mpapi_listen. */
     struct mem_budget *mem_budget;
+    /* Deadlines and the connection cap; mpapi_init sets the gateway's defaults (those of the
+     * HTTP options), change before mpapi_listen. A frame that misses a deadline is answered 408
+     * request_timeout (no id), its reservation released, and its connection closed once its
+     * requests in flight are answered; an idle connection (no frame arriving, nothing in flight)
+     * is closed without an answer after idle_timeout_ms, as HTTP's keep-alive ones are. */
+    struct mpapi_limits lim;
+    uint64_t n_timeouts[MP_TO_N];
+    uint64_t n_rejected_conns; /* refused over lim.max_conns */
     struct mp_conn *conns;
     void (*on_idle)(struct mpapi *m);
 };
@@ -56,5 +87,8 @@ int mpapi_listen_fd(struct mpapi *m, int fd, char *err, size_t errlen);
 /* Stops accepting (connections stay open until their requests are answered). */
 void mpapi_stop_accepting(struct mpapi *m);
 void mpapi_close(struct mpapi *m);
+/* The socket's metrics in Prometheus text (malloc'd, *len bytes): vlembed_msgpack_connections,
+ * vlembed_msgpack_connections_rejected_total, vlembed_msgpack_timeouts_total{kind}. */
+char *mpapi_metrics(const struct mpapi *m, size_t *len);
 
 #endif

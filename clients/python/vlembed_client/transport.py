@@ -230,31 +230,36 @@ class SocketTransport:
         obj = dict(obj)
         obj["id"] = request_id
         frame = msgpack.packb(obj, use_bin_type=True)
-        with self._lock:
-            s = self._idle.pop() if self._idle else None
-            gen = self._generation
-        try:
-            if s is None:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        for fresh_try in (0, 1):
+            with self._lock:
+                s = self._idle.pop() if self._idle and not fresh_try else None
+                gen = self._generation
+            reused = s is not None
+            try:
+                if s is None:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.settimeout(timeout or self.timeout)
+                    s.connect(self.path)
                 s.settimeout(timeout or self.timeout)
-                s.connect(self.path)
-            s.settimeout(timeout or self.timeout)
-            s.sendall(struct.pack(">I", len(frame)) + frame)
-            while True:
-                n = struct.unpack(">I", self._recv_exact(s, 4))[0]
-                if n == 0 or n > MAX_ANSWER_FRAME:
-                    raise EOFError("answer frame of %d bytes" % n)
-                ans = msgpack.unpackb(self._recv_exact(s, n), raw=False)
-                if not isinstance(ans, dict):
-                    raise EOFError("an answer that is not a map")
-                if ans.get("id") == request_id or ans.get("id") is None:
-                    break  # an error without id answers a frame the gateway could not read
-        except Exception as e:  # noqa: BLE001 - every failure closes the connection
-            if s is not None:
-                s.close()
-            if isinstance(e, (OSError, EOFError, ValueError)):
-                raise _conn_error(e, request_id) from e
-            raise
+                s.sendall(struct.pack(">I", len(frame)) + frame)
+                while True:
+                    n = struct.unpack(">I", self._recv_exact(s, 4))[0]
+                    if n == 0 or n > MAX_ANSWER_FRAME:
+                        raise EOFError("answer frame of %d bytes" % n)
+                    ans = msgpack.unpackb(self._recv_exact(s, n), raw=False)
+                    if not isinstance(ans, dict):
+                        raise EOFError("an answer that is not a map")
+                    if ans.get("id") == request_id or ans.get("id") is None:
+                        break  # an error without id answers a frame the gateway could not read
+                break
+            except Exception as e:  # noqa: BLE001 - every failure closes the connection
+                if s is not None:
+                    s.close()
+                if reused and isinstance(e, (BrokenPipeError, ConnectionResetError, EOFError)):
+                    continue  # an idle connection the gateway had closed (--idle-timeout-s): fresh
+                if isinstance(e, (OSError, EOFError, ValueError)):
+                    raise _conn_error(e, request_id) from e
+                raise
         with self._lock:
             if not _socket_closes(ans) and gen == self._generation:
                 self._idle.append(s)
