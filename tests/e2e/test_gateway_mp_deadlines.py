@@ -1,14 +1,15 @@
 """Slow senders on the msgpack API socket (docs/security.md, "Slow senders"): the HTTP server's
 deadlines apply to msgpack frames too, through the real Unix socket of a real gateway with a CPU
-worker on the tiny checkpoint (--header-timeout-s 0.7, --request-timeout-s 2, --idle-timeout-s 2,
---max-buffered-bytes 8M):
+worker on the tiny checkpoint (--header-timeout-s 1, --request-timeout-s 2.5, --idle-timeout-s 2,
+--min-body-rate 64k, --body-rate-grace-s 0.5, --max-buffered-bytes 8M):
 
-* three slow senders at once: S declares a 2 MiB frame and sends 100 KB of it, then nothing;
-  H sends 2 bytes of a length prefix; T declares 1 MiB and trickles 2 KB every 0.25 s (never
-  stalling). S's 2 MiB and T's 1 MiB are reserved at their prefixes; then S is answered 408
-  request_timeout (no id) after the stall timeout, H after the header timeout, T after the
-  request timeout, each connection then closed, and the budget gauge is back to 0; counted in
-  vlembed_msgpack_timeouts_total{kind};
+* four slow senders at once: S declares a 2 MiB frame and sends 100 KB of it, then nothing;
+  H sends 2 bytes of a length prefix; T declares 1 MiB and trickles 32 KB every 0.25 s (never
+  stalling, above the minimum rate); R declares 1 MiB and trickles 1 KB every 0.25 s (below
+  it). S's 2 MiB and T's and R's 1 MiB are reserved at their prefixes; then S is answered 408
+  request_timeout (no id) after the stall timeout, H after the header timeout, R after the
+  grace at the minimum rate, T after the request timeout, each connection then closed, and the
+  budget gauge is back to 0; counted in vlembed_msgpack_timeouts_total{kind};
 * meanwhile a normal client's requests on one connection are answered as usual;
 * a connection with a request in flight (worker paused) that then half-sends a frame: 408 for
   the frame, its reservation released at once, the request in flight still answered, then the
@@ -86,8 +87,9 @@ def is_408(a):
 
 
 def main():
-    c = Cluster(1, gateway_args=["--header-timeout-s", "0.7", "--request-timeout-s", "2",
-                                 "--idle-timeout-s", "2", "--max-buffered-bytes", "8M"])
+    c = Cluster(1, gateway_args=["--header-timeout-s", "1", "--request-timeout-s", "2.5",
+                                 "--idle-timeout-s", "2", "--min-body-rate", "64k",
+                                 "--body-rate-grace-s", "0.5", "--max-buffered-bytes", "8M"])
     try:
         res = {}
 
@@ -122,16 +124,17 @@ def main():
         threads = [
             threading.Thread(target=slow, args=("S", struct.pack(">I", 2 * MiB) + b"\x83" + b"\0" * 100000)),
             threading.Thread(target=slow, args=("H", struct.pack(">I", 2 * MiB)[:2])),
-            threading.Thread(target=slow, args=("T", struct.pack(">I", MiB) + b"\x83", b"\0" * 2048, 0.25, 100)),
+            threading.Thread(target=slow, args=("T", struct.pack(">I", MiB) + b"\x83", b"\0" * 32768, 0.25, 100)),
+            threading.Thread(target=slow, args=("R", struct.pack(">I", MiB) + b"\x83", b"\0" * 1024, 0.25, 100)),
         ]
         for t in threads:
             t.start()
-        check(wait_for(lambda: gauge(c) == 3 * MiB, 3),
-              "S's 2 MiB and T's 1 MiB are reserved at their prefixes (%s)" % gauge(c))
+        check(wait_for(lambda: gauge(c) == 4 * MiB, 3),
+              "S's 2 MiB and T's and R's 1 MiB are reserved at their prefixes (%s)" % gauge(c))
         # the normal client meanwhile: a request every 0.3 s on its connection, each answered
         lat = []
         ok = True
-        t_end = time.time() + 2.4
+        t_end = time.time() + 2.8
         i = 1
         while time.time() < t_end:
             t1 = time.time()
@@ -145,16 +148,17 @@ def main():
               "a normal client's %d requests meanwhile are answered (max %.3f s)" % (len(lat), max(lat)))
         for t in threads:
             t.join()
-        for name, kind, lo, hi in (("S", "stalled", 0.6, 2.5), ("H", "length prefix", 0.6, 2.5),
-                                   ("T", "request timeout", 1.9, 4.0)):
+        for name, kind, lo, hi in (("S", "stalled", 0.9, 3.0), ("H", "length prefix", 0.9, 3.0),
+                                   ("R", "minimum byte rate", 0.45, 2.0),
+                                   ("T", "request timeout", 2.4, 4.5)):
             a, dt, cl_ = res[name]
             check(is_408(a) and kind in a["error"]["message"] and lo <= dt <= hi,
                   "%s: 408 request_timeout, id nil, '%s', after %.2f s (%s)" % (name, kind, dt, a))
             check(cl_, "%s's connection is then closed" % name)
         check(wait_for(lambda: gauge(c) == 0, 3), "the reservations are released: gauge 0 (%s)" % gauge(c))
         check(timeouts(c, "body_stall") == 1 and timeouts(c, "header") == 1
-              and timeouts(c, "request") == 1 and timeouts(c, "body_rate") == 0,
-              "vlembed_msgpack_timeouts_total: header 1, body_stall 1, request 1, body_rate 0")
+              and timeouts(c, "request") == 1 and timeouts(c, "body_rate") == 1,
+              "vlembed_msgpack_timeouts_total: header 1, body_stall 1, body_rate 1, request 1")
         norm.send({"id": 99, "input": ["after"], "model": "tiny"})
         r = recv(norm, 10)
         check(r is not None and r.get("id") == 99, "the normal client is still served (%s)" % brief(r))
