@@ -11,6 +11,8 @@ worker on the tiny checkpoint (--header-timeout-s 1, --request-timeout-s 2.5, --
   grace at the minimum rate, T after the request timeout, each connection then closed, and the
   budget gauge is back to 0; counted in vlembed_msgpack_timeouts_total{kind};
 * meanwhile a normal client's requests on one connection are answered as usual;
+* a frame refused 503 memory_busy at its prefix (9 MiB over the 8 MiB budget) whose rest stops
+  coming while the gateway reads it off: 408 after the stall timeout, then closed;
 * a connection with a request in flight (worker paused) that then half-sends a frame: 408 for
   the frame, its reservation released at once, the request in flight still answered, then the
   connection is closed;
@@ -162,6 +164,21 @@ def main():
         norm.send({"id": 99, "input": ["after"], "model": "tiny"})
         r = recv(norm, 10)
         check(r is not None and r.get("id") == 99, "the normal client is still served (%s)" % brief(r))
+
+        # a refused frame's rest, read off and thrown away, must keep coming too
+        q = MsgpackClient(c.api_socket)
+        t0 = time.time()
+        q.send_raw(struct.pack(">I", 9 * MiB) + b"\x83" + b"\0" * 100000)
+        e1, e2 = recv(q, 5), recv(q, 5)
+        dt = time.time() - t0
+        check(isinstance(e1, dict) and e1.get("status") == 503
+              and (e1.get("error") or {}).get("code") == "memory_busy",
+              "a 9 MiB frame over the 8 MiB budget: 503 memory_busy (%s)" % brief(e1))
+        check(is_408(e2) and "stalled" in e2["error"]["message"] and 0.9 <= dt <= 3,
+              "its rest stops coming: 408 after %.2f s (%s)" % (dt, brief(e2)))
+        check(closed(q.s), "then it is closed")
+        q.close()
+        check(timeouts(c, "body_stall") == 2, "vlembed_msgpack_timeouts_total{kind=\"body_stall\"} 2")
 
         # a request in flight, then half a frame: 408, released at once, the answer still comes
         w = c.workers[0]
