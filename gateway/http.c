@@ -718,25 +718,11 @@ static uint64_t conn_deadline(struct http_conn *c, int *kind)
     *kind = -1;
     if (!c->cur)
         return c->n_outstanding > 0 ? 0 : uv_now(c->srv->loop) + l->idle_timeout_ms;
-    uint64_t d;
-    if (!c->in_body) {
-        d = c->t_req_ms + l->header_timeout_ms;
-        *kind = HTTP_TO_HEADER;
-    } else {
-        uint64_t last = c->t_read_ms > c->t_body_ms ? c->t_read_ms : c->t_body_ms;
-        d = last + l->body_timeout_ms;
-        *kind = HTTP_TO_BODY_STALL;
-        if (l->min_body_rate) {
-            /* bytes so far buy time at the minimum rate, after the grace */
-            uint64_t r = c->t_body_ms + l->body_rate_grace_ms +
-                         (uint64_t)c->cur->body_len * 1000 / l->min_body_rate;
-            if (r < d)
-                d = r, *kind = HTTP_TO_BODY_RATE;
-        }
-    }
-    if (l->request_timeout_ms && c->t_req_ms + l->request_timeout_ms < d)
-        d = c->t_req_ms + l->request_timeout_ms, *kind = HTTP_TO_REQUEST;
-    return d;
+    const struct vl_recv_limits rl = {l->header_timeout_ms, l->body_timeout_ms,
+                                      l->body_rate_grace_ms, l->request_timeout_ms,
+                                      l->min_body_rate};
+    return vl_recv_deadline(&rl, c->t_req_ms, c->in_body, c->t_body_ms, c->t_read_ms,
+                            (uint64_t)c->cur->body_len, kind);
 }
 
 static void on_timer(uv_timer_t *t)

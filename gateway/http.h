@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gateway/recv_deadline.h"
+
 struct client_table;
 struct mem_budget;
 struct http_server;
@@ -74,11 +76,11 @@ struct http_limits {
 
 /* Why a request was answered 408 (http_server.n_timeouts[]). */
 enum http_timeout_kind {
-    HTTP_TO_HEADER = 0, /* head not complete within header_timeout_ms */
-    HTTP_TO_BODY_STALL, /* nothing of the body for body_timeout_ms */
-    HTTP_TO_BODY_RATE,  /* body slower than min_body_rate */
-    HTTP_TO_REQUEST,    /* whole request not complete within request_timeout_ms */
-    HTTP_TO_N
+    HTTP_TO_HEADER = VL_RECV_TO_HEADER,         /* head not complete within header_timeout_ms */
+    HTTP_TO_BODY_STALL = VL_RECV_TO_BODY_STALL, /* nothing of the body for body_timeout_ms */
+    HTTP_TO_BODY_RATE = VL_RECV_TO_BODY_RATE,   /* body slower than min_body_rate */
+    HTTP_TO_REQUEST = VL_RECV_TO_REQUEST,       /* whole request not within request_timeout_ms */
+    HTTP_TO_N = VL_RECV_TO_N
 };
 
 typedef void (*http_handler_fn)(struct http_server *s, struct http_req *req);

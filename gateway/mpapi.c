@@ -500,25 +500,12 @@ static uint64_t conn_deadline(const struct mp_conn *c, int *kind)
         return 0;
     if (!conn_receiving(c))
         return c->inflight > 0 || c->broken ? 0 : c->t_active_ms + l->idle_timeout_ms;
-    uint64_t d;
-    if (!c->in.frame && !mp_intake_discarding(&c->in)) {
-        d = c->t_first_ms + l->prefix_timeout_ms;
-        *kind = MP_TO_HEADER;
-    } else {
-        uint64_t last = c->t_read_ms > c->t_body_ms ? c->t_read_ms : c->t_body_ms;
-        d = last + l->stall_timeout_ms;
-        *kind = MP_TO_BODY_STALL;
-        if (l->min_rate) {
-            /* bytes so far buy time at the minimum rate, after the grace */
-            uint64_t got = c->in.frame ? c->in.frame_got : c->in.bad_len - c->in.skip;
-            uint64_t r = c->t_body_ms + l->rate_grace_ms + got * 1000 / l->min_rate;
-            if (r < d)
-                d = r, *kind = MP_TO_BODY_RATE;
-        }
-    }
-    if (l->frame_timeout_ms && c->t_first_ms + l->frame_timeout_ms < d)
-        d = c->t_first_ms + l->frame_timeout_ms, *kind = MP_TO_REQUEST;
-    return d;
+    /* the payload: a frame being read, or the rest of a refused one being discarded */
+    int in_body = c->in.frame || mp_intake_discarding(&c->in);
+    uint64_t got = !in_body ? 0 : c->in.frame ? c->in.frame_got : c->in.bad_len - c->in.skip;
+    const struct vl_recv_limits rl = {l->prefix_timeout_ms, l->stall_timeout_ms, l->rate_grace_ms,
+                                      l->frame_timeout_ms, l->min_rate};
+    return vl_recv_deadline(&rl, c->t_first_ms, in_body, c->t_body_ms, c->t_read_ms, got, kind);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "gateway/api_job.h"
+#include "gateway/recv_deadline.h"
 
 struct mem_budget;
 
@@ -30,11 +31,11 @@ struct mpapi_limits {
 
 /* Why a frame was answered 408 (mpapi.n_timeouts[]); labels as HTTP's. */
 enum mpapi_timeout_kind {
-    MP_TO_HEADER = 0, /* the length prefix not complete within prefix_timeout_ms */
-    MP_TO_BODY_STALL, /* nothing of the payload for stall_timeout_ms */
-    MP_TO_BODY_RATE,  /* payload slower than min_rate */
-    MP_TO_REQUEST,    /* whole frame not complete within frame_timeout_ms */
-    MP_TO_N
+    MP_TO_HEADER = VL_RECV_TO_HEADER, /* the length prefix not complete within prefix_timeout_ms */
+    MP_TO_BODY_STALL = VL_RECV_TO_BODY_STALL, /* nothing of the payload for stall_timeout_ms */
+    MP_TO_BODY_RATE = VL_RECV_TO_BODY_RATE,   /* payload slower than min_rate */
+    MP_TO_REQUEST = VL_RECV_TO_REQUEST,       /* whole frame not complete within frame_timeout_ms */
+    MP_TO_N = VL_RECV_TO_N
 };
 
 struct mpapi {
