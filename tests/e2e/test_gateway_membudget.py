@@ -16,13 +16,12 @@ import http.server
 import io
 import json
 import os
-import re
 import socket
 import socketserver
 import threading
 import time
 
-from vlharness import Cluster, check, finish, wait_for
+from vlharness import Cluster, check, finish, metric, wait_for
 
 from PIL import Image
 
@@ -60,20 +59,12 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-def metrics(c):
-    st, _, body = c.get("/metrics")
-    text = body.decode() if isinstance(body, bytes) else str(body)
-    return text
-
-
 def gauge(c, name="vlembed_buffered_bytes"):
-    m = re.search(r"^%s (\d+)$" % name, metrics(c), re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, name)
 
 
 def rejected(c, what):
-    m = re.search(r'^vlembed_buffered_bytes_rejected_total\{what="%s"\} (\d+)$' % what, metrics(c), re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, "vlembed_buffered_bytes_rejected_total", what=what)
 
 
 def read_response(s):

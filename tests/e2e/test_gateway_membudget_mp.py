@@ -16,13 +16,12 @@ through the real Unix socket of a real gateway with a CPU worker on the tiny che
   the request is answered (an error), the budget is back to 0; the gateway still serves."""
 import io
 import os
-import re
 import signal
 import socket
 import struct
 import time
 
-from vlharness import Cluster, MsgpackClient, check, finish, wait_for
+from vlharness import Cluster, MsgpackClient, check, finish, metric, wait_for
 
 import msgpack
 
@@ -39,19 +38,12 @@ def noise_png(nbytes):
     return b.getvalue() + os.urandom(nbytes - b.tell())
 
 
-def metrics(c):
-    st, _, body = c.get("/metrics")
-    return body.decode() if isinstance(body, bytes) else str(body)
-
-
 def gauge(c, name="vlembed_buffered_bytes"):
-    m = re.search(r"^%s (\d+)$" % name, metrics(c), re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, name)
 
 
 def rejected(c, what):
-    m = re.search(r'^vlembed_buffered_bytes_rejected_total\{what="%s"\} (\d+)$' % what, metrics(c), re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, "vlembed_buffered_bytes_rejected_total", what=what)
 
 
 def frame(obj):

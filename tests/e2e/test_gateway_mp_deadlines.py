@@ -23,7 +23,6 @@ worker on the tiny checkpoint (--header-timeout-s 1, --request-timeout-s 2.5, --
   gateway closed for idleness: they reconnect at once instead of failing."""
 import asyncio
 import os
-import re
 import signal
 import socket
 import struct
@@ -31,7 +30,7 @@ import sys
 import threading
 import time
 
-from vlharness import ROOT, Cluster, MsgpackClient, check, finish, wait_for
+from vlharness import ROOT, Cluster, MsgpackClient, check, finish, metric, wait_for
 
 sys.path.insert(0, os.path.join(ROOT, "clients/python"))
 from vlembed_client import AsyncClient, Client  # noqa: E402
@@ -41,19 +40,12 @@ import msgpack
 MiB = 1 << 20
 
 
-def metrics(c):
-    st, _, body = c.get("/metrics")
-    return body.decode() if isinstance(body, bytes) else str(body)
-
-
 def gauge(c, name="vlembed_buffered_bytes"):
-    m = re.search(r"^%s (\d+)$" % name, metrics(c), re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, name)
 
 
 def timeouts(c, kind):
-    m = re.search(r'^vlembed_msgpack_timeouts_total\{kind="%s"\} (\d+)$' % kind, metrics(c), re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, "vlembed_msgpack_timeouts_total", kind=kind)
 
 
 def recv(cl, timeout):

@@ -15,28 +15,17 @@ checkpoint (--max-msgpack-connections 3, --max-buffered-bytes 8M):
 import base64
 import io
 import os
-import re
 import signal
 import struct
 import time
 
-from vlharness import Cluster, MsgpackClient, check, finish, wait_for
+from vlharness import Cluster, MsgpackClient, check, finish, metric, wait_for
 
 import msgpack
 
 from PIL import Image
 
 MiB = 1 << 20
-
-
-def metrics(c):
-    st, _, body = c.get("/metrics")
-    return body.decode() if isinstance(body, bytes) else str(body)
-
-
-def metric(c, name):
-    m = re.search(r"^%s (\d+)$" % re.escape(name), metrics(c), re.M)
-    return int(m.group(1)) if m else None
 
 
 def gauge(c):

@@ -50,7 +50,7 @@ import struct
 import threading
 import time
 
-from vlharness import Cluster, check, finish, wait_for
+from vlharness import Cluster, check, finish, metric, wait_for
 
 import msgpack
 from PIL import Image
@@ -228,10 +228,7 @@ class Load:
 
 
 def gauge(c, name):
-    st, _, body = c.get("/metrics")
-    text = body.decode() if isinstance(body, bytes) else str(body)
-    m = re.search(r"^%s (\d+)$" % name, text, re.M)
-    return int(m.group(1)) if m else None
+    return metric(c, name)
 
 
 def main():

@@ -59,6 +59,20 @@ def cos(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def metrics(c):
+    """The text of GET /metrics on cluster c."""
+    st, _, body = c.get("/metrics")
+    return body.decode() if isinstance(body, bytes) else str(body)
+
+
+def metric(c, name, **labels):
+    """The integer value of metric `name` with exactly these labels on c's /metrics, or None."""
+    lab = ",".join('%s="%s"' % kv for kv in labels.items())
+    key = re.escape(name) + (re.escape("{%s}" % lab) if lab else "")
+    m = re.search(r"^%s (\d+)$" % key, metrics(c), re.M)
+    return int(m.group(1)) if m else None
+
+
 def wait_for(pred, timeout=30, step=0.02):
     t0 = time.time()
     while time.time() - t0 < timeout:
