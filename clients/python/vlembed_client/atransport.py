@@ -11,8 +11,8 @@ import ssl
 import struct
 
 from . import transport
-from .transport import (MAX_ANSWER_FRAME, _headers, _http_result, _json_body, _socket_closes,
-                        _socket_result, _split_base_url)
+from .transport import (MAX_ANSWER_FRAME, _headers, _http_result, _json_body, _require_msgpack,
+                        _socket_closes, _socket_result, _split_base_url)
 
 MAX_HEAD_BYTES = 64 << 10  # status line + headers of one HTTP answer (the gateway's are < 1 KiB)
 MAX_HEADERS = 100
@@ -252,11 +252,7 @@ class AsyncSocketTransport:
     binary = True
 
     def __init__(self, path, *, timeout=60.0):
-        try:
-            import msgpack  # noqa: F401 - imported lazily: HTTP-only use does not need it
-        except ImportError as e:
-            raise ImportError("the Unix-socket transport needs msgpack (Debian: python3-msgpack; "
-                              "pip: msgpack)") from e
+        _require_msgpack()
         self.path = path
         self.timeout = timeout
         self._pool = _Pool()

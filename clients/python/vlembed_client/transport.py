@@ -186,6 +186,16 @@ class HTTPTransport:
         raise AssertionError("unreachable")
 
 
+def _require_msgpack():
+    """Raises ImportError naming the packages if msgpack is missing (imported lazily: HTTP-only
+    use does not need it)."""
+    try:
+        import msgpack  # noqa: F401
+    except ImportError as e:
+        raise ImportError("the Unix-socket transport needs msgpack (Debian: python3-msgpack; "
+                          "pip: msgpack)") from e
+
+
 class SocketTransport:
     """msgpack frames (4-byte big-endian length + one map) over the gateway's Unix socket. Each
     call takes an idle connection (or opens one) and has it to itself until its answer, so
@@ -195,11 +205,7 @@ class SocketTransport:
     binary = True
 
     def __init__(self, path, *, timeout=60.0):
-        try:
-            import msgpack  # noqa: F401 - imported lazily: HTTP-only use does not need it
-        except ImportError as e:
-            raise ImportError("the Unix-socket transport needs msgpack (Debian: python3-msgpack; "
-                              "pip: msgpack)") from e
+        _require_msgpack()
         self.path = path
         self.timeout = timeout
         self._idle = []
