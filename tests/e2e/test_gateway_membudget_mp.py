@@ -21,7 +21,7 @@ import socket
 import struct
 import time
 
-from vlharness import Cluster, MsgpackClient, check, finish, metric, wait_for
+from vlharness import Cluster, MsgpackClient, check, finish, metric, peer_closed, wait_for
 
 import msgpack
 
@@ -49,15 +49,6 @@ def rejected(c, what):
 def frame(obj):
     b = msgpack.packb(obj, use_bin_type=True)
     return struct.pack(">I", len(b)) + b
-
-
-def closed(s, timeout=5):
-    """True if the peer closed the connection (EOF) within timeout, with nothing more sent."""
-    s.settimeout(timeout)
-    try:
-        return s.recv(1) == b""
-    except OSError:
-        return False
 
 
 def main():
@@ -104,7 +95,8 @@ def main():
         check(r.get("type") == "result" and r.get("id") == 7 and len(r.get("data", [])) == 1,
               "B's request in flight before the refusal is still answered (id %s, %s)"
               % (r.get("id"), r.get("type")))
-        check(closed(b.s), "then B's connection is closed (the refused frame was not kept)")
+        check(peer_closed(b.s, 5, reset_is_close=False),
+              "then B's connection is closed (the refused frame was not kept)")
         b.close()
 
         # another connection is served while A's 5 MiB are held

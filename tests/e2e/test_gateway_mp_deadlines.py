@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from vlharness import ROOT, Cluster, MsgpackClient, check, finish, metric, wait_for
+from vlharness import ROOT, Cluster, MsgpackClient, check, finish, metric, peer_closed, wait_for
 
 sys.path.insert(0, os.path.join(ROOT, "clients/python"))
 from vlembed_client import AsyncClient, Client  # noqa: E402
@@ -55,17 +55,6 @@ def recv(cl, timeout):
         return cl.recv()
     except (OSError, EOFError, ValueError):
         return None
-
-
-def closed(s, timeout=3):
-    """True if the peer closed the connection (EOF or reset) within timeout, sending nothing."""
-    s.settimeout(timeout)
-    try:
-        return s.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except OSError:
-        return False
 
 
 def brief(a):
@@ -107,7 +96,7 @@ def main():
             dt = time.time() - t0
             stop.set()
             th.join()
-            res[name] = (a, dt, a is not None and closed(cl.s))
+            res[name] = (a, dt, a is not None and peer_closed(cl.s))
             cl.close()
 
         norm = MsgpackClient(c.api_socket)
@@ -168,7 +157,7 @@ def main():
               "a 9 MiB frame over the 8 MiB budget: 503 memory_busy (%s)" % brief(e1))
         check(is_408(e2) and "stalled" in e2["error"]["message"] and 0.9 <= dt <= 3,
               "its rest stops coming: 408 after %.2f s (%s)" % (dt, brief(e2)))
-        check(closed(q.s), "then it is closed")
+        check(peer_closed(q.s), "then it is closed")
         q.close()
         check(timeouts(c, "body_stall") == 2, "vlembed_msgpack_timeouts_total{kind=\"body_stall\"} 2")
 
@@ -191,7 +180,7 @@ def main():
             waiting.send({"id": 10, "input": ["waits longer than the idle timeout"], "model": "tiny",
                           "timeout": 20})
             t0 = time.time()
-            ec = closed(idle.s, 5)
+            ec = peer_closed(idle.s, 5)
             dt = time.time() - t0
             check(ec and 1.8 <= dt <= 4, "an idle connection is closed after %.2f s (idle timeout 2)" % dt)
             time.sleep(0.5)
@@ -200,7 +189,7 @@ def main():
         r = recv(p, 10)
         check(r is not None and r.get("type") == "result" and r.get("id") == 9,
               "P's request in flight is still answered (%s)" % brief(r))
-        check(closed(p.s), "then P's connection is closed")
+        check(peer_closed(p.s), "then P's connection is closed")
         r = recv(waiting, 10)
         check(r is not None and r.get("type") == "result" and r.get("id") == 10,
               "the connection waiting longer than the idle timeout is answered, not closed (%s)" % brief(r))

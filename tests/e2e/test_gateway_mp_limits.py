@@ -19,7 +19,7 @@ import signal
 import struct
 import time
 
-from vlharness import Cluster, MsgpackClient, check, finish, metric, wait_for
+from vlharness import Cluster, MsgpackClient, check, finish, metric, peer_closed, wait_for
 
 import msgpack
 
@@ -44,16 +44,6 @@ def brief(a):
     if not isinstance(a, dict):
         return a
     return {k: v for k, v in a.items() if k in ("type", "id", "status", "retry_after", "error")}
-
-
-def closed(s, timeout=3):
-    s.settimeout(timeout)
-    try:
-        return s.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except OSError:
-        return False
 
 
 def noise_png(nbytes):
@@ -94,7 +84,7 @@ def main():
               and (e.get("error") or {}).get("code") == "too_many_connections"
               and "--max-msgpack-connections" in e["error"].get("message", ""),
               "a 4th connection: 503 too_many_connections, id nil, retry_after 1 (%s)" % brief(e))
-        check(closed(x.s), "and it is closed")
+        check(peer_closed(x.s), "and it is closed")
         x.close()
         y = MsgpackClient(c.api_socket)
         try:

@@ -73,6 +73,18 @@ def metric(c, name, **labels):
     return int(m.group(1)) if m else None
 
 
+def peer_closed(s, timeout=3, reset_is_close=True):
+    """True if the peer closed socket s within timeout, sending nothing first: EOF, or (if
+    reset_is_close) a connection reset."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return reset_is_close
+    except OSError:
+        return False
+
+
 def wait_for(pred, timeout=30, step=0.02):
     t0 = time.time()
     while time.time() - t0 < timeout:
