@@ -92,6 +92,8 @@ void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float
     mrope_tables(s, b, cs, sn);
 
     float eps = c->rms_norm_eps;
+    /* (not when DeepStack still writes visual rows after the last layer: tiny test configs) */
+    int pruned = vl_model_prune_last_layer() && c->num_hidden_layers > m->cfg.vision.n_deepstack;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const struct cpu_layer *ly = &s->layers[l];
         cpu_rms_norm(s->pool, h, x, T, H, H, ly->in_w, eps);
@@ -119,14 +121,26 @@ void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float
                                    .seg_len = seg_len,
                                    .n_segs = b->n_items};
         cpu_attention(s->pool, &aa, s->scratch);
-        cpu_linear_run(s->pool, &ly->o, att, qd, T, h, H);
-        add_rows(x, h, (size_t)T * (size_t)H);
-        cpu_rms_norm(s->pool, h, x, T, H, H, ly->post_w, eps);
-        cpu_linear_run(s->pool, &ly->gate, h, H, T, gate, I);
-        cpu_linear_run(s->pool, &ly->up, h, H, T, up, I);
-        cpu_silu_mul(s->pool, gate, up, T * I);
-        cpu_linear_run(s->pool, &ly->down, gate, I, T, h, H);
-        add_rows(x, h, (size_t)T * (size_t)H);
+        int64_t R = T; /* rows that go on through the rest of the layer */
+        if (pruned && l == c->num_hidden_layers - 1) {
+            /* only each item's last row is pooled and no row reads another any more: move
+             * those rows to the front (ascending, so no source row is overwritten first) */
+            for (int i = 0; i < b->n_items; i++) {
+                size_t src = (size_t)(seg_start[i] + seg_len[i] - 1);
+                memmove(att + (size_t)i * (size_t)qd, att + src * (size_t)qd,
+                        sizeof(float) * (size_t)qd);
+                memmove(x + (size_t)i * (size_t)H, x + src * (size_t)H, sizeof(float) * (size_t)H);
+            }
+            R = b->n_items;
+        }
+        cpu_linear_run(s->pool, &ly->o, att, qd, R, h, H);
+        add_rows(x, h, (size_t)R * (size_t)H);
+        cpu_rms_norm(s->pool, h, x, R, H, H, ly->post_w, eps);
+        cpu_linear_run(s->pool, &ly->gate, h, H, R, gate, I);
+        cpu_linear_run(s->pool, &ly->up, h, H, R, up, I);
+        cpu_silu_mul(s->pool, gate, up, R * I);
+        cpu_linear_run(s->pool, &ly->down, gate, I, R, h, H);
+        add_rows(x, h, (size_t)R * (size_t)H);
         if (l < m->cfg.vision.n_deepstack && b->vis_ds) {
             const float *ds = b->vis_ds + (size_t)l * (size_t)b->n_merged * (size_t)H;
             for (int64_t t = 0; t < T; t++)
@@ -136,10 +150,11 @@ void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float
         }
     }
 
-    /* last token of each item -> final norm -> L2 normalise */
-    for (int i = 0; i < b->n_items; i++)
-        memcpy(pooled + (size_t)i * (size_t)H,
-               x + (size_t)(seg_start[i] + seg_len[i] - 1) * (size_t)H, sizeof(float) * (size_t)H);
+    /* last token of each item (row i once pruned) -> final norm -> L2 normalise */
+    for (int i = 0; i < b->n_items; i++) {
+        size_t row = pruned ? (size_t)i : (size_t)(seg_start[i] + seg_len[i] - 1);
+        memcpy(pooled + (size_t)i * (size_t)H, x + row * (size_t)H, sizeof(float) * (size_t)H);
+    }
     cpu_rms_norm(s->pool, pooled, pooled, b->n_items, H, H, s->norm_w, eps);
     for (int i = 0; i < b->n_items; i++) {
         const float *p = pooled + (size_t)i * (size_t)H;

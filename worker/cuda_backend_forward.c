@@ -22,6 +22,7 @@
 #include "worker/cuda/rope.h"
 #include "worker/cuda/vision.h"
 #include "worker/cuda_backend.h"
+#include "worker/model.h"
 #include "worker/positions.h"
 
 #define DEFAULT_BUDGET 16384
@@ -74,7 +75,8 @@ struct vl_cuda_ctx {
     const struct vl_cuda_weights *w;
     vl_stream_t stream;
     struct vl_gemm *gemm;
-    int sm90; /* SM90_* bits: LM projections on the own sm_90a GEMM (gemm_sm90.h) */
+    int sm90;       /* SM90_* bits: LM projections on the own sm_90a GEMM (gemm_sm90.h) */
+    int prune_last; /* the last decoder layer past attention on the pooled rows only */
     int64_t budget_tokens, budget_patches;
     int64_t cap_tokens, cap_patches;
     size_t cap_pixels;
@@ -267,6 +269,10 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     c->xn = vl_cuda_malloc(bf(T * H));
     c->qkv = vl_cuda_malloc(bf(T * (nq + 2 * nkv) * hd));
     c->att = vl_cuda_malloc(bf(T * nq * hd));
+    /* (not when DeepStack still writes visual rows after the last layer: tiny test configs) */
+    c->prune_last = vl_model_prune_last_layer() && cfg->layers > cfg->n_deepstack;
+    vl_info("CUDA backend: last decoder layer past attention on %s",
+            c->prune_last ? "the pooled rows only" : "every row (VL_LM_LAST_LAYER=all)");
     if (vl_gemm_sm90_selected()) {
         int f = vl_gemm_sm90_fused();
         if ((f & VL_SM90_FUSE_SWIGLU) && I % 128 == 0)
@@ -511,28 +517,42 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
         }
         mark(c, P_ATTN);
         vl_attention(s, &a);
+        int R = T; /* rows that go on through the rest of the layer */
+        const uint16_t *att = c->att;
+        if (l == k->layers - 1 && c->prune_last) {
+            /* Only each sequence's last row is pooled, and after the last attention no row
+             * reads another: finish the layer on those B rows. att rows -> qkv (free now),
+             * h rows -> xn -> h[0, B) (a gather in place could read a row already written). */
+            mark(c, P_POOL);
+            vl_embed_gather(s, c->att, c->d_last, B, nq * hd, c->qkv);
+            vl_embed_gather(s, c->h, c->d_last, B, H, c->xn);
+            vl_cuda_d2d(c->h, c->xn, (size_t)B * H * sizeof(uint16_t), s);
+            R = B;
+            att = c->qkv;
+        }
         mark(c, P_O);
-        lm_gemm(c, SM90_O, T, H, nq * hd, c->att, L->o_w, c->h, 1);
+        lm_gemm(c, SM90_O, R, H, nq * hd, att, L->o_w, c->h, 1);
         mark(c, P_NORM);
-        vl_rmsnorm(s, c->h, L->post_norm, c->xn, T, H, k->rms_eps);
+        vl_rmsnorm(s, c->h, L->post_norm, c->xn, R, H, k->rms_eps);
         mark(c, P_GATE_UP);
         if (c->sm90 & SM90_GATE_UP) { /* act = SwiGLU(gate_up) in the GEMM's epilogue */
-            vl_gemm_sm90_swiglu(s, T, I, H, c->xn, L->gate_up_w, c->act);
+            vl_gemm_sm90_swiglu(s, R, I, H, c->xn, L->gate_up_w, c->act);
             mark(c, P_SWIGLU);
         } else {
-            vl_gemm_bf16(c->gemm, s, T, 2 * I, H, c->xn, L->gate_up_w, NULL, c->gu, VL_GEMM_PLAIN,
+            vl_gemm_bf16(c->gemm, s, R, 2 * I, H, c->xn, L->gate_up_w, NULL, c->gu, VL_GEMM_PLAIN,
                          0);
             mark(c, P_SWIGLU);
-            vl_swiglu(s, c->gu, c->act, T, I);
+            vl_swiglu(s, c->gu, c->act, R, I);
         }
         mark(c, P_DOWN);
-        lm_gemm(c, SM90_DOWN, T, H, I, c->act, L->down_w, c->h, 1);
+        lm_gemm(c, SM90_DOWN, R, H, I, c->act, L->down_w, c->h, 1);
         mark(c, P_DEEPSTACK);
         if (nvis && l < k->n_deepstack) /* DeepStack: after decoder layer l, at visual rows */
             vl_rows_scatter(s, c->ds_out[l], c->d_vis_idx, nvis, H, c->h, 1);
     }
     mark(c, P_POOL);
-    vl_pool_last_l2(s, c->h, c->d_last, B, w->final_norm, H, k->rms_eps, c->out);
+    vl_pool_last_l2(s, c->h, c->prune_last ? NULL : c->d_last, B, w->final_norm, H, k->rms_eps,
+                    c->out);
 }
 
 /* Fills staging set g with items [i0, i1) and enqueues copies, forward and the result copy. */

@@ -553,3 +553,9 @@ size_t vl_model_weight_bytes(const struct vl_model *m)
         n += m->st.tensors[i].nbytes;
     return n;
 }
+
+int vl_model_prune_last_layer(void)
+{
+    const char *e = getenv("VL_LM_LAST_LAYER");
+    return !(e && strcmp(e, "all") == 0);
+}

@@ -153,4 +153,10 @@ void vl_tensor_row_to_f32(const struct vl_tensor *t, int64_t r, float *dst);
 /* Total bytes of all tensors in the checkpoint files (for logs and memory planning). */
 size_t vl_model_weight_bytes(const struct vl_model *m);
 
+/* Whether the backends finish the last decoder layer only on the pooled rows (each item's last
+ * token): after the last attention no row reads another, so the o projection, the MLP and the
+ * residual adds of every other row are dead work (1/layers of the LM's linear layers). The
+ * default; environment VL_LM_LAST_LAYER=all computes every row, for A/B runs. */
+int vl_model_prune_last_layer(void);
+
 #endif

@@ -241,6 +241,21 @@ TEST(test_embeddings_match_transformers)
                      sizeof(float) * (size_t)H) == 0);
     free(rev);
     b.destroy(&b);
+    /* the last layer on every row (VL_LM_LAST_LAYER=all) gives the same vectors as on the
+     * pooled rows only (the default): the rows it drops are never read */
+    CHECK_EQ_INT(vl_model_prune_last_layer(), 1);
+    setenv("VL_LM_LAST_LAYER", "all", 1);
+    CHECK_EQ_INT(vl_model_prune_last_layer(), 0);
+    CHECK_EQ_INT(vl_backend_create("cpu", &model, &o, &b, err, sizeof err), 0);
+    memset(all, 0, sizeof(float) * (size_t)n_items * (size_t)H);
+    embed_or_fail(&b, items, n_items, all);
+    double worst = 0;
+    for (size_t e = 0; e < (size_t)n_items * (size_t)H; e++)
+        worst = fmax(worst, fabs((double)all[e] - one[e]));
+    fprintf(stderr, "  last layer on every row vs pooled rows only: max |diff| %.3g\n", worst);
+    CHECK(worst <= 1e-6);
+    unsetenv("VL_LM_LAST_LAYER");
+    b.destroy(&b);
     free(all);
     free(one);
 }

@@ -111,7 +111,7 @@ static __global__ void __launch_bounds__(NORM_THREADS)
                 const bf16 *__restrict__ w, int dim, float eps, float *__restrict__ out)
 {
     __shared__ float scratch[32];
-    const bf16 *xr = h + (size_t)rows[blockIdx.x] * dim;
+    const bf16 *xr = h + (size_t)(rows ? rows[blockIdx.x] : (int32_t)blockIdx.x) * dim;
     bf16x8 buf[NORM_MAXV];
     int nv = load_row(xr, dim, buf);
     float ss = 0;

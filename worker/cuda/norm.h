@@ -19,7 +19,8 @@ void vl_rmsnorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, uint16_t *y
                 float eps);
 void vl_layernorm(vl_stream_t s, const uint16_t *x, const uint16_t *w, const uint16_t *b,
                   uint16_t *y, int rows, int dim, float eps);
-/* rows_idx: n device int32 row indices into h[?, dim]; out: n * dim float32 (device). */
+/* rows_idx: n device int32 row indices into h[?, dim], or NULL for rows 0..n-1; out: n * dim
+ * float32 (device). */
 void vl_pool_last_l2(vl_stream_t s, const uint16_t *h, const int32_t *rows_idx, int n,
                      const uint16_t *w, int dim, float eps, float *out);
 
