@@ -91,6 +91,21 @@ static void attn_fn(void *p)
     vl_attention_variant(NULL, &c->a, c->warps);
 }
 
+/* 1 when `v` is one of the comma-separated numbers in `sel` */
+static int attn_selected(const char *sel, int v)
+{
+    for (const char *p = sel; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p)
+            return 0;
+        if (x == v)
+            return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
 static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, int seqlen,
                        int total)
 {
@@ -145,14 +160,23 @@ static void bench_attn(const char *label, int nh, int nkv, int hd, int causal, i
         {VL_ATTN_SM90_WS_BIG_E4, "wgmma 110 + 4/8 exp2 on the FMA pipe (117)"},
         {VL_ATTN_SM90_N64_E2, "wgmma 101 + 2/8 exp2 on the FMA pipe (118)"},
         {VL_ATTN_SM90_WS_E2, "wgmma 107 + 2/8 exp2 on the FMA pipe (119)"},
+        {VL_ATTN_SM90_N64_GP, "wgmma 101 + head pairs (120)"},
+        {VL_ATTN_SM90_WS4, "wgmma warp-specialised persistent, 4 consumer WGs, setmaxnreg (123)"},
     };
-    for (size_t vi = 0; vi < sizeof vars / sizeof vars[0]; vi++) {
-        c.warps = vars[vi].v;
+    /* VL_BENCH_ATTN: comma-separated variant numbers (attention.h; 0 = the default rule) to
+     * time instead of every one */
+    const char *sel = getenv("VL_BENCH_ATTN");
+    for (size_t vi = 0; vi <= sizeof vars / sizeof vars[0]; vi++) {
+        c.warps = vi < sizeof vars / sizeof vars[0] ? vars[vi].v : 0;
+        if (sel && !attn_selected(sel, c.warps))
+            continue;
+        if (!sel && c.warps == 0) /* the default's own row only when asked for */
+            continue;
         if ((c.warps == 2 && hd > 80) || !vl_attention_variant_available(&c.a, c.warps))
             continue;
         float ms = time_ms(attn_fn, &c, 3, 15);
         printf("| attention %s, S=%d x %d seqs, %s | %.3f ms | %.0f TFLOP/s |\n", label, seqlen,
-               nseq, vars[vi].name, ms, flops / (ms * 1e-3) / 1e12);
+               nseq, c.warps ? vars[vi].name : "default rule", ms, flops / (ms * 1e-3) / 1e12);
         fflush(stdout);
     }
     vl_cuda_free(qkv), vl_cuda_free(o), vl_cuda_free(dcu), free(cu);
@@ -389,7 +413,8 @@ static void bench_sm90(void)
 
 /* `bench_kernels attention` runs the attention rows only, `bench_kernels sm90` the own-GEMM rows
  * only (VL_BENCH_SM90_ONLY=substring: only the own-GEMM rows whose name contains it;
- * VL_BENCH_SM90_M=comma-separated row counts instead of 4464,16384). */
+ * VL_BENCH_SM90_M=comma-separated row counts instead of 4464,16384; VL_BENCH_ATTN=comma-separated
+ * attention variants, 0 = the default rule, instead of every variant). */
 int main(int argc, char **argv)
 {
     int attn_only = argc > 1 && strcmp(argv[1], "attention") == 0;
@@ -414,6 +439,7 @@ int main(int argc, char **argv)
     }
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 128, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 512, 16384);
+    bench_attn("LM-8B hd128 GQA32/8 causal", 32, 8, 128, 1, 512, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 2048, 16384);
     bench_attn("LM hd128 GQA16/8 causal", 16, 8, 128, 1, 8192, 16384);
     bench_attn("ViT-2B hd64 full", 16, 16, 64, 0, 1024, 16384);

@@ -7,8 +7,8 @@
  * usage: bench_model [2B|8B] [budget_tokens] [budget_patches]
  * Environment: VL_GEMM_TUNE=0 keeps cuBLASLt's heuristic GEMM algorithms (the path before
  * measured selection, for before/after in one run); VL_BENCH_DEBUG=1 logs at debug level (each
- * tuned GEMM shape with its times); VL_BENCH_CASES=comma list of text, mix, query, 512, 1344
- * runs only those cases (unset: all). */
+ * tuned GEMM shape with its times); VL_BENCH_CASES=comma list of text, long, mix, query, 512,
+ * 1344 runs only those cases (unset: all; long = 4096-token documents). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +188,19 @@ int main(int argc, char **argv)
         t = time_embed(ctx, its, nd, H, 5);
         printf("| %s text, %d x 512-token documents | %.2f ms | %.0f tokens/s |\n", which, nd,
                t * 1e3, nd * 512 / t);
+        fflush(stdout);
+        free_items(its, nd);
+    }
+
+    /* long documents: 4096 tokens (the causal attention's long-sequence rule, attention.cu) */
+    if (want_case("long")) {
+        nd = !strcmp(which, "8B") ? 4 : 8;
+        its = calloc(nd, sizeof *its);
+        for (int i = 0; i < nd; i++)
+            text_item(&its[i], 4096);
+        t = time_embed(ctx, its, nd, H, 5);
+        printf("| %s text, %d x 4096-token documents | %.2f ms | %.0f tokens/s |\n", which, nd,
+               t * 1e3, nd * 4096 / t);
         fflush(stdout);
         free_items(its, nd);
     }

@@ -4,8 +4,10 @@
  * of odd lengths (1, tile boundaries +- 1, > several tiles), inputs random, output poisoned.
  * Every variant (mma.sync: 16-row warps in blocks of 4 or 8, 32-row warps; wgmma: key tiles of
  * 128 or 64; the warp-specialised persistent ones, whose blocks loop over several work items
- * here; those computing part of the softmax exponentials on the FMA pipe, 112-119; and the
- * default) is checked against one reference per batch.
+ * here; those computing part of the softmax exponentials on the FMA pipe, 112-119; the head-pair
+ * one 120 (head dim 128, even GQA groups: 16/8, 32/8, 4/2, 8/2 and 2/1 here, causal and not;
+ * reported as skipped on the group-1 batch) and the 4-consumer-warpgroup one 123 (head dim 64);
+ * and the default) is checked against one reference per batch.
  * Tolerance: relative L2 error 1e-2. The kernel rounds probabilities to bf16 before the PV
  * product (as FlashAttention-2 does) and rounds the output to bf16: ~3e-3 expected; a wrong
  * mask or index gives > 1e-1. */
@@ -141,6 +143,7 @@ static const int V_HD128[] = {4,
                               VL_ATTN_SM90_WS_RR,
                               VL_ATTN_SM90_N64_E2,
                               VL_ATTN_SM90_WS_E2,
+                              VL_ATTN_SM90_N64_GP,
                               0,
                               -1};
 static const int V_HD64[] = {2,
@@ -163,6 +166,7 @@ static const int V_HD64[] = {2,
                              VL_ATTN_SM90_WS_BIG_E2,
                              VL_ATTN_SM90_WS_BIG_E3,
                              VL_ATTN_SM90_WS_BIG_E4,
+                             VL_ATTN_SM90_WS4,
                              0,
                              -1};
 static const int V_HD72[] = {2, 4, 8, 0, -1};
@@ -178,6 +182,7 @@ TEST(test_lm_attention)
     attn_case(32, 8, 128, 1, lens + 3, 3, V_HD128, 0);
     attn_case(4, 2, 128, 1, LENS_ALL, 12, V_HD128, 0);
     attn_case(4, 4, 128, 0, LENS_ALL, 12, V_HD128, 1); /* head dim 128 without the mask */
+    attn_case(8, 2, 128, 0, LENS_ALL, 12, V_HD128, 0); /* ... with GQA (head pairs, group 4) */
     int longl[] = {2100, 5};
     attn_case(2, 1, 128, 1, longl, 2, V_HD128, 1);
     attn_case(6, 2, 16, 1, lens, 8, V_SMALL4, 1); /* the tiny test checkpoint's shape */

@@ -353,11 +353,21 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
 #define DEFAULT_HD64_LONG VL_ATTN_SM90_WS_BIG
 #define HD64_LONG_ROWS 2048
 #define DEFAULT_HD128 VL_ATTN_SM90_N64
+/* Head dim 128 with an even GQA group and a sequence of >= HD128_LONG_ROWS rows: the same
+ * kernel with head pairs (VL_ATTN_SM90_N64_GP; H100 80GB HBM3, 2026-11-28, two calls, three
+ * rounds: 417-431 against 380-394 TFLOP/s at S = 2048, 500-512 against 414-454 at S = 8192;
+ * 2B 4096-token documents end to end 172.2k / 174.1k -> 181.4k / 178.8k tokens/s in one call.
+ * Below: at S = 512 it loses, 208-209 against 235-241 with GQA 16/8; docs/cuda.md "Head
+ * pairs"). */
+#define DEFAULT_HD128_LONG VL_ATTN_SM90_N64_GP
+#define HD128_LONG_ROWS 2048
 
 static int measured_rule(const struct vl_attn_args *a)
 {
     if (a->head_dim == 64)
         return a->max_seqlen >= HD64_LONG_ROWS ? DEFAULT_HD64_LONG : DEFAULT_HD64;
+    if (a->max_seqlen >= HD128_LONG_ROWS && vl_attention_sm90_covers(a, DEFAULT_HD128_LONG))
+        return DEFAULT_HD128_LONG;
     return DEFAULT_HD128;
 }
 

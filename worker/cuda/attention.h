@@ -75,7 +75,18 @@ enum {
     VL_ATTN_SM90_WS_BIG_E4 = 117, /* head dim 64: VL_ATTN_SM90_WS_BIG, E = 4 */
     VL_ATTN_SM90_N64_E2 = 118,    /* head dim 128: VL_ATTN_SM90_N64, E = 2 */
     VL_ATTN_SM90_WS_E2 = 119,     /* head dim 128: VL_ATTN_SM90_WS, E = 2 */
-    VL_ATTN_SM90_LAST = VL_ATTN_SM90_WS_E2,
+    /* head dim 128 with an even GQA group (n_heads / n_kv_heads) only: VL_ATTN_SM90_N64 (2
+     * blocks per SM) with head pairs: a block is 64 query positions of two query heads sharing
+     * a kv head, one warpgroup per head, so every K/V tile loaded serves both and both
+     * warpgroups end at the same causal diagonal. (121 and 122, the persistent kernel with head
+     * pairs, were measured no faster than 107 / 108 and removed: docs/cuda.md.) */
+    VL_ATTN_SM90_N64_GP = 120,
+    /* head dim 64: warp-specialised persistent, 4 consumer warpgroups (256 query rows: a
+     * 1024-patch image in 4 whole tiles), 64-key tiles, 4 stages, setmaxnreg (producer 24,
+     * consumers 112 registers; without it ptxas caps a 640-thread block at 96 registers, spills
+     * and serializes the wgmma) */
+    VL_ATTN_SM90_WS4 = 123,
+    VL_ATTN_SM90_LAST = VL_ATTN_SM90_WS4,
 };
 void vl_attention_variant(vl_stream_t s, const struct vl_attn_args *a, int variant);
 

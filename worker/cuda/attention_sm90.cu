@@ -14,7 +14,9 @@
  * O += P V (V read N-major from the same swizzled layout: the transposed B form). Causal:
  * key tiles past the query tile are never loaded, a warpgroup skips tiles entirely after its
  * rows, and the grid puts the query-tile index slowest and reversed so the longest tiles of
- * every sequence start first.
+ * every sequence start first. With head pairs (GP, head dim 128, even GQA groups) a block is 64
+ * positions of two query heads of one kv head instead, warpgroup w on head 2 hp + w: every K/V
+ * tile the block loads serves both, and both stop at the same causal diagonal.
  * A second, warp-specialised persistent kernel (attn90ws_kernel, below) runs the same tile loop
  * in consumer warpgroups fed by producer warps through mbarriers. */
 #include "worker/cuda/attention_sm90.h"
@@ -222,8 +224,10 @@ template <> struct wg_rs<128> {
 };
 
 /* Copies rows [row0, row0 + ROWS) of one head (a sequence of `len` rows starting at global row
- * `start`) into the swizzled tile at shared address `dst`; rows past len are zero-filled. */
-template <int D, int ROWS>
+ * `start`) into the swizzled tile at shared address `dst`; rows past len are zero-filled. LROWS:
+ * the rows of the tile's layout (the distance between its 64-column slabs), ROWS when the copy
+ * fills the whole tile; a head pair's Q (GP) fills the two 64-row halves of a 128-row tile. */
+template <int D, int ROWS, int LROWS = ROWS>
 static __device__ __forceinline__ void load_tile_sw(uint32_t dst, const bf16 *g, int stride,
                                                     int start, int row0, int len)
 {
@@ -235,7 +239,7 @@ static __device__ __forceinline__ void load_tile_sw(uint32_t dst, const bf16 *g,
         int r = t / CH, c = t % CH;
         bool valid = row0 + r < len;
         const bf16 *src = g + (size_t)(start + (valid ? row0 + r : 0)) * stride + c * 8;
-        uint32_t off = (c / 8) * (ROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+        uint32_t off = (c / 8) * (LROWS * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
         cp_async16_sw(dst + off, src, valid);
     }
 }
@@ -414,7 +418,7 @@ template <int D, int BN, int ST, int OV> struct attn90_cfg {
     static_assert(AHEAD >= 1, "too few stages");
 };
 
-template <int D, int BN, int ST, int MINB, int OV, int E>
+template <int D, int BN, int ST, int MINB, int OV, int E, int GP>
 static __global__ void __launch_bounds__(256, MINB)
     attn90_kernel(const bf16 *__restrict__ qg, const bf16 *__restrict__ kg,
                   const bf16 *__restrict__ vg, bf16 *__restrict__ og, int q_stride, int k_stride,
@@ -429,22 +433,33 @@ static __global__ void __launch_bounds__(256, MINB)
     uint32_t sQ = (smem_addr(smem_raw) + 1023u) & ~1023u;
     uint32_t sK = sQ + cfg::Q_BYTES, sV = sK + ST * cfg::KV_BYTES;
 
+    /* GP (head pairs): the block's query tile is 64 positions of two query heads of one kv
+     * head (group even), warpgroup w taking head 2 hp + w: both warpgroups read every K/V tile
+     * the block loads and have the same causal extent. Otherwise 128 positions of one head. */
+    constexpr int BMP = GP ? 64 : BM90; /* query positions per block */
     int head, seq, mb;
     if (causal) { /* longest tiles first: the query-tile index is slowest and reversed */
         head = blockIdx.x, seq = blockIdx.y, mb = (int)gridDim.z - 1 - (int)blockIdx.z;
     } else { /* tiles of one (sequence, head) adjacent: they share K/V in L2 */
         mb = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
     }
+    if (GP)
+        head *= 2; /* blockIdx counts head pairs */
     int start = cu_seqlens[seq], len = cu_seqlens[seq + 1] - start;
-    int m0 = mb * BM90;
+    int m0 = mb * BMP;
     if (m0 >= len)
         return;
     int kvh = head / group;
     const bf16 *qh = qg + head * D, *kh = kg + kvh * D, *vh = vg + kvh * D;
-    int kv_end = causal ? min(len, m0 + BM90) : len;
+    int kv_end = causal ? min(len, m0 + BMP) : len;
     int n_tiles = (kv_end + BN - 1) / BN;
 
-    load_tile_sw<D, BM90>(sQ, qh, q_stride, start, m0, len);
+    if (GP) {
+        load_tile_sw<D, 64, BM90>(sQ, qh, q_stride, start, m0, len);
+        load_tile_sw<D, 64, BM90>(sQ + 64 * 128, qh + D, q_stride, start, m0, len);
+    } else {
+        load_tile_sw<D, BM90>(sQ, qh, q_stride, start, m0, len);
+    }
 #pragma unroll
     for (int t = 0; t < AHEAD; t++) {
         if (t < n_tiles) {
@@ -455,7 +470,8 @@ static __global__ void __launch_bounds__(256, MINB)
     }
 
     int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-    int wg_row0 = m0 + wg * 64;
+    int wg_row0 = GP ? m0 : m0 + wg * 64;
+    int wg_head = GP ? head + wg : head;
     int row_a = wg_row0 + warp * 16 + (lane >> 2); /* this thread's rows: row_a, row_a + 8 */
     /* tiles this warpgroup needs: causal stops after the tile holding its last row */
     int n_wg = causal ? min(n_tiles, (wg_row0 + 64 + BN - 1) / BN) : n_tiles;
@@ -564,26 +580,27 @@ static __global__ void __launch_bounds__(256, MINB)
     }
     cp_async_wait90<0>(); /* no copy may outlive the block */
 
-    store_o<D>(o, lrow, og, start, len, row_a, o_stride, head, lane);
+    store_o<D>(o, lrow, og, start, len, row_a, o_stride, wg_head, lane);
 #else
     __trap(); /* the host never launches this without a compute capability 9.0 device */
 #endif
 }
 
-template <int D, int BN, int ST, int MINB, int OV, int E = 0>
+template <int D, int BN, int ST, int MINB, int OV, int E = 0, int GP = 0>
 static void launch90(vl_stream_t s, const struct vl_attn_args *a)
 {
     using cfg = attn90_cfg<D, BN, ST, OV>;
     static bool configured; /* per instantiation; the attribute is per device function */
     if (!configured) {
-        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB, OV, E>,
+        VL_CUDA_CHECK(cudaFuncSetAttribute(attn90_kernel<D, BN, ST, MINB, OV, E, GP>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::SMEM));
         configured = true;
     }
-    int mt = (a->max_seqlen + BM90 - 1) / BM90;
-    dim3 grid = a->causal ? dim3(a->n_heads, a->n_seqs, mt) : dim3(mt, a->n_heads, a->n_seqs);
+    int bmp = GP ? 64 : BM90, nhb = GP ? a->n_heads / 2 : a->n_heads;
+    int mt = (a->max_seqlen + bmp - 1) / bmp;
+    dim3 grid = a->causal ? dim3(nhb, a->n_seqs, mt) : dim3(mt, nhb, a->n_seqs);
     float scale_log2 = a->scale * 1.4426950408889634f;
-    attn90_kernel<D, BN, ST, MINB, OV, E><<<grid, 256, cfg::SMEM, s>>>(
+    attn90_kernel<D, BN, ST, MINB, OV, E, GP><<<grid, 256, cfg::SMEM, s>>>(
         (const bf16 *)a->q, (const bf16 *)a->k, (const bf16 *)a->v, (bf16 *)a->o, a->q_stride,
         a->k_stride, a->v_stride, a->o_stride, a->cu_seqlens, a->n_heads / a->n_kv_heads, a->causal,
         scale_log2);
@@ -702,8 +719,11 @@ template <int D, int BN, int ST, int NC, int PW> struct ws_cfg {
     static constexpr int SMEM = QB * Q_BYTES + 2 * ST * KV_BYTES + EXTRA;
     static_assert(SMEM <= 232448, "shared memory");
     /* with setmaxnreg (RR): producer / consumer registers, 128 P + 128 NC C <= 65536 */
-    static constexpr int P_REGS = NC == 2 ? 40 : 32;
-    static constexpr int C_REGS = NC == 2 ? 232 : 160;
+    /* NC = 4: a 640-thread block starts at 96 registers a thread (the launch bound), and
+     * setmaxnreg.inc only hands out what .dec released in the block: 128 (96 - 24) >= 512
+     * (112 - 96) */
+    static constexpr int P_REGS = NC == 2 ? 40 : NC == 3 ? 32 : 24;
+    static constexpr int C_REGS = NC == 2 ? 232 : NC == 3 ? 160 : 112;
     static_assert(128 * P_REGS + 128 * NC * C_REGS <= 65536, "registers");
 };
 
@@ -990,6 +1010,11 @@ extern "C" int vl_attention_sm90_covers(const struct vl_attn_args *a, int varian
         return d == 64;
     if (variant == VL_ATTN_SM90_N64_E2 || variant == VL_ATTN_SM90_WS_E2)
         return d == 128;
+    if (variant == VL_ATTN_SM90_N64_GP)
+        return d == 128 && a->n_kv_heads > 0 && a->n_heads % a->n_kv_heads == 0 &&
+               (a->n_heads / a->n_kv_heads) % 2 == 0;
+    if (variant == VL_ATTN_SM90_WS4)
+        return d == 64;
     return (d == 64 || d == 128) && variant >= VL_ATTN_SM90_N128 &&
            variant <= VL_ATTN_SM90_N128_S3_OV;
 }
@@ -1024,6 +1049,12 @@ extern "C" void vl_attention_sm90(vl_stream_t s, const struct vl_attn_args *a, i
         return;
     case VL_ATTN_SM90_WS_E2:
         launch90ws<128, 64, 4, 2, 0, 4, 0, 2>(s, a);
+        return;
+    case VL_ATTN_SM90_N64_GP: /* head pairs, head dim 128 */
+        launch90<128, 64, 2, 2, 0, 0, 1>(s, a);
+        return;
+    case VL_ATTN_SM90_WS4: /* 4 consumer warpgroups, head dim 64 */
+        launch90ws<64, 64, 4, 4, 0, 4, 1>(s, a);
         return;
     default:
         break;
