@@ -50,6 +50,21 @@
  * GPU host (>= 32 GiB); docs/security.md ("Buffered-bytes budget") argues it. */
 #define VL_MAX_BUFFERED_BYTES_DEFAULT_S "4G"
 
+/* A connection whose queued answers the kernel takes none of for this long is closed
+ * (gateway/send_deadline.h, --send-timeout-s): a client reading at any rate frees some socket
+ * buffer every round trip, so 30 s without a byte taken means it stopped reading (nginx's
+ * send_timeout, the same rule between two writes, defaults to 60 s; half of it here because
+ * what the gateway holds for such a client is answers it already computed). */
+#define VL_SEND_TIMEOUT_MS_DEFAULT 30000
+#define VL_SEND_TIMEOUT_DEFAULT_S "30"
+/* Answer bytes queued for one connection above which the gateway stops taking its requests
+ * (--max-unsent-bytes): 16 MiB holds a whole answer of the default --max-items (256) vectors of
+ * the 8B model (4096 dimensions) as JSON (~12.6 MB), so a client that reads as it goes is never
+ * paused, while one pipelining without reading holds at most this plus the answers of the
+ * requests it has outstanding (--max-pipeline on HTTP, 256 on the socket). */
+#define VL_MAX_UNSENT_BYTES_DEFAULT (16u << 20)
+#define VL_MAX_UNSENT_BYTES_DEFAULT_S "16M"
+
 /* glibc's mmap threshold in the gateway (mallopt M_MMAP_THRESHOLD): blocks this large or larger
  * are mmap()ed and go back to the kernel when freed, so the memory of a burst of large requests
  * does not stay in the process (gateway/main.c; docs/security.md, "Buffered-bytes budget").

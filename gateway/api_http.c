@@ -318,6 +318,37 @@ static char *guard_metrics(struct api_http *h, size_t *len)
     return b;
 }
 
+/* The send deadline and the unsent-answer cap of both transports (gateway/send_deadline.h), one
+ * metric family each with a transport label. */
+static char *send_metrics(struct api_http *h, size_t *len)
+{
+    const struct http_server *s = h->srv;
+    const struct mpapi *m = h->ctx->user_mp;
+    char *b = vl_malloc(2048);
+    int n = snprintf(
+        b, 2048,
+        "# HELP vlembed_send_timeouts_total Connections closed because the answers queued for "
+        "them made no progress for send-timeout-s (a client not reading), by transport.\n"
+        "# TYPE vlembed_send_timeouts_total counter\n"
+        "vlembed_send_timeouts_total{transport=\"http\"} %llu\n"
+        "vlembed_send_timeouts_total{transport=\"msgpack\"} %llu\n"
+        "# HELP vlembed_send_paused_total Times reading a connection paused because more than "
+        "max-unsent-bytes of its answers were queued, by transport.\n"
+        "# TYPE vlembed_send_paused_total counter\n"
+        "vlembed_send_paused_total{transport=\"http\"} %llu\n"
+        "vlembed_send_paused_total{transport=\"msgpack\"} %llu\n"
+        "# HELP vlembed_unsent_bytes Bytes of answers queued for clients' sockets that the kernel "
+        "has not taken yet, by transport.\n"
+        "# TYPE vlembed_unsent_bytes gauge\n"
+        "vlembed_unsent_bytes{transport=\"http\"} %zu\n"
+        "vlembed_unsent_bytes{transport=\"msgpack\"} %zu\n",
+        (unsigned long long)s->n_send_timeouts, (unsigned long long)(m ? m->n_send_timeouts : 0),
+        (unsigned long long)s->n_send_paused, (unsigned long long)(m ? m->n_send_paused : 0),
+        http_server_unsent(s), m ? mpapi_unsent(m) : (size_t)0);
+    *len = n < 2048 ? (size_t)n : 2047;
+    return b;
+}
+
 static void handler(struct http_server *s, struct http_req *req)
 {
     struct api_http *h = s->user;
@@ -362,7 +393,12 @@ static void handler(struct http_server *s, struct http_req *req)
                 body = vl_realloc(body, len + len2 + 1);
                 memcpy(body + len, more, len2 + 1);
                 free(more);
+                len += len2;
             }
+            more = send_metrics(h, &len2);
+            body = vl_realloc(body, len + len2 + 1);
+            memcpy(body + len, more, len2 + 1);
+            free(more);
             http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body,
                          len + len2);
             free(body);

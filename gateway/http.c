@@ -14,9 +14,11 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "gateway/clients.h"
 #include "gateway/membudget.h"
+#include "gateway/send_deadline.h"
 
 struct http_conn {
     uv_tcp_t tcp;
@@ -51,13 +53,21 @@ struct http_conn {
     struct client *client; /* when per-client connection caps are on */
     /* uv_now() when the current request began, its head ended, and bytes last arrived */
     uint64_t t_req_ms, t_body_ms, t_read_ms;
+    uint64_t t_active_ms;       /* the last read or answer queued: the idle clock */
+    struct vl_send_clock sendk; /* progress of the answers queued for the socket */
 };
 
 struct write_req {
     uv_write_t w;
     char *buf;
     int close_after;
+    int64_t charged; /* bytes of srv->mem_budget held for buf until it is written */
 };
+
+/* conn_deadline's kinds besides the receive deadlines (enum http_timeout_kind, >= 0) */
+#define CONN_DL_IDLE (-1) /* nothing outstanding or queued: idle_timeout_ms */
+#define CONN_DL_SEND (-2) /* queued answers made no progress: send_timeout_ms */
+#define CONN_DL_TICK (-3) /* sample the send queue (gateway/send_deadline.h) */
 
 static void conn_close(struct http_conn *c);
 static void conn_flush(struct http_conn *c);
@@ -79,6 +89,38 @@ void http_limits_default(struct http_limits *l)
     l->min_body_rate = 1024;
     l->body_rate_grace_ms = 10000;
     l->max_client_conns = 0;
+    l->send_timeout_ms = VL_SEND_TIMEOUT_MS_DEFAULT;
+    l->max_unsent_bytes = VL_MAX_UNSENT_BYTES_DEFAULT;
+}
+
+/* Bytes of answers queued for c's socket that the kernel has not taken yet. */
+static size_t conn_unsent(const struct http_conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+static void conn_observe(struct http_conn *c)
+{
+    vl_send_observe(&c->sendk, conn_unsent(c), uv_now(c->srv->loop));
+}
+
+/* Whether another request may be handed to the handler: the pipeline has room and the answers
+ * queued are not over max_unsent_bytes. */
+static int conn_may_take(const struct http_conn *c)
+{
+    return c->n_outstanding < c->srv->lim.max_pipeline &&
+           !vl_send_backlogged(conn_unsent(c), c->srv->lim.max_unsent_bytes);
+}
+
+/* After a request was queued: pauses the parser if no more may be taken (counted when it is for
+ * the unsent answers). */
+static void conn_pause_if_full(struct http_conn *c, http_parser *p)
+{
+    if (conn_may_take(c))
+        return;
+    if (c->n_outstanding < c->srv->lim.max_pipeline)
+        c->srv->n_send_paused++;
+    http_parser_pause(p, 1);
 }
 
 const char *http_status_text(int s)
@@ -476,8 +518,7 @@ static int on_message_complete(http_parser *p)
     if (c->refused_head) { /* already answered and queued by on_headers_complete */
         c->refused_head = 0;
         c->in_body = 0;
-        if (c->n_outstanding >= c->srv->lim.max_pipeline)
-            http_parser_pause(p, 1);
+        conn_pause_if_full(c, p);
         conn_arm_timer(c);
         return 0;
     }
@@ -490,8 +531,7 @@ static int on_message_complete(http_parser *p)
     r->keep_alive = http_should_keep_alive(p);
     enqueue(c, r);
     c->srv->n_requests++;
-    if (c->n_outstanding >= c->srv->lim.max_pipeline)
-        http_parser_pause(p, 1);
+    conn_pause_if_full(c, p);
     conn_arm_timer(c);
     c->srv->handler(c->srv, r);
     return 0;
@@ -525,7 +565,7 @@ static void conn_parse(struct http_conn *c, const char *data, size_t len)
     if (c->closing)
         return;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    while (e == HPE_PAUSED && !c->fatal && c->n_outstanding < c->srv->lim.max_pipeline) {
+    while (e == HPE_PAUSED && !c->fatal && conn_may_take(c)) {
         /* the request that filled the pipeline was answered at once (inside the parser's
          * callback, so conn_flush could not resume): go on with the rest now, or nobody would
          * (found by tests/fuzz/fuzz_http.c with max_pipeline 1) */
@@ -586,7 +626,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
-        c->t_read_ms = uv_now(c->srv->loop);
+        c->t_read_ms = c->t_active_ms = uv_now(c->srv->loop);
         conn_parse(c, buf->base, (size_t)nread);
         if (!c->closing && c->cur)
             conn_arm_timer(c); /* body: the stall and rate deadlines move */
@@ -634,11 +674,14 @@ static void conn_linger(struct http_conn *c)
     uv_timer_start(&c->timer, on_linger_timeout, 2000, 0);
 }
 
+/* Also called with UV_ECANCELED for the writes still queued when the connection is closed
+ * (libuv runs them before the handle's close callback, so c is still there). */
 static void http_write_done(uv_write_t *w, int status)
 {
     struct write_req *wr = (struct write_req *)w;
     struct http_conn *c = w->handle->data;
     free(wr->buf);
+    mem_budget_release(c->srv->mem_budget, wr->charged);
     int close_after = wr->close_after;
     free(wr);
     if (c->closing || c->lingering)
@@ -647,6 +690,13 @@ static void http_write_done(uv_write_t *w, int status)
         conn_close(c);
     else if (close_after)
         conn_linger(c);
+    else {
+        /* the queue shrank: reading may go on if it paused for the unsent answers */
+        conn_observe(c);
+        if (c->paused && !c->fatal && conn_may_take(c))
+            conn_resume(c);
+        conn_arm_timer(c);
+    }
 }
 
 static void conn_flush(struct http_conn *c)
@@ -668,6 +718,7 @@ static void conn_flush(struct http_conn *c)
         uv_buf_t b = uv_buf_init(w->buf, (unsigned)r->resp_len);
         int close_after = r->close_after;
         req_free(r);
+        conn_observe(c); /* a shrink since the last look is progress, before this grows it */
         int rc = uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, http_write_done);
         if (rc != 0) {
             free(w->buf);
@@ -675,18 +726,24 @@ static void conn_flush(struct http_conn *c)
             conn_close(c);
             return;
         }
+        /* what the kernel did not take at once is held until written: charged meanwhile */
+        w->charged = (int64_t)b.len;
+        mem_budget_charge_always(c->srv->mem_budget, w->charged);
+        c->t_active_ms = uv_now(c->srv->loop);
+        conn_observe(c);
         if (close_after) {
-            /* nothing after a closing response is answered */
+            /* nothing after a closing response is answered; the send deadline still runs */
             c->fatal = 1;
             if (c->reading) {
                 uv_read_stop((uv_stream_t *)&c->tcp);
                 c->reading = 0;
             }
+            conn_arm_timer(c);
             return;
         }
     }
     if (popped) {
-        if (c->paused && c->n_outstanding < c->srv->lim.max_pipeline)
+        if (c->paused && conn_may_take(c))
             conn_resume(c);
         if (!c->closing)
             conn_arm_timer(c);
@@ -710,19 +767,37 @@ static void conn_resume(struct http_conn *c)
     }
 }
 
-/* The earliest deadline of the request being received (and which one it is), or of the idle
- * connection (*kind = -1). 0: none (requests outstanding, nothing being received). */
+/* The connection's earliest deadline and its kind (*kind): the request being received (an enum
+ * http_timeout_kind), the idle connection (CONN_DL_IDLE: nothing outstanding, nothing queued),
+ * the answers queued without progress (CONN_DL_SEND), or the next look at that queue
+ * (CONN_DL_TICK, always in the future). 0: none. Samples the send queue first. */
 static uint64_t conn_deadline(struct http_conn *c, int *kind)
 {
     const struct http_limits *l = &c->srv->lim;
-    *kind = -1;
-    if (!c->cur)
-        return c->n_outstanding > 0 ? 0 : uv_now(c->srv->loop) + l->idle_timeout_ms;
-    const struct vl_recv_limits rl = {l->header_timeout_ms, l->body_timeout_ms,
-                                      l->body_rate_grace_ms, l->request_timeout_ms,
-                                      l->min_body_rate};
-    return vl_recv_deadline(&rl, c->t_req_ms, c->in_body, c->t_body_ms, c->t_read_ms,
-                            (uint64_t)c->cur->body_len, kind);
+    uint64_t now = uv_now(c->srv->loop);
+    size_t q = conn_unsent(c);
+    vl_send_observe(&c->sendk, q, now);
+    uint64_t d = 0;
+    *kind = CONN_DL_IDLE;
+    if (c->cur) {
+        const struct vl_recv_limits rl = {l->header_timeout_ms, l->body_timeout_ms,
+                                          l->body_rate_grace_ms, l->request_timeout_ms,
+                                          l->min_body_rate};
+        d = vl_recv_deadline(&rl, c->t_req_ms, c->in_body, c->t_body_ms, c->t_read_ms,
+                             (uint64_t)c->cur->body_len, kind);
+    } else if (c->n_outstanding == 0 && q == 0) {
+        /* idle since the last read, answer queued, or the queue emptying */
+        uint64_t t =
+            c->t_active_ms > c->sendk.t_progress_ms ? c->t_active_ms : c->sendk.t_progress_ms;
+        d = t + l->idle_timeout_ms;
+    }
+    uint64_t sd = vl_send_deadline(&c->sendk, q, l->send_timeout_ms);
+    if (sd && (!d || sd < d))
+        d = sd, *kind = CONN_DL_SEND;
+    uint64_t wake = vl_send_wake(&c->sendk, q, l->send_timeout_ms, now);
+    if (wake && wake < d)
+        d = wake, *kind = CONN_DL_TICK;
+    return d;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -731,10 +806,18 @@ static void on_timer(uv_timer_t *t)
     int kind;
     uint64_t d = conn_deadline(c, &kind);
     uint64_t now = uv_now(c->srv->loop);
-    if (!d) /* requests outstanding, nothing being received: no deadline */
+    if (!d) /* requests outstanding, nothing being received or queued: no deadline */
         return;
-    if (d > now) { /* bytes arrived meanwhile: not yet */
+    if (d > now) { /* bytes arrived or left meanwhile, or a look at the queue: not yet */
         uv_timer_start(&c->timer, on_timer, d - now, 0);
+        return;
+    }
+    if (kind == CONN_DL_SEND) { /* the client does not read its answers: they are dropped */
+        c->srv->n_send_timeouts++;
+        vl_info("HTTP client %s took no byte of its %zu bytes of queued answers for %.1f s: "
+                "connection closed (--send-timeout-s)",
+                c->peer, conn_unsent(c), (double)c->srv->lim.send_timeout_ms / 1000);
+        conn_close(c);
         return;
     }
     if (c->cur && !c->fatal && kind >= 0) {
@@ -830,6 +913,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->open_handles = 2;
     c->tcp.data = c;
     c->timer.data = c;
+    c->t_active_ms = uv_now(s->loop);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -957,6 +1041,14 @@ int http_server_port(struct http_server *s)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -1;
+}
+
+size_t http_server_unsent(const struct http_server *s)
+{
+    size_t n = 0;
+    for (const struct http_conn *c = s->conns; c; c = c->next)
+        n += conn_unsent(c);
+    return n;
 }
 
 void http_server_close(struct http_server *s)

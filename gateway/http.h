@@ -9,7 +9,10 @@
  * request); with a buffered-bytes budget, bodies that do not fit are answered 503 before they
  * are read (see mem_budget below); at most max_pipeline requests per connection are outstanding
  * (reading pauses meanwhile); with a client table, at most max_client_conns connections per client
- * address.
+ * address. Answers a client does not read (gateway/send_deadline.h): reading pauses while more
+ * than max_unsent_bytes of them are queued for the socket, and a connection whose queued answers
+ * make no progress for send_timeout_ms is closed (its requests still running are cancelled and
+ * dropped when they finish); queued answers are charged to mem_budget until written.
  *
  * An optional on_head hook sees each request once its head is complete, before any of its body
  * is read, and may answer it there (authentication, per-client admission): the body is then
@@ -72,6 +75,8 @@ struct http_limits {
     uint64_t min_body_rate;      /* bytes/s a body must average after the grace; 0: off */
     uint64_t body_rate_grace_ms; /* from the end of the head */
     int max_client_conns;        /* per client address (needs a client table); 0: off */
+    uint64_t send_timeout_ms;    /* queued answers without progress: closed; 0: off */
+    size_t max_unsent_bytes;     /* queued answers above this: reading pauses; 0: no cap */
 };
 
 /* Why a request was answered 408 (http_server.n_timeouts[]). */
@@ -113,6 +118,8 @@ struct http_server {
     struct http_conn *conns; /* all open connections (for shutdown) */
     uint64_t n_requests, n_rejected_conns, n_rejected_client_conns;
     uint64_t n_timeouts[HTTP_TO_N];
+    uint64_t n_send_timeouts; /* connections closed by send_timeout_ms */
+    uint64_t n_send_paused;   /* times reading paused for max_unsent_bytes */
 };
 
 /* Defaults documented in docs/api.md ("Limits"). */
@@ -127,6 +134,8 @@ int http_server_listen(struct http_server *s, const char *hostport, char *err, s
 int http_server_listen_fd(struct http_server *s, int fd, char *err, size_t errlen);
 /* The bound port (after http_server_listen), or -1. */
 int http_server_port(struct http_server *s);
+/* Bytes of answers queued for the open connections' sockets, not yet taken by the kernel. */
+size_t http_server_unsent(const struct http_server *s);
 /* Stops accepting and closes every connection (outstanding requests are dropped). */
 void http_server_close(struct http_server *s);
 

@@ -42,7 +42,8 @@ struct gw_opts {
     int64_t http_fd, api_fd, control_fd;
     int64_t max_body, max_header, max_pipeline, max_connections, api_max_frame;
     int64_t max_msgpack_connections;
-    double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s;
+    double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s, send_timeout_s;
+    int64_t max_unsent_bytes;
     int64_t max_items, max_visuals, max_text_bytes, max_inflight_items, max_tokens;
     int64_t preprocess_threads;
     int64_t max_request_decoded_pixels;
@@ -82,6 +83,12 @@ static const struct vl_opt opts[] = {
       "(a frame) must not stall longer"),
     O("idle-timeout-s", DOUBLE, idle_timeout_s, "60", 0.1, 86400, NULL,
       "idle keep-alive connections (HTTP and msgpack) are closed after this"),
+    O("send-timeout-s", DOUBLE, send_timeout_s, VL_SEND_TIMEOUT_DEFAULT_S, 0, 86400, NULL,
+      "a connection (HTTP and msgpack) whose queued answers the client takes none of for this "
+      "long is closed, its answers dropped (0: off)"),
+    O("max-unsent-bytes", SIZE, max_unsent_bytes, VL_MAX_UNSENT_BYTES_DEFAULT_S, 0, 1LL << 40, NULL,
+      "answer bytes queued for one connection above which its requests are not read until they "
+      "drain (0: no cap)"),
     O("timeout-s", DOUBLE, timeout_s, "60", 0.01, 3600, NULL,
       "default request deadline (a request's `timeout` may change it)"),
     O("drain-timeout-s", DOUBLE, drain_timeout_s, "30", 0, 3600, NULL,
@@ -527,6 +534,8 @@ int main(int argc, char **argv)
     hl.request_timeout_ms = (uint64_t)(o->request_timeout_s * 1000);
     hl.min_body_rate = (uint64_t)o->min_body_rate;
     hl.body_rate_grace_ms = (uint64_t)(o->body_rate_grace_s * 1000);
+    hl.send_timeout_ms = (uint64_t)(o->send_timeout_s * 1000);
+    hl.max_unsent_bytes = (size_t)o->max_unsent_bytes;
     api_http_init(&G.ah, &G.http, &G.ctx, &hl);
     G.http.mem_budget = &G.mem;
     G.ah.on_idle = on_http_idle;
@@ -556,7 +565,9 @@ int main(int argc, char **argv)
                                      .idle_timeout_ms = hl.idle_timeout_ms,
                                      .frame_timeout_ms = hl.request_timeout_ms,
                                      .min_rate = hl.min_body_rate,
-                                     .rate_grace_ms = hl.body_rate_grace_ms};
+                                     .rate_grace_ms = hl.body_rate_grace_ms,
+                                     .send_timeout_ms = hl.send_timeout_ms,
+                                     .max_unsent_bytes = hl.max_unsent_bytes};
     G.mp.on_idle = on_mp_idle;
 
     uv_timer_init(G.loop, &G.trim_timer);

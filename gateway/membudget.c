@@ -32,6 +32,15 @@ int mem_budget_charge(struct mem_budget *b, int64_t n, enum mem_budget_what what
     return 0;
 }
 
+void mem_budget_charge_always(struct mem_budget *b, int64_t n)
+{
+    if (!b || n <= 0)
+        return;
+    int64_t now = atomic_fetch_add(&b->used, n) + n, pk = atomic_load(&b->peak);
+    while (now > pk && !atomic_compare_exchange_weak(&b->peak, &pk, now))
+        ;
+}
+
 void mem_budget_release(struct mem_budget *b, int64_t n)
 {
     if (!b || n <= 0)

@@ -7,9 +7,12 @@
  * other client's requests. So the bytes the gateway buffers — HTTP request bodies (reserved in
  * full at the head when Content-Length is known, else charged as a chunked body grows), fetched
  * media bodies (as they grow), decoded data: URIs / local files and msgpack API frames (their
- * declared length at the header, gateway/mp_intake.h) — are charged here when they
- * are taken and released where they are freed. A charge that would pass the limit is refused
- * (and counted), never queued: the caller answers 503 memory_busy with Retry-After.
+ * declared length at the header, gateway/mp_intake.h) — are charged here when they are taken
+ * and released where they are freed. A charge that would pass the limit is refused (and
+ * counted), never queued: the caller answers 503 memory_busy with Retry-After. Answers queued
+ * for a client's socket and not yet taken by the kernel are charged too, but unconditionally
+ * (mem_budget_charge_always): they are held already, and a client that does not read them is
+ * cut off by the send deadline (gateway/send_deadline.h).
  *
  * Thread-safe (C11 atomics): the loop thread charges bodies and fetches, the preprocessing pool
  * charges and releases decoded sources. Every function accepts NULL (no budget: nothing is
@@ -42,6 +45,11 @@ void mem_budget_init(struct mem_budget *b, int64_t limit);
 /* Charges n >= 0 bytes. Returns 0, or -EBUSY if used + n would pass the limit: then nothing is
  * charged and refused[what] is counted. */
 int mem_budget_charge(struct mem_budget *b, int64_t n, enum mem_budget_what what);
+
+/* Charges n >= 0 bytes that the gateway holds already and cannot refuse (answers queued for a
+ * client, gateway/send_deadline.h): never fails, may take `used` past the limit (so new requests
+ * are refused 503 meanwhile); released with mem_budget_release. */
+void mem_budget_charge_always(struct mem_budget *b, int64_t n);
 
 /* Releases n bytes charged earlier (exactly what was charged; 0 is a no-op). */
 void mem_budget_release(struct mem_budget *b, int64_t n);

@@ -119,8 +119,8 @@ char *metrics_render(const struct metrics *m, const struct router *r, int http_c
     const struct mem_budget *mb = m->mem_budget;
     put(&b,
         "# HELP vlembed_buffered_bytes Bytes of HTTP request bodies, msgpack API frames, fetched "
-        "media bodies and decoded data: URIs / local files the gateway holds now (charged to "
-        "max-buffered-bytes).\n"
+        "media bodies, decoded data: URIs / local files and answers queued for clients the "
+        "gateway holds now (charged to max-buffered-bytes).\n"
         "# TYPE vlembed_buffered_bytes gauge\nvlembed_buffered_bytes %lld\n",
         (long long)mem_budget_used(mb));
     put(&b,

@@ -12,17 +12,20 @@
 
 #include "common/alloc.h"
 #include "common/frame.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/msgpack_util.h"
 #include "gateway/membudget.h"
 #include "gateway/mp_intake.h"
+#include "gateway/send_deadline.h"
 
 struct mp_conn {
     uv_pipe_t pipe;
     uv_timer_t timer; /* the slow-sender and idle deadlines (conn_deadline) */
     struct mpapi *m;
     struct mp_intake in;
-    int refs; /* 2 while open (the pipe and the timer) + 1 per request in flight */
+    int refs; /* 2 while open (the pipe and the timer) + 1 per request in flight and per answer
+               * being written */
     int dead, reading, inflight;
     int broken;           /* a framing error or a refusal was answered: nothing more is read */
     int shut_down;        /* the write side is closed (after a broken connection's last answer) */
@@ -31,6 +34,7 @@ struct mp_conn {
     uint64_t t_body_ms;   /* its length prefix complete (0: not yet) */
     uint64_t t_read_ms;   /* the last read */
     uint64_t t_active_ms; /* the last read or answer: the idle clock */
+    struct vl_send_clock sendk; /* progress of the answers queued for the socket */
     struct mp_conn *prev, *next;
     struct mp_req *reqs;
 };
@@ -48,7 +52,21 @@ struct mp_req {
 struct wbuf {
     uv_write_t w;
     char *buf;
+    struct mp_conn *c;
+    int64_t charged; /* bytes of the budget held for buf until it is written */
 };
+
+/* Bytes of answers queued for c's socket that the kernel has not taken yet. */
+static size_t conn_unsent(const struct mp_conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+}
+
+/* Too many answers queued: no more frames are taken (nor read) until they drain. */
+static int conn_backlogged(const struct mp_conn *c)
+{
+    return vl_send_backlogged(conn_unsent(c), c->m->lim.max_unsent_bytes);
+}
 
 static void conn_unref(struct mp_conn *c)
 {
@@ -95,11 +113,30 @@ static void conn_close(struct mp_conn *c)
     uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
+static void resume(struct mp_conn *c);
+static void conn_track(struct mp_conn *c, int fresh);
+static void conn_arm_timer(struct mp_conn *c);
+
+/* Also called with UV_ECANCELED for the answers still queued when the connection is closed;
+ * each holds a reference, so c is there either way. */
 static void on_written(uv_write_t *w, int status)
 {
     struct wbuf *b = (struct wbuf *)w;
+    struct mp_conn *c = b->c;
     free(b->buf);
+    mem_budget_release(c->m->mem_budget, b->charged);
     free(b);
+    if (!c->dead) {
+        /* the queue shrank: frames may be taken again if it was over max_unsent_bytes */
+        vl_send_observe(&c->sendk, conn_unsent(c), uv_now(c->m->ctx->loop));
+        if (status < 0)
+            conn_close(c);
+        else {
+            resume(c);
+            conn_track(c, 0);
+        }
+    }
+    conn_unref(c);
 }
 
 static void send_frame(struct mp_conn *c, msgpack_sbuffer *sb)
@@ -108,14 +145,24 @@ static void send_frame(struct mp_conn *c, msgpack_sbuffer *sb)
         return;
     struct wbuf *b = vl_malloc(sizeof *b);
     b->buf = vl_malloc(sb->size + 4);
+    b->c = c;
+    b->charged = (int64_t)sb->size + 4;
     vl_frame_header((uint8_t *)b->buf, (uint32_t)sb->size);
     memcpy(b->buf + 4, sb->data, sb->size);
     uv_buf_t ub = uv_buf_init(b->buf, (unsigned)(sb->size + 4));
+    uint64_t now = uv_now(c->m->ctx->loop);
+    vl_send_observe(&c->sendk, conn_unsent(c), now); /* a shrink since the last look counts */
     if (uv_write(&b->w, (uv_stream_t *)&c->pipe, &ub, 1, on_written)) {
         free(b->buf);
         free(b);
         conn_close(c);
+        return;
     }
+    /* held until written (what the kernel did not take at once): charged meanwhile */
+    c->refs++;
+    mem_budget_charge_always(c->m->mem_budget, b->charged);
+    vl_send_observe(&c->sendk, conn_unsent(c), now);
+    conn_arm_timer(c); /* the send deadline, if the kernel did not take it all */
 }
 
 /* ---- cJSON -> msgpack (usage, timings, previews) ---------------------------------------- */
@@ -201,9 +248,7 @@ static void req_free(struct mp_req *r)
     free(r);
 }
 
-static void resume(struct mp_conn *c);
 static void shut_down_if_done(struct mp_conn *c);
-static void conn_track(struct mp_conn *c, int fresh);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 static void job_done(struct api_job *j)
@@ -414,7 +459,7 @@ static void take_frames(struct mp_conn *c)
     struct mp_frame f;
     int rc = MP_INTAKE_NEED_MORE;
     while (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
-           (rc = mp_intake_next(&c->in, &f)) == MP_INTAKE_OK) {
+           !conn_backlogged(c) && (rc = mp_intake_next(&c->in, &f)) == MP_INTAKE_OK) {
         c->t_first_ms = c->t_body_ms = 0; /* the next frame's clock starts with its bytes */
         handle_frame(c, &f);
     }
@@ -459,7 +504,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     take_frames(c);
-    if (!c->dead && c->inflight >= c->m->max_inflight_per_conn && c->reading) {
+    if (!c->dead && c->reading &&
+        (c->inflight >= c->m->max_inflight_per_conn || conn_backlogged(c))) {
+        if (c->inflight < c->m->max_inflight_per_conn)
+            c->m->n_send_paused++;
         uv_read_stop(s);
         c->reading = 0;
     }
@@ -468,11 +516,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void resume(struct mp_conn *c)
 {
-    if (c->dead || c->broken || c->reading || c->inflight >= c->m->max_inflight_per_conn)
+    if (c->dead || c->broken || c->reading || c->inflight >= c->m->max_inflight_per_conn ||
+        conn_backlogged(c))
         return;
     take_frames(c); /* frames already buffered first */
     if (!c->dead && !c->broken && c->inflight < c->m->max_inflight_per_conn &&
-        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
+        !conn_backlogged(c) && uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
         c->reading = 1;
         /* a frame that waited while this connection was at its in-flight cap was not slow: its
          * clocks start again now */
@@ -489,23 +538,59 @@ static int conn_receiving(const struct mp_conn *c)
     return c->in.frame != NULL || mp_intake_discarding(&c->in) || mp_intake_pending(&c->in) > 0;
 }
 
-/* The earliest deadline of the frame being received (and which one it is, *kind), or of the idle
- * connection (*kind = -1). 0: none (not reading: requests in flight at the cap, or a broken
- * connection waiting for its answers; or reading with requests in flight and no frame begun). */
-static uint64_t conn_deadline(const struct mp_conn *c, int *kind)
+/* conn_deadline's kinds besides the receive deadlines (enum mpapi_timeout_kind, >= 0) */
+#define CONN_DL_IDLE (-1) /* no frame arriving, nothing in flight or queued: idle_timeout_ms */
+#define CONN_DL_SEND (-2) /* queued answers made no progress: send_timeout_ms */
+#define CONN_DL_TICK (-3) /* sample the send queue (gateway/send_deadline.h) */
+
+/* The earliest receive deadline of the frame being received (and which one it is, *kind), or of
+ * the idle connection (*kind = CONN_DL_IDLE; q: bytes of answers queued). 0: none (not reading:
+ * requests in flight or answers queued at the cap, or a broken connection waiting for its
+ * answers; or reading with requests in flight or answers queued and no frame begun). */
+static uint64_t recv_deadline(const struct mp_conn *c, size_t q, int *kind)
 {
     const struct mpapi_limits *l = &c->m->lim;
-    *kind = -1;
+    *kind = CONN_DL_IDLE;
     if (c->dead || c->shut_down || !c->reading)
         return 0;
-    if (!conn_receiving(c))
-        return c->inflight > 0 || c->broken ? 0 : c->t_active_ms + l->idle_timeout_ms;
+    if (!conn_receiving(c)) {
+        if (c->inflight > 0 || c->broken || q > 0)
+            return 0;
+        /* idle since the last read, answer, or the answers' queue emptying */
+        uint64_t t =
+            c->t_active_ms > c->sendk.t_progress_ms ? c->t_active_ms : c->sendk.t_progress_ms;
+        return t + l->idle_timeout_ms;
+    }
     /* the payload: a frame being read, or the rest of a refused one being discarded */
     int in_body = c->in.frame || mp_intake_discarding(&c->in);
     uint64_t got = !in_body ? 0 : c->in.frame ? c->in.frame_got : c->in.bad_len - c->in.skip;
     const struct vl_recv_limits rl = {l->prefix_timeout_ms, l->stall_timeout_ms, l->rate_grace_ms,
                                       l->frame_timeout_ms, l->min_rate};
     return vl_recv_deadline(&rl, c->t_first_ms, in_body, c->t_body_ms, c->t_read_ms, got, kind);
+}
+
+/* The connection's earliest deadline and its kind: recv_deadline's, the answers queued without
+ * progress (CONN_DL_SEND, also on a broken or shut-down connection: its last answers are not
+ * read either), or the next look at that queue (CONN_DL_TICK, always in the future). 0: none.
+ * Samples the send queue first. */
+static uint64_t conn_deadline(struct mp_conn *c, int *kind)
+{
+    if (c->dead) {
+        *kind = CONN_DL_IDLE;
+        return 0;
+    }
+    uint64_t now = uv_now(c->m->ctx->loop);
+    size_t q = conn_unsent(c);
+    vl_send_observe(&c->sendk, q, now);
+    uint64_t d = recv_deadline(c, q, kind);
+    uint64_t timeout = c->m->lim.send_timeout_ms;
+    uint64_t sd = vl_send_deadline(&c->sendk, q, timeout);
+    if (sd && (!d || sd < d))
+        d = sd, *kind = CONN_DL_SEND;
+    uint64_t wake = vl_send_wake(&c->sendk, q, timeout, now);
+    if (wake && wake < d)
+        d = wake, *kind = CONN_DL_TICK;
+    return d;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -516,8 +601,16 @@ static void on_timer(uv_timer_t *t)
     uint64_t now = uv_now(c->m->ctx->loop);
     if (!d)
         return;
-    if (d > now) { /* bytes arrived meanwhile: not yet */
+    if (d > now) { /* bytes arrived or left meanwhile, or a look at the queue: not yet */
         uv_timer_start(&c->timer, on_timer, d - now, 0);
+        return;
+    }
+    if (kind == CONN_DL_SEND) { /* the client does not read its answers: they are dropped */
+        c->m->n_send_timeouts++;
+        vl_info("msgpack API client took no byte of its %zu bytes of queued answers for %.1f s: "
+                "connection closed (--send-timeout-s)",
+                conn_unsent(c), (double)c->m->lim.send_timeout_ms / 1000);
+        conn_close(c);
         return;
     }
     if (kind < 0) { /* idle: closed without an answer, as an idle HTTP keep-alive connection */
@@ -628,7 +721,9 @@ void mpapi_init(struct mpapi *m, struct api_ctx *ctx, size_t max_frame)
                                    .idle_timeout_ms = 60000,
                                    .frame_timeout_ms = 120000,
                                    .min_rate = 1024,
-                                   .rate_grace_ms = 10000};
+                                   .rate_grace_ms = 10000,
+                                   .send_timeout_ms = VL_SEND_TIMEOUT_MS_DEFAULT,
+                                   .max_unsent_bytes = VL_MAX_UNSENT_BYTES_DEFAULT};
     ctx->user_mp = m;
 }
 
@@ -678,6 +773,14 @@ void mpapi_close(struct mpapi *m)
     mpapi_stop_accepting(m);
     while (m->conns)
         conn_close(m->conns);
+}
+
+size_t mpapi_unsent(const struct mpapi *m)
+{
+    size_t n = 0;
+    for (const struct mp_conn *c = m->conns; c; c = c->next)
+        n += conn_unsent(c);
+    return n;
 }
 
 char *mpapi_metrics(const struct mpapi *m, size_t *len)

@@ -27,6 +27,8 @@ struct mpapi_limits {
     uint64_t frame_timeout_ms;  /* the whole frame within this of its first byte; 0: off */
     uint64_t min_rate;          /* bytes/s a payload must average after the grace; 0: off */
     uint64_t rate_grace_ms;     /* from the end of the prefix */
+    uint64_t send_timeout_ms;   /* queued answers without progress: closed; 0: off */
+    size_t max_unsent_bytes;    /* queued answers above this: no frame taken; 0: no cap */
 };
 
 /* Why a frame was answered 408 (mpapi.n_timeouts[]); labels as HTTP's. */
@@ -56,9 +58,16 @@ struct mpapi {
      * HTTP options), change before mpapi_listen. A frame that misses a deadline is answered 408
      * request_timeout (no id), its reservation released, and its connection closed once its
      * requests in flight are answered; an idle connection (no frame arriving, nothing in flight)
-     * is closed without an answer after idle_timeout_ms, as HTTP's keep-alive ones are. */
+     * is closed without an answer after idle_timeout_ms, as HTTP's keep-alive ones are.
+     * Answers a client does not read (gateway/send_deadline.h): while more than
+     * max_unsent_bytes are queued for its socket no frame is taken or read, and a connection
+     * whose queued answers make no progress for send_timeout_ms is closed (its requests in
+     * flight cancelled, their answers dropped); queued answers are charged to mem_budget until
+     * written. */
     struct mpapi_limits lim;
     uint64_t n_timeouts[MP_TO_N];
+    uint64_t n_send_timeouts;  /* connections closed by send_timeout_ms */
+    uint64_t n_send_paused;    /* times reading paused for max_unsent_bytes */
     uint64_t n_rejected_conns; /* refused over lim.max_conns */
     struct mp_conn *conns;
     void (*on_idle)(struct mpapi *m);
@@ -88,6 +97,8 @@ int mpapi_listen_fd(struct mpapi *m, int fd, char *err, size_t errlen);
 /* Stops accepting (connections stay open until their requests are answered). */
 void mpapi_stop_accepting(struct mpapi *m);
 void mpapi_close(struct mpapi *m);
+/* Bytes of answers queued for the open connections' sockets, not yet taken by the kernel. */
+size_t mpapi_unsent(const struct mpapi *m);
 /* The socket's metrics in Prometheus text (malloc'd, *len bytes): vlembed_msgpack_connections,
  * vlembed_msgpack_connections_rejected_total, vlembed_msgpack_timeouts_total{kind}. */
 char *mpapi_metrics(const struct mpapi *m, size_t *len);
