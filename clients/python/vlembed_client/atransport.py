@@ -5,7 +5,10 @@ same `retryable` marks), so AsyncClient shares every rule above them with Client
 
 Each request has a connection of its own until its answer is read whole; a request that fails,
 times out or is cancelled closes its connection, so a late answer is never read as another
-request's, and the client stays usable."""
+request's, and the client stays usable. A request sent on a reused idle connection that the
+gateway closed before any byte of an answer came (its idle timeout, --idle-timeout-s, may expire
+just as the connection is taken: the close is not seen until the loop runs) is sent once more at
+once on a fresh connection, as the blocking transports do."""
 import asyncio
 import ssl
 import struct
@@ -132,7 +135,7 @@ class AsyncHTTPTransport:
             "%s: %s\r\n" % kv for kv in hdrs.items()))
         msg = head.encode("latin-1") + (data or b"")
         for fresh_try in (0, 1):
-            conn = self._pool.take()
+            conn = None if fresh_try else self._pool.take()
             reused = conn is not None
             gen = self._pool.generation
             state = {"answered": False}
@@ -270,20 +273,27 @@ class AsyncSocketTransport:
         obj = dict(obj)
         obj["id"] = request_id
         frame = msgpack.packb(obj, use_bin_type=True)
-        conn = self._pool.take()
-        gen = self._pool.generation
-        try:
-            if conn is None:
-                conn = await asyncio.wait_for(asyncio.open_unix_connection(self.path),
-                                              timeout or self.timeout)
-            ans = await asyncio.wait_for(self._exchange(conn, frame, request_id),
-                                         timeout or self.timeout)
-        except BaseException as e:  # every failure, cancellation included, closes it
-            if conn is not None:
-                _close(conn[1])
-            if isinstance(e, (OSError, EOFError, ValueError, asyncio.TimeoutError)):
-                raise _conn_error(e, request_id) from e
-            raise
+        for fresh_try in (0, 1):
+            conn = None if fresh_try else self._pool.take()
+            reused = conn is not None
+            gen = self._pool.generation
+            state = {"answered": False}
+            try:
+                if conn is None:
+                    conn = await asyncio.wait_for(asyncio.open_unix_connection(self.path),
+                                                  timeout or self.timeout)
+                ans = await asyncio.wait_for(self._exchange(conn, frame, request_id, state),
+                                             timeout or self.timeout)
+                break
+            except BaseException as e:  # every failure, cancellation included, closes it
+                if conn is not None:
+                    _close(conn[1])
+                if (isinstance(e, (ConnectionError, EOFError)) and reused and
+                        not state["answered"] and not fresh_try):
+                    continue  # an idle connection the gateway had closed: once more, fresh
+                if isinstance(e, (OSError, EOFError, ValueError, asyncio.TimeoutError)):
+                    raise _conn_error(e, request_id) from e
+                raise
         if _socket_closes(ans):
             _close(conn[1])
         else:
@@ -291,13 +301,19 @@ class AsyncSocketTransport:
         return _socket_result(ans, request_id)
 
     @staticmethod
-    async def _exchange(conn, frame, request_id):
+    async def _exchange(conn, frame, request_id, state):
         import msgpack
         reader, writer = conn
         writer.write(struct.pack(">I", len(frame)) + frame)
         await writer.drain()
         while True:
-            n = struct.unpack(">I", await reader.readexactly(4))[0]
+            try:
+                head = await reader.readexactly(4)
+            except asyncio.IncompleteReadError as e:
+                state["answered"] = state["answered"] or bool(e.partial)
+                raise
+            state["answered"] = True
+            n = struct.unpack(">I", head)[0]
             if n == 0 or n > MAX_ANSWER_FRAME:
                 raise EOFError("answer frame of %d bytes" % n)
             ans = msgpack.unpackb(await reader.readexactly(n), raw=False)

@@ -220,12 +220,15 @@ class SocketTransport:
             s.close()
 
     @staticmethod
-    def _recv_exact(s, n):
+    def _recv_exact(s, n, answered=None):
+        """n bytes from s; appends to `answered` (if given) once any byte came."""
         buf = bytearray()
         while len(buf) < n:
             chunk = s.recv(min(n - len(buf), 1 << 20))
             if not chunk:
                 raise EOFError("the gateway closed the connection")
+            if answered is not None and not answered:
+                answered.append(True)
             buf += chunk
         return bytes(buf)
 
@@ -241,6 +244,7 @@ class SocketTransport:
                 s = self._idle.pop() if self._idle and not fresh_try else None
                 gen = self._generation
             reused = s is not None
+            answered = []  # a byte of an answer came: then it is not resent
             try:
                 if s is None:
                     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -249,7 +253,7 @@ class SocketTransport:
                 s.settimeout(timeout or self.timeout)
                 s.sendall(struct.pack(">I", len(frame)) + frame)
                 while True:
-                    n = struct.unpack(">I", self._recv_exact(s, 4))[0]
+                    n = struct.unpack(">I", self._recv_exact(s, 4, answered))[0]
                     if n == 0 or n > MAX_ANSWER_FRAME:
                         raise EOFError("answer frame of %d bytes" % n)
                     ans = msgpack.unpackb(self._recv_exact(s, n), raw=False)
@@ -261,7 +265,8 @@ class SocketTransport:
             except Exception as e:  # noqa: BLE001 - every failure closes the connection
                 if s is not None:
                     s.close()
-                if reused and isinstance(e, (BrokenPipeError, ConnectionResetError, EOFError)):
+                if (reused and not answered and not fresh_try and
+                        isinstance(e, (BrokenPipeError, ConnectionResetError, EOFError))):
                     continue  # an idle connection the gateway had closed (--idle-timeout-s): fresh
                 if isinstance(e, (OSError, EOFError, ValueError)):
                     raise _conn_error(e, request_id) from e
