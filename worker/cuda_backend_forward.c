@@ -121,9 +121,6 @@ enum {
  * Rows: the batch's tokens (LM) or patches (ViT). */
 #define SM90_QK_ROPE_MIN_ROWS 4096
 #define SM90_VIT_MIN_ROWS 8192
-/* O / DOWN (VL_GEMM_FUSE words "o", "down": the residual projections on the own kernel) only for
- * batches of at least this many rows; below, cuBLASLt (tuned for them either way). */
-#define SM90_RES_MIN_ROWS 4096
 
 static void mark(struct vl_cuda_ctx *c, int tag)
 {
@@ -228,11 +225,12 @@ static void tune_gemms(struct vl_cuda_ctx *c)
     }
     if (!(c->sm90 & SM90_QKV)) /* also with QK_ROPE: batches below its row bound use cuBLASLt */
         tune_class(c, &ts, c->cap_tokens, Wq, H, c->xn, wa, NULL, nl, c->qkv, VL_GEMM_PLAIN, 0);
-    /* o and down: tuned also with SM90_O / SM90_DOWN (batches below SM90_RES_MIN_ROWS) */
-    tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
+    if (!(c->sm90 & SM90_O))
+        tune_class(c, &ts, c->cap_tokens, H, nq * hd, c->att, wb, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
     if (!(c->sm90 & SM90_GATE_UP))
         tune_class(c, &ts, c->cap_tokens, 2 * I, H, c->xn, wc, NULL, nl, c->gu, VL_GEMM_PLAIN, 0);
-    tune_class(c, &ts, c->cap_tokens, H, I, c->act, wd, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
+    if (!(c->sm90 & SM90_DOWN))
+        tune_class(c, &ts, c->cap_tokens, H, I, c->act, wd, NULL, nl, c->h, VL_GEMM_PLAIN, 1);
     vl_cuda_stream_sync(s);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     vl_info("GEMM tuning: %d shapes in %.0f ms; heuristic pick / chosen time: mean %.3f, max %.3f",
@@ -283,7 +281,6 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
             c->sm90 |= SM90_QK_ROPE;
         if ((f & VL_SM90_FUSE_VITROPE) && cfg->v_head_dim == 64 && cfg->v_heads % 2 == 0)
             c->sm90 |= SM90_VIT;
-        c->sm90 |= (f & VL_SM90_FUSE_O ? SM90_O : 0) | (f & VL_SM90_FUSE_DOWN ? SM90_DOWN : 0);
     }
     vl_info("CUDA backend: LM gate_up + SwiGLU on %s", c->sm90 & SM90_GATE_UP
                                                            ? "the own sm_90a GEMM (fused epilogue)"
@@ -478,7 +475,7 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
 static void lm_gemm(struct vl_cuda_ctx *c, int which, int M, int N, int K, const uint16_t *X,
                     const uint16_t *W, uint16_t *Y, int accumulate)
 {
-    if ((c->sm90 & which) && (M >= SM90_RES_MIN_ROWS || !accumulate))
+    if (c->sm90 & which)
         vl_gemm_sm90_bf16(c->stream, M, N, K, X, W, Y, accumulate);
     else
         vl_gemm_bf16(c->gemm, c->stream, M, N, K, X, W, NULL, Y, VL_GEMM_PLAIN, accumulate);

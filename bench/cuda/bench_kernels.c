@@ -340,12 +340,6 @@ static void bench_sm90(void)
             p = end;
         }
     }
-    /* VL_BENCH_SM90_SCHED=all: each own-kernel variant in the three schedules (gemm_sm90.h),
-     * alternated within every round, one row each; else the process's (VL_GEMM_SM90_SCHED) */
-    const char *es = getenv("VL_BENCH_SM90_SCHED");
-    int scheds[3] = {vl_gemm_sm90_sched(), VL_SM90_SCHED_CLUSTER, VL_SM90_SCHED_PINGPONG}, nsc = 1;
-    if (es && !strcmp(es, "all"))
-        scheds[0] = VL_SM90_SCHED_COOP, nsc = 3;
     size_t maxn = 24576, maxk = 12288, maxm = 16384;
     struct sm90_case c = {0};
     c.g = vl_gemm_create(32u << 20);
@@ -377,63 +371,41 @@ static void bench_sm90(void)
                 continue;
             c.M = Ms[mi], c.N = shp[i].N, c.K = shp[i].K, c.mode = shp[i].mode;
             c.nq = shp[i].nq, c.nkv = shp[i].nkv;
-            int nv = c.mode >= 3 ? 4 : c.mode == 2 ? 3 : 2, own0 = c.mode >= 3 ? 2 : 1;
-            float bests[3][4];
-            for (int k = 0; k < 12; k++)
-                bests[k / 4][k % 4] = 1e30f;
+            int nv = c.mode >= 3 ? 4 : c.mode == 2 ? 3 : 2;
+            float best[4] = {1e30f, 1e30f, 1e30f, 1e30f};
             for (int r = 0; r < 3; r++)
-                for (int sc = 0; sc < nsc; sc++) {
-                    if (nsc > 1)
-                        vl_gemm_sm90_set_sched(scheds[sc]);
-                    for (int v = sc > 0 ? own0 : 0; v < nv; v++) {
-                        float t = sm90_run_ms(&c, v);
-                        if (t < bests[sc][v])
-                            bests[sc][v] = t;
-                    }
+                for (int v = 0; v < nv; v++) {
+                    float t = sm90_run_ms(&c, v);
+                    if (t < best[v])
+                        best[v] = t;
                 }
-            for (int sc = 0; sc < nsc; sc++) {
-                float *best = bests[sc];
-                for (int v = 0; v < own0; v++) /* cuBLASLt: measured once per round */
-                    best[v] = bests[0][v];
-                char name[96];
-                snprintf(name, sizeof name, "%s [%s]", shp[i].name,
-                         scheds[sc] == VL_SM90_SCHED_COOP      ? "coop"
-                         : scheds[sc] == VL_SM90_SCHED_CLUSTER ? "cluster"
-                                                               : "pingpong");
-                double fl = 2.0 * c.M * (double)c.N * c.K;
+            double fl = 2.0 * c.M * (double)c.N * c.K;
 #define TF(ms) (fl / ((ms)*1e-3) / 1e12)
-                if (c.mode == 3)
-                    printf(
-                        "| %s M=%d N=%d K=%d | cuBLASLt %.3f ms, cuBLASLt+qk_norm_mrope %.3f ms, "
-                        "sm90 plain %.3f ms, sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f / "
-                        "%.0f "
-                        "TFLOP/s |\n",
-                        name, c.M, c.N, c.K, best[0], best[1], best[2], best[3], best[1] / best[3],
-                        TF(best[0]), TF(best[1]), TF(best[2]), TF(best[3]));
-                else if (c.mode == 4)
-                    printf(
-                        "| %s M=%d N=%d K=%d | cuBLASLt+bias %.3f ms, cuBLASLt+bias+vit_rope %.3f "
-                        "ms, sm90 plain (no bias) %.3f ms, sm90 fused %.3f ms (%.3fx) | %.0f / "
-                        "%.0f "
-                        "/ %.0f / %.0f TFLOP/s |\n",
-                        name, c.M, c.N, c.K, best[0], best[1], best[2], best[3], best[1] / best[3],
-                        TF(best[0]), TF(best[1]), TF(best[2]), TF(best[3]));
-                else if (c.mode == 2)
-                    printf("| %s M=%d N=%d K=%d | cuBLASLt+swiglu %.3f ms, sm90 plain %.3f ms, "
-                           "sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f TFLOP/s |\n",
-                           name, c.M, c.N, c.K, best[0], best[1], best[2], best[0] / best[2],
-                           TF(best[0]), TF(best[1]), TF(best[2]));
-                else
-                    printf("| %s M=%d N=%d K=%d | cuBLASLt %.3f ms, sm90 %.3f ms (%.3fx) | %.0f / "
-                           "%.0f TFLOP/s |\n",
-                           name, c.M, c.N, c.K, best[0], best[1], best[0] / best[1], TF(best[0]),
-                           TF(best[1]));
+            if (c.mode == 3)
+                printf("| %s M=%d N=%d K=%d | cuBLASLt %.3f ms, cuBLASLt+qk_norm_mrope %.3f ms, "
+                       "sm90 plain %.3f ms, sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f / %.0f "
+                       "TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[3],
+                       best[1] / best[3], TF(best[0]), TF(best[1]), TF(best[2]), TF(best[3]));
+            else if (c.mode == 4)
+                printf("| %s M=%d N=%d K=%d | cuBLASLt+bias %.3f ms, cuBLASLt+bias+vit_rope %.3f "
+                       "ms, sm90 plain (no bias) %.3f ms, sm90 fused %.3f ms (%.3fx) | %.0f / %.0f "
+                       "/ %.0f / %.0f TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[3],
+                       best[1] / best[3], TF(best[0]), TF(best[1]), TF(best[2]), TF(best[3]));
+            else if (c.mode == 2)
+                printf("| %s M=%d N=%d K=%d | cuBLASLt+swiglu %.3f ms, sm90 plain %.3f ms, "
+                       "sm90 fused %.3f ms (%.3fx) | %.0f / %.0f / %.0f TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[2], best[0] / best[2],
+                       TF(best[0]), TF(best[1]), TF(best[2]));
+            else
+                printf("| %s M=%d N=%d K=%d | cuBLASLt %.3f ms, sm90 %.3f ms (%.3fx) | %.0f / "
+                       "%.0f TFLOP/s |\n",
+                       shp[i].name, c.M, c.N, c.K, best[0], best[1], best[0] / best[1], TF(best[0]),
+                       TF(best[1]));
 #undef TF
-            }
             fflush(stdout);
         }
-    if (nsc > 1)
-        vl_gemm_sm90_set_sched(scheds[0]);
     vl_cuda_free(c.x), vl_cuda_free(c.w), vl_cuda_free(c.y), vl_cuda_free(c.act);
     vl_cuda_free(c.cs), vl_cuda_free(c.bias), vl_cuda_free(c.vcs);
     vl_gemm_free(c.g);
@@ -441,10 +413,8 @@ static void bench_sm90(void)
 
 /* `bench_kernels attention` runs the attention rows only, `bench_kernels sm90` the own-GEMM rows
  * only (VL_BENCH_SM90_ONLY=substring: only the own-GEMM rows whose name contains it;
- * VL_BENCH_SM90_M=comma-separated row counts instead of 4464,16384; VL_BENCH_SM90_SCHED=all:
- * the own-GEMM variants in the coop, cluster and pingpong schedules, alternated, a row each;
- * VL_BENCH_ATTN=comma-separated attention variants, 0 = the default rule, instead of every
- * variant). */
+ * VL_BENCH_SM90_M=comma-separated row counts instead of 4464,16384; VL_BENCH_ATTN=comma-separated
+ * attention variants, 0 = the default rule, instead of every variant). */
 int main(int argc, char **argv)
 {
     int attn_only = argc > 1 && strcmp(argv[1], "attention") == 0;

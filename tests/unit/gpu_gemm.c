@@ -35,10 +35,7 @@
  *    expected there); against the CPU reference (float64 product + bias rounded to bf16, the
  *    rotation with each product and the sum rounded to fp32, cos/sin from vl_vit_rope_table)
  *    8e-3. Bias uniform in [-1, 1], positions below 128; M in {1, 7, 333, 4464, 16384} at the 2B
- *    vision width (16 heads, K 1024), and 2 heads (N = 384: a half tile past N).
- *  - The three schedules (VL_GEMM_SM90_SCHED coop / cluster / pingpong) bit-identical on every
- *    output of every form (test_sched); the other checks run with the process's schedule (the
- *    default unless VL_GEMM_SM90_SCHED is set). */
+ *    vision width (16 heads, K 1024), and 2 heads (N = 384: a half tile past N). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,92 +400,6 @@ static void vitrope_case(int M, int heads, int K)
     vl_cuda_free(dpos), vl_cuda_free(cs);
 }
 
-/* The three schedules of the own kernel (gemm_sm90.h: coop 128 x 256 tiles, the same in 2-CTA
- * clusters with the W tile multicast, ping-pong 128 x 128 tiles) on the same inputs. form: 0 plain,
- * 1 + residual, 2 SwiGLU (N = I), 3 LM qkv + q/k norm + MRoPE (nq / nkv heads of 128), 4 ViT qkv +
- * bias + rope (nq heads of 64). Every output must be equal in every bit: all run the same fp32
- * accumulation (k ascending, one wgmma k16 step at a time) and the same epilogue arithmetic. */
-static void sched_case(int form, int M, int N, int K, int nq, int nkv)
-{
-    if (form == 3)
-        N = (nq + 2 * nkv) * 128;
-    if (form == 4)
-        N = 3 * nq * 64;
-    size_t wrows = form == 2 ? 2 * (size_t)N : (size_t)N, xn = (size_t)M * K, wn = wrows * K;
-    size_t yn = (size_t)M * N;
-    uint16_t *x = vl_cuda_malloc(xn * 2), *w = vl_cuda_malloc(wn * 2);
-    uint16_t *y[3] = {vl_cuda_malloc(yn * 2), vl_cuda_malloc(yn * 2), vl_cuda_malloc(yn * 2)};
-    uint16_t *y0 = vl_cuda_malloc(yn * 2);
-    uint16_t *nw = vl_cuda_malloc(2 * N * 2), *cs = vl_cuda_malloc((size_t)M * 128 * 2);
-    float *vcs = vl_cuda_malloc((size_t)M * 64 * 4);
-    vl_cuda_fill_random_bf16(x, xn, g_seed++, 1.0f, NULL);
-    vl_cuda_fill_random_bf16(w, wn, g_seed++, 0.1f, NULL);
-    vl_cuda_fill_random_bf16(y0, yn, g_seed++, 1.0f, NULL);
-    vl_cuda_fill_random_bf16(nw, 2 * N, g_seed++, 1.0f, NULL); /* norm weights or bias */
-    vl_cuda_fill_random_bf16(cs, (size_t)M * 128, g_seed++, 1.0f, NULL);
-    int32_t *pos4 = malloc((size_t)M * 16);
-    for (int i = 0; i < M; i++) {
-        pos4[4 * i] = (int32_t)(gu_next() % 128), pos4[4 * i + 1] = (int32_t)(gu_next() % 128);
-        pos4[4 * i + 2] = pos4[4 * i + 3] = 128;
-    }
-    int32_t *dpos = gu_upload(pos4, (size_t)M * 16);
-    vl_vit_rope_table(NULL, dpos, M, 64, vcs);
-    static const int sc[3] = {VL_SM90_SCHED_COOP, VL_SM90_SCHED_PINGPONG, VL_SM90_SCHED_CLUSTER};
-    static const char *scn[3] = {"coop", "pingpong", "cluster"};
-    int keep = vl_gemm_sm90_sched();
-    for (int k = 0; k < 3; k++) {
-        if (form == 1)
-            vl_cuda_d2d(y[k], y0, yn * 2, NULL);
-        else
-            gu_poison(y[k], yn * 2);
-        vl_gemm_sm90_set_sched(sc[k]);
-        if (form <= 1)
-            vl_gemm_sm90_bf16(NULL, M, N, K, x, w, y[k], form);
-        else if (form == 2)
-            vl_gemm_sm90_swiglu(NULL, M, N, K, x, w, y[k]);
-        else if (form == 3)
-            vl_gemm_sm90_qk_norm_mrope(NULL, M, nq, nkv, 128, K, x, w, y[k], nw, nw + 128, cs,
-                                       1e-6f);
-        else
-            vl_gemm_sm90_vit_qkv_rope(NULL, M, nq, 64, K, x, w, nw, y[k], vcs);
-    }
-    vl_gemm_sm90_set_sched(keep);
-    vl_cuda_stream_sync(NULL);
-    static const char *fname[] = {"plain", "residual", "swiglu", "qkrope", "vitrope"};
-    for (int k = 1; k < 3; k++) {
-        size_t same, bad;
-        diff_dev(y[k], y[0], yn, &same, &bad);
-        int exact = same == yn && bad == 0;
-        fprintf(stderr, "  %s vs coop %-8s M=%d N=%d K=%d: %zu of %zu differ, %zu non-finite%s\n",
-                scn[k], fname[form], M, N, K, yn - same, yn, bad, exact ? "" : "  <-- FAIL");
-        CHECK(exact);
-    }
-    free(pos4);
-    vl_cuda_free(x), vl_cuda_free(w), vl_cuda_free(y[0]), vl_cuda_free(y[1]), vl_cuda_free(y[2]);
-    vl_cuda_free(y0);
-    vl_cuda_free(nw), vl_cuda_free(cs), vl_cuda_free(vcs), vl_cuda_free(dpos);
-}
-
-TEST(test_sched)
-{
-    static const int ms[] = {1, 7, 333, 4464, 16384};
-    for (int i = 0; i < 5; i++) {
-        int M = ms[i];
-        sched_case(0, M, 6144, 4096, 0, 0);  /* 8B qkv, plain */
-        sched_case(1, M, 4096, 12288, 0, 0); /* 8B down + residual */
-        sched_case(2, M, 12288, 4096, 0, 0); /* 8B gate_up + SwiGLU */
-        sched_case(3, M, 0, 4096, 32, 8);    /* 8B qkv + q/k norm + MRoPE */
-        sched_case(4, M, 0, 1024, 16, 0);    /* ViT-2B qkv + bias + rope */
-        sched_case(2, M, 6144, 2048, 0, 0);  /* 2B gate_up + SwiGLU */
-        sched_case(3, M, 0, 2048, 16, 8);    /* 2B qkv + q/k norm + MRoPE */
-    }
-    sched_case(0, 300, 264, 200, 0, 0); /* N, K past a tile */
-    sched_case(1, 130, 72, 96, 0, 0);
-    sched_case(2, 129, 128, 136, 0, 0);
-    sched_case(3, 129, 0, 136, 3, 1);
-    sched_case(4, 129, 0, 136, 2, 0);
-}
-
 static const int g_ms[] = {1, 7, 64, 333, 4464, 16384};
 #define N_MS (int)(sizeof g_ms / sizeof g_ms[0])
 
@@ -557,12 +468,6 @@ static void test_all(void)
         return;
     }
     g_lt = vl_gemm_create(32u << 20);
-    int sch = vl_gemm_sm90_sched();
-    fprintf(stderr, "schedule: %s (VL_GEMM_SM90_SCHED)\n",
-            sch == VL_SM90_SCHED_COOP      ? "coop"
-            : sch == VL_SM90_SCHED_CLUSTER ? "cluster"
-                                           : "pingpong");
-    TEST_RUN_ONE(test_sched);
     TEST_RUN_ONE(test_odd_shapes);
     TEST_RUN_ONE(test_2b);
     TEST_RUN_ONE(test_8b);

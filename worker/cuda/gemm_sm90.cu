@@ -101,35 +101,6 @@ static __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap 
                  : "memory");
 }
 
-/* tma_load of the same box into the same shared-memory offset of every CTA of the cluster in
- * mask, each completing on its own mbarrier at bar's offset. */
-static __device__ __forceinline__ void tma_load_mc(uint32_t dst, const CUtensorMap *map,
-                                                   uint32_t bar, int c0, int c1, uint16_t mask)
-{
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
-                 ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(dst),
-                 "l"((uint64_t)map), "r"(bar), "r"(c0), "r"(c1), "h"(mask)
-                 : "memory");
-}
-
-/* Arrives on the mbarrier at shared offset bar of the cluster's CTA rank (release at cluster
- * scope: this thread's earlier reads of the stage are done before the peer may refill it). */
-static __device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t rank)
-{
-    uint32_t ra;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(ra) : "r"(bar), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(ra)
-                 : "memory");
-}
-
-/* All threads of all CTAs of the cluster: arrive (release) and wait (acquire). */
-static __device__ __forceinline__ void cluster_sync()
-{
-    asm volatile(
-        "barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
-            : "memory");
-}
-
 /* 2-D TMA store (or bf16 reduce-add, add = 1) of a shared-memory box to (c0 = column, c1 = row);
  * rows and columns past the tensor's end are not written. */
 static __device__ __forceinline__ void tma_store(const CUtensorMap *map, uint32_t src, int c0,
@@ -218,64 +189,14 @@ static __device__ __forceinline__ void wgmma_n256(float *d, uint64_t da, uint64_
         : "l"(da), "l"(db), "r"(scale_d));
 }
 
-/* D[64 x 128] (+)= A[64 x 16] B[16 x 128]^T, as wgmma_n256 with half the columns (64
- * accumulators per thread, the same layout as one 128-column half of wgmma_n256's). */
-static __device__ __forceinline__ void wgmma_n128(float *d, uint64_t da, uint64_t db, int scale_d)
-{
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, "
-                 "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, "
-                 "%34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, "
-                 "%50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-                   "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-                   "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
-                   "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
-                   "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                   "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
-                   "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
-                   "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                 : "l"(da), "l"(db), "r"(scale_d));
-}
-
 /* Tile t of the grouped order -> (row tile, column tile). */
 static __device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int *tm,
-                                                   int *tn, int group = GROUP_M)
+                                                   int *tn)
 {
-    int per = group * tiles_n, g = t / per, first = g * group;
-    int gs = tiles_m - first < group ? tiles_m - first : group, r = t - g * per;
+    int per = GROUP_M * tiles_n, g = t / per, first = g * GROUP_M;
+    int gs = tiles_m - first < GROUP_M ? tiles_m - first : GROUP_M, r = t - g * per;
     *tm = first + r % gs;
     *tn = r / gs;
-}
-
-/* Tile n of this block's sequence, false past its end. CL = 1: tile blockIdx.x + n gridDim.x of
- * the grouped order. CL = 2 (clusters of two CTAs, blockIdx.x % 2 = the CTA's rank in its
- * cluster): the cluster's pair tile blockIdx.x / 2 + n gridDim.x / 2 of the grouped order over
- * pairs of row tiles (GROUP_M / 2 pairs: the same rows per group), the CTA taking the pair's row
- * tile 2 tm2 + rank; both CTAs of a cluster share the W tile (tn) of every pair. A pair's second
- * row tile may lie past M (odd tile count): it is computed on zero-filled rows and its stores are
- * clipped, since its CTA must still load and multicast its half of the W tile. */
-template <int CL>
-static __device__ __forceinline__ bool block_tile(int n, int tiles_m, int tiles_n, int *tm, int *tn)
-{
-    if (CL == 1) {
-        int t = blockIdx.x + n * gridDim.x;
-        if (t >= tiles_m * tiles_n)
-            return false;
-        tile_coords(t, tiles_m, tiles_n, tm, tn);
-        return true;
-    }
-    int pairs_m = (tiles_m + 1) / 2, t = blockIdx.x / 2 + n * (gridDim.x / 2);
-    if (t >= pairs_m * tiles_n)
-        return false;
-    tile_coords(t, pairs_m, tiles_n, tm, tn, GROUP_M / 2);
-    *tm = 2 * *tm + (blockIdx.x & 1);
-    return true;
 }
 
 static __device__ __forceinline__ float silu_ref(float g)
@@ -324,16 +245,14 @@ static __device__ __forceinline__ uint32_t bsub2(uint32_t a, uint32_t b)
  * vl_qk_norm_mrope (rope.cu, head_dim 128) writes for the bf16-rounded accumulator: x = bf16(a),
  * the sum of squares in that kernel's order (pairs (8i+2q, 8i+2q+1) fused, a tree over i, then
  * (q0 + q1) + (q2 + q3)), r = rsqrt(ss / 128 + eps), y = bf16(bf16(x r) w), out = bf16(bf16(y cos)
- * + bf16(rotate_half(y) sin)). cos / sin: rope_prefetch's pre. Only rows h in [H0, H0 + HN)
- * are done (the ping-pong epilogue does one row at a time: fewer registers live). */
-template <int H0 = 0, int HN = 2>
+ * + bf16(rotate_half(y) sin)). cos / sin: rope_prefetch's pre. */
 static __device__ __forceinline__ void qk_norm_mrope_head(const float *a, uint32_t *o,
                                                           const uint16_t *__restrict__ w,
                                                           const uint32_t *pre, int q, float eps)
 {
     const uint32_t *w2 = (const uint32_t *)w + q; /* columns (8 i + 2 q, + 1) as one bf16x2 */
 #pragma unroll
-    for (int h = H0; h < H0 + HN; h++) {
+    for (int h = 0; h < 2; h++) {
         const uint32_t *cv = pre + 16 * h, *sv = pre + 16 * h + 8;
         uint32_t xb[16];
         float p[16];
@@ -430,13 +349,12 @@ static __device__ __forceinline__ void vit_bias_rope_half(const float *a, uint32
  * row0 + 8 (clamped to M - 1: rows past M are clipped by the store), loaded when the tile starts
  * so that the L2 latency hides behind the tile's products instead of stalling the epilogue (and
  * once per tile, not per half tile). pre[16 h + j]: j < 8 the bf16x2 cos of columns (8 j + 2 q,
- * + 1), j >= 8 the sin of columns 8 (j - 8) + 2 q, + 1. Only rows h in [H0, H0 + HN). */
-template <int H0 = 0, int HN = 2>
+ * + 1), j >= 8 the sin of columns 8 (j - 8) + 2 q, + 1. */
 static __device__ __forceinline__ void rope_prefetch(uint32_t *pre, const epi_args &ea, int row0,
                                                      int q)
 {
 #pragma unroll
-    for (int h = H0; h < H0 + HN; h++) {
+    for (int h = 0; h < 2; h++) {
         int row = row0 + 8 * h;
         row = row < ea.M ? row : ea.M - 1;
         const uint32_t *c2 = (const uint32_t *)(ea.cs + (size_t)row * 128) + q;
@@ -449,14 +367,8 @@ static __device__ __forceinline__ void rope_prefetch(uint32_t *pre, const epi_ar
 #endif /* VL_SM90A */
 
 /* n_step: W rows per column tile (256 plain, 128 SwiGLU); b_off: row offset of the second W
- * half-tile (128 plain, I SwiGLU). N: Y's columns (act's for SwiGLU). CL = 2 (launched in
- * clusters of two CTAs, VL_GEMM_SM90_SCHED=cluster): the two CTAs of a cluster compute row
- * tiles 2 tm2 and 2 tm2 + 1 of the same column tile (block_tile) and each loads one of the two
- * W half-tiles with a TMA multicast into both CTAs' stage, so each SM reads 32 KiB instead of
- * 48 KiB per stage from L2; a stage is released to both producers (empty barrier: 2 local + 2
- * remote arrivals), and each producer drains its ring before exiting so that no remote arrival
- * targets an exited CTA. */
-template <int EPI, int CL>
+ * half-tile (128 plain, I SwiGLU). N: Y's columns (act's for SwiGLU). */
+template <int EPI>
 static __global__ void __launch_bounds__(384, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tb,
                      const __grid_constant__ CUtensorMap ty, const epi_args ea, int K, int tiles_m,
@@ -467,50 +379,37 @@ static __global__ void __launch_bounds__(384, 1)
     __shared__ __align__(8) uint64_t bars[2 * ST];
     uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
     uint32_t full = smem_addr(&bars[0]), empty = smem_addr(&bars[ST]);
-    int wg = threadIdx.x / 128, nk = (K + BK - 1) / BK;
-    uint32_t rank = blockIdx.x & 1, peer = rank ^ 1; /* CL = 2: this CTA's and the other's */
+    int wg = threadIdx.x / 128, nk = (K + BK - 1) / BK, total = tiles_m * tiles_n;
     if (threadIdx.x == 0) {
         for (int i = 0; i < ST; i++) {
             mbar_init(full + 8 * i, 1);
-            mbar_init(empty + 8 * i, 2 * CL);
+            mbar_init(empty + 8 * i, 2);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    if (CL == 2)
-        cluster_sync(); /* the peer's barriers are initialised before any multicast or arrival */
-    else
-        __syncthreads();
+    __syncthreads();
 
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
         if (threadIdx.x != 0)
             return;
-        int st = 0, tm, tn;
+        int st = 0;
         uint32_t ph = 0;
-        for (int n = 0; block_tile<CL>(n, tiles_m, tiles_n, &tm, &tn); n++) {
+        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            int tm, tn;
+            tile_coords(t, tiles_m, tiles_n, &tm, &tn);
             int r0 = tn * n_step;
             for (int kb = 0; kb < nk; kb++) {
                 mbar_wait(empty + 8 * st, ph ^ 1);
                 uint32_t fb = full + 8 * st, sa = base + st * STAGE_BYTES;
                 mbar_expect_tx(fb, STAGE_BYTES);
                 tma_load(sa, &ta, fb, kb * BK, tm * BM);
-                if (CL == 1) {
-                    tma_load(sa + A_BYTES, &tb, fb, kb * BK, r0);
-                    tma_load(sa + A_BYTES + BH_BYTES, &tb, fb, kb * BK, r0 + b_off);
-                } else { /* half-tile `rank` into both CTAs */
-                    tma_load_mc(sa + A_BYTES + rank * BH_BYTES, &tb, fb, kb * BK,
-                                r0 + (int)rank * b_off, 3);
-                }
+                tma_load(sa + A_BYTES, &tb, fb, kb * BK, r0);
+                tma_load(sa + A_BYTES + BH_BYTES, &tb, fb, kb * BK, r0 + b_off);
                 if (++st == ST)
                     st = 0, ph ^= 1;
             }
         }
-        if (CL == 2) /* drain: every stage released by all four consumers (two remote) */
-            for (int i = 0; i < ST; i++) {
-                mbar_wait(empty + 8 * st, ph ^ 1);
-                if (++st == ST)
-                    st = 0, ph ^= 1;
-            }
         return;
     }
 
@@ -521,9 +420,11 @@ static __global__ void __launch_bounds__(384, 1)
 #pragma unroll
     for (int i = 0; i < 128; i++)
         acc[i] = 0.0f;
-    int st = 0, tm, tn;
+    int st = 0;
     uint32_t ph = 0;
-    for (int n = 0; block_tile<CL>(n, tiles_m, tiles_n, &tm, &tn); n++) {
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        int tm, tn;
+        tile_coords(t, tiles_m, tiles_n, &tm, &tn);
         int r0 = warp * 16 + lane / 4, q = lane % 4; /* a thread's accumulator rows, columns */
 
         int prev = 0;
@@ -538,11 +439,8 @@ static __global__ void __launch_bounds__(384, 1)
             wgmma_commit();
             if (kb > 0) {
                 wgmma_wait<1>();
-                if (tid == 0) {
+                if (tid == 0)
                     mbar_arrive(empty + 8 * prev);
-                    if (CL == 2)
-                        mbar_arrive_cluster(empty + 8 * prev, peer);
-                }
             }
             prev = st;
             if (++st == ST)
@@ -557,11 +455,8 @@ static __global__ void __launch_bounds__(384, 1)
 #pragma unroll
         for (int i = 0; i < 128; i++)
             reg_fence(acc[i]);
-        if (tid == 0) {
+        if (tid == 0)
             mbar_arrive(empty + 8 * prev);
-            if (CL == 2)
-                mbar_arrive_cluster(empty + 8 * prev, peer);
-        }
 
         /* Epilogue: this warpgroup's 64 rows go through its own two 8 KB boxes of shared memory
          * (128 columns at a time, 128-byte swizzle: row r's 16-byte chunk j at j ^ (r % 8), so
@@ -627,223 +522,6 @@ static __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
-/* ---- ping-pong schedule (VL_GEMM_SM90_SCHED=pingpong) ----
- *
- * Same block shape (a producer warpgroup and two consumer warpgroups, persistent, one block per
- * SM), but each consumer warpgroup owns whole output tiles of PBM x PBN = 128 x 128 (as two
- * m64n128 wgmma chains over rows 0-63 and 64-127 sharing the W tile: 128 accumulators per
- * thread, as before). The block's tiles t_0, t_1, t_2, ... (blockIdx.x + n gridDim.x) alternate
- * between the consumers (n even: warpgroup 1, n odd: warpgroup 2) and the producer loads them in
- * that order into one ring; a named barrier hands the ring from one consumer to the next once
- * the first has passed its tile's last full-barrier wait (parity waits need that order, below),
- * so the mainloops run in tile order, staggered by a tile, and one consumer's epilogue (SwiGLU
- * table lookups, q/k RMSNorm + MRoPE, TMA stores) runs while the other's products keep the
- * tensor cores busy. Each stage is consumed by one warpgroup (empty barrier count 1); each
- * consumer has its own four output boxes (a 128 x 128 tile: two 64-row chains of two 64 x 64
- * boxes), so the epilogues never wait for each other. The SwiGLU form's 128 W rows are 64 gate
- * rows [j0, j0 + 64) and 64 up rows [I + j0, I + j0 + 64): gate column j and up column j sit in
- * the same thread (register group + 8 of the chain), giving a 128 x 64 act tile. The epilogue
- * arithmetic is the one of gemm_sm90_kernel (the same functions on a chain's 64 accumulators,
- * which have the layout of one 128-column half of an m64n256 accumulator). */
-#define PBM 128
-#define PBN 128
-#define PST 5 /* ring stages: 5 x 32 KiB + 64 KiB of output boxes + alignment = 225 KiB */
-#define PA_BYTES (PBM * BK * 2)
-#define PBH_BYTES (PBN / 2 * BK * 2)
-#define PSTAGE_BYTES (PA_BYTES + 2 * PBH_BYTES)
-#define PC_BYTES (4 * C_BOX_BYTES) /* per consumer warpgroup: four boxes (128 x 128) */
-#define PSMEM_BYTES (PST * PSTAGE_BYTES + 2 * PC_BYTES + 1024)
-
-/* Writes output pair (columns 8 i + 2 q, + 1) of row r into the 64 x 64 boxes at cb (box i / 8,
- * 128-byte swizzle: row r's 16-byte chunk j at j ^ (r % 8), so a warp's 4-byte writes hit 32
- * distinct banks). */
-#ifdef VL_SM90A
-static __device__ __forceinline__ void pp_put(uint32_t cb, int i, int r, int q, uint32_t v)
-{
-    st_shared_u32(cb + (i / 8) * C_BOX_BYTES + r * 128 + (((i % 8) ^ (r % 8)) << 4) + q * 4, v);
-}
-#endif
-
-/* n_step: W rows per column tile (128 plain, 64 SwiGLU); b_off: row offset of the second W
- * half-tile (64 plain, I SwiGLU). Y's column tile tn starts at tn * 128 (act's: tn * 64). */
-template <int EPI>
-static __global__ void __launch_bounds__(384, 1)
-    gemm_sm90_pp_kernel(const __grid_constant__ CUtensorMap ta,
-                        const __grid_constant__ CUtensorMap tb,
-                        const __grid_constant__ CUtensorMap ty, const epi_args ea, int K,
-                        int tiles_m, int tiles_n, int n_step, int b_off)
-{
-#ifdef VL_SM90A
-    extern __shared__ uint8_t smem_raw[];
-    __shared__ __align__(8) uint64_t bars[2 * PST];
-    uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
-    uint32_t full = smem_addr(&bars[0]), empty = smem_addr(&bars[PST]);
-    int wg = threadIdx.x / 128, nk = (K + BK - 1) / BK, total = tiles_m * tiles_n;
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < PST; i++) {
-            mbar_init(full + 8 * i, 1);
-            mbar_init(empty + 8 * i, 1);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    __syncthreads();
-
-    if (wg == 0) {
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-        if (threadIdx.x != 0)
-            return;
-        int st = 0;
-        uint32_t ph = 0;
-        for (int t = blockIdx.x; t < total; t += gridDim.x) {
-            int tm, tn;
-            tile_coords(t, tiles_m, tiles_n, &tm, &tn);
-            int r0 = tn * n_step;
-            for (int kb = 0; kb < nk; kb++) {
-                mbar_wait(empty + 8 * st, ph ^ 1);
-                uint32_t fb = full + 8 * st, sa = base + st * PSTAGE_BYTES;
-                mbar_expect_tx(fb, PSTAGE_BYTES);
-                tma_load(sa, &ta, fb, kb * BK, tm * PBM);
-                tma_load(sa + PA_BYTES, &tb, fb, kb * BK, r0);
-                tma_load(sa + PA_BYTES + PBH_BYTES, &tb, fb, kb * BK, r0 + b_off);
-                if (++st == PST)
-                    st = 0, ph ^= 1;
-            }
-        }
-        return;
-    }
-
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    int c = wg - 1, tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
-    int r0 = warp * 16 + lane / 4, q = lane % 4; /* a thread's accumulator rows, columns */
-    uint32_t cbase = base + PST * PSTAGE_BYTES + c * PC_BYTES;
-
-    float acc[128];
-#pragma unroll
-    for (int i = 0; i < 128; i++)
-        acc[i] = 0.0f;
-    /* it: index of the tile's first k-block in the block's sequence of k-blocks (the ring);
-     * n: the tile's index in the block's sequence of cnt tiles (even: warpgroup 1, odd: 2) */
-    uint32_t it = (uint32_t)c * (uint32_t)nk;
-    int cnt = (total - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;
-    for (int n = c; n < cnt; n += 2) {
-        int t = blockIdx.x + n * gridDim.x, tm, tn;
-        tile_coords(t, tiles_m, tiles_n, &tm, &tn);
-        /* A stage's full barrier is waited on by parity, which only tells its current phase from
-         * the one before: a consumer may start waiting on a stage only once the stage's previous
-         * fill has completed. So tile n's consumer waits until tile n - 1's consumer has passed
-         * all its full waits (named barrier 3 + (n - 1) % 2, 256 threads: 128 arrive, 128 sync),
-         * which also keeps the two mainloops in tile order. */
-        if (n > 0)
-            asm volatile("bar.sync %0, 256;\n" ::"r"(3 + (n - 1) % 2) : "memory");
-        int st = (int)(it % PST);
-        uint32_t ph = (it / PST) & 1;
-        it += 2 * (uint32_t)nk;
-
-        int prev = 0;
-        for (int kb = 0; kb < nk; kb++) {
-            mbar_wait(full + 8 * st, ph);
-            uint32_t sa = base + st * PSTAGE_BYTES, sb = sa + PA_BYTES;
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) {
-                uint64_t db = sdesc(sb + kk * 32);
-                wgmma_n128(acc, sdesc(sa + kk * 32), db, kb > 0 || kk > 0);
-                wgmma_n128(acc + 64, sdesc(sa + 64 * 128 + kk * 32), db, kb > 0 || kk > 0);
-            }
-            wgmma_commit();
-            if (kb > 0) {
-                wgmma_wait<1>();
-                if (tid == 0)
-                    mbar_arrive(empty + 8 * prev);
-            }
-            prev = st;
-            if (++st == PST)
-                st = 0, ph ^= 1;
-        }
-        if (n + 1 < cnt) /* the next tile's consumer may start waiting */
-            asm volatile("bar.arrive %0, 256;\n" ::"r"(3 + n % 2) : "memory");
-        int row0 = tm * PBM; /* the tile's first row; chain ch holds rows row0 + 64 ch .. + 63 */
-        wgmma_wait<0>();
-#pragma unroll
-        for (int i = 0; i < 128; i++)
-            reg_fence(acc[i]);
-        if (tid == 0)
-            mbar_arrive(empty + 8 * prev);
-
-        /* Epilogue, chain by chain, through this warpgroup's four boxes (128-byte swizzle as in
-         * gemm_sm90_kernel); the other consumer's products run meanwhile. */
-        if (tid == 0)
-            bulk_wait_read(); /* the previous tile's stores have read the boxes */
-        wg_bar(1 + c);
-#pragma unroll
-        for (int ch = 0; ch < 2; ch++) {
-            const float *a = acc + 64 * ch;
-            int out_row = row0 + 64 * ch;
-            /* EPI_QKROPE: column tile tn is head tn (q, k or v); EPI_VITROPE: heads 2 tn, 2 tn + 1
-             * (q, k: rotated; v: bias only) */
-            bool normed = EPI == EPI_QKROPE && tn < ea.nq + ea.nkv;
-            uint32_t cb = cbase + (EPI == EPI_SWIGLU ? ch : 2 * ch) * C_BOX_BYTES;
-            if (EPI == EPI_QKROPE && normed) { /* row by row: cos / sin, norm + rope, store */
-                const uint16_t *w = tn < ea.nq ? ea.qw : ea.kw;
-                uint32_t pre[32], qo[32];
-                rope_prefetch<0, 1>(pre, ea, out_row + r0, q);
-                qk_norm_mrope_head<0, 1>(a, qo, w, pre, q, ea.eps);
-#pragma unroll
-                for (int i = 0; i < 16; i++)
-                    pp_put(cb, i, r0, q, qo[2 * i]);
-                rope_prefetch<1, 1>(pre, ea, out_row + r0, q);
-                qk_norm_mrope_head<1, 1>(a, qo, w, pre, q, ea.eps);
-#pragma unroll
-                for (int i = 0; i < 16; i++)
-                    pp_put(cb, i, r0 + 8, q, qo[2 * i + 1]);
-            } else {
-                uint32_t qo[EPI == EPI_VITROPE ? 32 : 1];
-                if (EPI == EPI_VITROPE) {
-                    int col0 = tn * PBN, v = ea.nq * 64;
-                    normed = col0 < ea.N;
-                    if (normed)
-                        vit_bias_rope_half(a, qo, (const uint32_t *)(ea.bias + col0) + q, ea.vcs,
-                                           out_row + r0, ea.M, col0 < 2 * v);
-                }
-                constexpr int chunks = EPI == EPI_SWIGLU ? 8 : 16;
-#pragma unroll
-                for (int i = 0; i < chunks; i++) {
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        uint32_t v;
-                        if (EPI == EPI_SWIGLU) {
-                            uint32_t gw = pack_bf16x2(a[4 * i + 2 * h], a[4 * i + 2 * h + 1]);
-                            float u0 = rbf(a[4 * (i + 8) + 2 * h]);
-                            float u1 = rbf(a[4 * (i + 8) + 2 * h + 1]);
-                            v = pack_bf16x2(silu_lut(ea.silu, gw & 0xffffu) * u0,
-                                            silu_lut(ea.silu, gw >> 16) * u1);
-                        } else if (EPI == EPI_VITROPE && normed) {
-                            v = qo[2 * i + h];
-                        } else {
-                            v = pack_bf16x2(a[4 * i + 2 * h], a[4 * i + 2 * h + 1]);
-                        }
-                        pp_put(cb, i, r0 + 8 * h, q, v);
-                    }
-                }
-            }
-            fence_proxy_async();
-            wg_bar(1 + c);
-            if (tid == 0) {
-                if (EPI == EPI_SWIGLU) {
-                    tma_store(&ty, cb, tn * 64, out_row, 0);
-                } else {
-                    tma_store(&ty, cb, tn * PBN, out_row, EPI == EPI_ACC);
-                    tma_store(&ty, cb + C_BOX_BYTES, tn * PBN + 64, out_row, EPI == EPI_ACC);
-                }
-                bulk_commit();
-            }
-        }
-    }
-    if (tid == 0)
-        bulk_wait_all();
-#endif
-}
-
 /* t[b] = bits of silu_ref(the bf16 value with bits b), b < 65536. */
 static __global__ void silu_table_kernel(uint16_t *t)
 {
@@ -876,7 +554,6 @@ typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, vo
 #define MAX_DEV 64
 static struct {
     int known, avail, sms;
-    int clusters; /* 2-CTA clusters of gemm_sm90_kernel<*, 2> resident at once */
     encode_fn encode;
     uint16_t *silu; /* silu_table_kernel's table, 128 KiB, made once per device */
 } g_dev[MAX_DEV];
@@ -921,47 +598,16 @@ static void probe(int d)
     if (q != cudaDriverEntryPointSuccess || !fn)
         return;
     g_dev[d].encode = (encode_fn)fn;
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_PLAIN, 1>,
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_PLAIN>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_PLAIN, 2>,
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_ACC>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_ACC, 1>,
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_SWIGLU>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_ACC, 2>,
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_QKROPE>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_SWIGLU, 1>,
+    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_VITROPE>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_SWIGLU, 2>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_QKROPE, 1>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_QKROPE, 2>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_VITROPE, 1>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_kernel<EPI_VITROPE, 2>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_pp_kernel<EPI_PLAIN>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, PSMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_pp_kernel<EPI_ACC>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, PSMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_pp_kernel<EPI_SWIGLU>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, PSMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_pp_kernel<EPI_QKROPE>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, PSMEM_BYTES));
-    VL_CUDA_CHECK(cudaFuncSetAttribute(gemm_sm90_pp_kernel<EPI_VITROPE>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, PSMEM_BYTES));
-    { /* how many 2-CTA clusters of the cluster schedule fit on the device at once */
-        cudaLaunchConfig_t cfg = {};
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 2, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-        cfg.gridDim = dim3(2 * ((unsigned)g_dev[d].sms / 2)), cfg.blockDim = dim3(384);
-        cfg.dynamicSmemBytes = SMEM_BYTES, cfg.attrs = at, cfg.numAttrs = 1;
-        int n = 0;
-        VL_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&n, gemm_sm90_kernel<EPI_PLAIN, 2>, &cfg));
-        g_dev[d].clusters = n;
-    }
     VL_CUDA_CHECK(cudaMalloc(&g_dev[d].silu, 65536 * sizeof(uint16_t)));
     silu_table_kernel<<<256, 256>>>(g_dev[d].silu);
     VL_LAUNCH_CHECK("silu_table_kernel");
@@ -997,39 +643,6 @@ extern "C" int vl_gemm_sm90_selected(void)
     return want && vl_gemm_sm90_available();
 }
 
-/* The schedule used when VL_GEMM_SM90_SCHED is unset (docs/cuda.md: measured). */
-#define SCHED_DEFAULT VL_SM90_SCHED_COOP
-
-static int g_sched = -1;
-
-extern "C" void vl_gemm_sm90_set_sched(int sched)
-{
-    g_sched = sched == VL_SM90_SCHED_PINGPONG || sched == VL_SM90_SCHED_CLUSTER
-                  ? sched
-                  : VL_SM90_SCHED_COOP;
-}
-
-extern "C" int vl_gemm_sm90_sched(void)
-{
-    int sched = g_sched;
-    if (sched < 0) {
-        const char *e = getenv("VL_GEMM_SM90_SCHED");
-        if (e && !strcmp(e, "pingpong"))
-            sched = VL_SM90_SCHED_PINGPONG;
-        else if (e && !strcmp(e, "coop"))
-            sched = VL_SM90_SCHED_COOP;
-        else if (e && !strcmp(e, "cluster"))
-            sched = VL_SM90_SCHED_CLUSTER;
-        else {
-            if (e && *e)
-                vl_warn("VL_GEMM_SM90_SCHED=%s is not coop, cluster or pingpong: the default", e);
-            sched = SCHED_DEFAULT;
-        }
-        g_sched = sched;
-    }
-    return sched;
-}
-
 /* The fused epilogues used when VL_GEMM_FUSE is unset (docs/cuda.md: measured end to end). */
 #define FUSE_DEFAULT (VL_SM90_FUSE_SWIGLU | VL_SM90_FUSE_QKROPE | VL_SM90_FUSE_VITROPE)
 
@@ -1056,10 +669,6 @@ extern "C" int vl_gemm_sm90_fused(void)
                 m |= VL_SM90_FUSE_QKROPE;
             else if (!strcmp(word, "vitrope"))
                 m |= VL_SM90_FUSE_VITROPE;
-            else if (!strcmp(word, "o"))
-                m |= VL_SM90_FUSE_O;
-            else if (!strcmp(word, "down"))
-                m |= VL_SM90_FUSE_DOWN;
             else if (strcmp(word, "none"))
                 vl_warn("VL_GEMM_FUSE: unknown epilogue '%s' ignored", word);
         } else if (n > 0) {
@@ -1106,77 +715,24 @@ static int check_args(int d, int M, int N, int K, const uint16_t *X, const uint1
     return 0;
 }
 
-typedef void (*kernel_fn)(const CUtensorMap, const CUtensorMap, const CUtensorMap, const epi_args,
-                          int, int, int, int, int);
-
-/* The ping-pong kernel for Y[M, N] from X[M, K] and W[w_rows, K]: 128 x 128 tiles (the SwiGLU
- * form: 128 x 64 act tiles from 64 gate + 64 up rows). */
-static void launch_pp(int epi, vl_stream_t s, int M, int N, int K, const uint16_t *X,
-                      const uint16_t *W, int w_rows, uint16_t *Y, epi_args ea)
-{
-    int d = cur_dev();
-    CUtensorMap ta, tb, ty;
-    make_map(g_dev[d].encode, &ta, X, M, K, PBM);
-    make_map(g_dev[d].encode, &tb, W, w_rows, K, PBN / 2);
-    make_map(g_dev[d].encode, &ty, Y, M, N, 64);
-    int tiles_m = (M + PBM - 1) / PBM;
-    int tiles_n = epi == EPI_SWIGLU ? N / 64 : (N + PBN - 1) / PBN;
-    int n_step = epi == EPI_SWIGLU ? 64 : PBN, b_off = epi == EPI_SWIGLU ? N : PBN / 2;
-    int total = tiles_m * tiles_n;
-    /* one block per SM; a block needs two tiles to use both consumers */
-    int want = (total + 1) / 2;
-    unsigned grid = (unsigned)(want < g_dev[d].sms ? want : g_dev[d].sms);
-    kernel_fn k = epi == EPI_PLAIN    ? gemm_sm90_pp_kernel<EPI_PLAIN>
-                  : epi == EPI_ACC    ? gemm_sm90_pp_kernel<EPI_ACC>
-                  : epi == EPI_SWIGLU ? gemm_sm90_pp_kernel<EPI_SWIGLU>
-                  : epi == EPI_QKROPE ? gemm_sm90_pp_kernel<EPI_QKROPE>
-                                      : gemm_sm90_pp_kernel<EPI_VITROPE>;
-    ea.silu = g_dev[d].silu;
-    k<<<grid, 384, PSMEM_BYTES, s>>>(ta, tb, ty, ea, K, tiles_m, tiles_n, n_step, b_off);
-    VL_LAUNCH_CHECK("gemm_sm90_pp_kernel");
-}
-
 static void launch(int epi, vl_stream_t s, int M, int N, int K, const uint16_t *X,
                    const uint16_t *W, int w_rows, uint16_t *Y, int tiles_n, int n_step, int b_off,
                    epi_args ea)
 {
-    if (vl_gemm_sm90_sched() == VL_SM90_SCHED_PINGPONG) {
-        launch_pp(epi, s, M, N, K, X, W, w_rows, Y, ea);
-        return;
-    }
     int d = cur_dev();
     CUtensorMap ta, tb, ty;
     make_map(g_dev[d].encode, &ta, X, M, K, 128);
     make_map(g_dev[d].encode, &tb, W, w_rows, K, 128);
     make_map(g_dev[d].encode, &ty, Y, M, N, 64);
     int tiles_m = (M + BM - 1) / BM, total = tiles_m * tiles_n;
-    ea.silu = g_dev[d].silu;
-    if (vl_gemm_sm90_sched() == VL_SM90_SCHED_CLUSTER && g_dev[d].clusters > 0) {
-        int pairs = (tiles_m + 1) / 2 * tiles_n;
-        int ncl = pairs < g_dev[d].clusters ? pairs : g_dev[d].clusters;
-        kernel_fn k = epi == EPI_PLAIN    ? gemm_sm90_kernel<EPI_PLAIN, 2>
-                      : epi == EPI_ACC    ? gemm_sm90_kernel<EPI_ACC, 2>
-                      : epi == EPI_SWIGLU ? gemm_sm90_kernel<EPI_SWIGLU, 2>
-                      : epi == EPI_QKROPE ? gemm_sm90_kernel<EPI_QKROPE, 2>
-                                          : gemm_sm90_kernel<EPI_VITROPE, 2>;
-        cudaLaunchConfig_t cfg = {};
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 2, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-        cfg.gridDim = dim3(2 * (unsigned)ncl), cfg.blockDim = dim3(384);
-        cfg.dynamicSmemBytes = SMEM_BYTES, cfg.stream = (cudaStream_t)s;
-        cfg.attrs = at, cfg.numAttrs = 1;
-        VL_CUDA_CHECK(
-            cudaLaunchKernelEx(&cfg, k, ta, tb, ty, ea, K, tiles_m, tiles_n, n_step, b_off));
-        VL_LAUNCH_CHECK("gemm_sm90_kernel (cluster)");
-        return;
-    }
     unsigned grid = (unsigned)(total < g_dev[d].sms ? total : g_dev[d].sms);
-    kernel_fn k = epi == EPI_PLAIN    ? gemm_sm90_kernel<EPI_PLAIN, 1>
-                  : epi == EPI_ACC    ? gemm_sm90_kernel<EPI_ACC, 1>
-                  : epi == EPI_SWIGLU ? gemm_sm90_kernel<EPI_SWIGLU, 1>
-                  : epi == EPI_QKROPE ? gemm_sm90_kernel<EPI_QKROPE, 1>
-                                      : gemm_sm90_kernel<EPI_VITROPE, 1>;
+    void (*k)(const CUtensorMap, const CUtensorMap, const CUtensorMap, const epi_args, int, int,
+              int, int, int) = epi == EPI_PLAIN    ? gemm_sm90_kernel<EPI_PLAIN>
+                               : epi == EPI_ACC    ? gemm_sm90_kernel<EPI_ACC>
+                               : epi == EPI_SWIGLU ? gemm_sm90_kernel<EPI_SWIGLU>
+                               : epi == EPI_QKROPE ? gemm_sm90_kernel<EPI_QKROPE>
+                                                   : gemm_sm90_kernel<EPI_VITROPE>;
+    ea.silu = g_dev[d].silu;
     k<<<grid, 384, SMEM_BYTES, s>>>(ta, tb, ty, ea, K, tiles_m, tiles_n, n_step, b_off);
     VL_LAUNCH_CHECK("gemm_sm90_kernel");
 }

@@ -55,32 +55,10 @@ int vl_gemm_sm90_selected(void);
 
 /* Which fused epilogues the forward runs on these kernels when vl_gemm_sm90_selected(): a mask
  * of VL_SM90_FUSE_* from the environment's VL_GEMM_FUSE (comma-separated "swiglu", "qkrope",
- * "vitrope", "o", "down" (the LM's o / down projection + residual add on vl_gemm_sm90_bf16 for
- * large batches), or "none"; unset: the measured faster set, docs/cuda.md; an unknown word warns
- * and is ignored). Read once per process. */
-enum {
-    VL_SM90_FUSE_SWIGLU = 1,
-    VL_SM90_FUSE_QKROPE = 2,
-    VL_SM90_FUSE_VITROPE = 4,
-    VL_SM90_FUSE_O = 8,
-    VL_SM90_FUSE_DOWN = 16
-};
+ * "vitrope", or "none"; unset: the measured faster set, docs/cuda.md; an unknown word warns and is
+ * ignored). Read once per process. */
+enum { VL_SM90_FUSE_SWIGLU = 1, VL_SM90_FUSE_QKROPE = 2, VL_SM90_FUSE_VITROPE = 4 };
 int vl_gemm_sm90_fused(void);
-
-/* Which schedule the kernels run (the same results either way: every call below, bit for bit):
- * VL_SM90_SCHED_COOP, both consumer warpgroups of a block sharing 128 x 256 tiles;
- * VL_SM90_SCHED_CLUSTER, the same in clusters of two CTAs (row tiles 2i, 2i + 1 of one column
- * tile) that load the shared W tile once, by TMA multicast; VL_SM90_SCHED_PINGPONG, each consumer
- * warpgroup owning whole 128 x 128 tiles so that one's epilogue overlaps the other's products.
- * From the environment's VL_GEMM_SM90_SCHED ("coop", "cluster" or "pingpong"; unset: the
- * measured fastest, docs/cuda.md; another value warns and means the default). Read once per
- * process. */
-enum { VL_SM90_SCHED_COOP = 0, VL_SM90_SCHED_PINGPONG = 1, VL_SM90_SCHED_CLUSTER = 2 };
-int vl_gemm_sm90_sched(void);
-/* Overrides the schedule for this process's later calls (tests and benchmarks: A/B in one
- * process); one of VL_SM90_SCHED_* (any other value means coop). Not thread-safe against
- * concurrent launches. */
-void vl_gemm_sm90_set_sched(int sched);
 
 void vl_gemm_sm90_bf16(vl_stream_t s, int M, int N, int K, const uint16_t *X, const uint16_t *W,
                        uint16_t *Y, int accumulate);
