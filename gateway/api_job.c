@@ -189,6 +189,8 @@ static void on_timer_closed(uv_handle_t *h)
     free(j->vecs);
     free(j->items);
     api_req_free(&j->req);
+    if (j->on_free)
+        j->on_free(j);
     free(j);
 }
 

@@ -42,6 +42,12 @@ struct api_job {
      * pixel rate); non-zero refuses the request with *e, and may set retry_after_s */
     int (*charge_pixels)(struct api_job *j, int64_t pixels, struct api_err *e);
     int retry_after_s; /* for a 429 the transport sends: seconds; 0: its default */
+    /* optional, the transport's: called when the job is freed, after on_done and once all the
+     * work it started is over (a job answered early, cancelled, timed out or failed on one item,
+     * may still be preprocessing other items on the pool): frees what the request's sources
+     * point into (mpapi.c: the frame its bin media are views of) */
+    void (*on_free)(struct api_job *j);
+    void *free_arg;
 
     /* results (valid in on_done) */
     int status; /* 200 or the error's */

@@ -248,6 +248,21 @@ static void req_free(struct mp_req *r)
     free(r);
 }
 
+/* A request's frame (and its bins, views into it) kept for its job after the request is done. */
+struct mp_hold {
+    struct mp_frame frame;
+    struct api_bin *bins;
+    struct mem_budget *budget;
+};
+
+static void hold_free(struct api_job *j)
+{
+    struct mp_hold *h = j->free_arg;
+    mp_frame_free(&h->frame, h->budget);
+    free(h->bins);
+    free(h);
+}
+
 static void shut_down_if_done(struct mp_conn *c);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
@@ -294,6 +309,17 @@ static void job_done(struct api_job *j)
         send_frame(c, &sb);
         msgpack_sbuffer_destroy(&sb);
     }
+    /* The frame (its bins are the media the items are decoded from) and its charge stay until
+     * the job is freed: one answered early (its client gone, its deadline passed, an item
+     * failed) may still be decoding other items from it on the pool. */
+    struct mp_hold *h = vl_malloc(sizeof *h);
+    h->frame = r->frame;
+    h->bins = r->bins;
+    h->budget = m->mem_budget;
+    r->frame = (struct mp_frame){0};
+    r->bins = NULL;
+    j->free_arg = h;
+    j->on_free = hold_free;
     api_job_release(j);
     if (r->prev)
         r->prev->next = r->next;
