@@ -39,8 +39,8 @@ TEST(test_wake_and_off)
 {
     struct vl_send_clock k = {0};
     vl_send_observe(&k, 100, 1000);
-    CHECK_EQ_INT(vl_send_wake(&k, 100, 1000, 1000), 1250); /* a quarter of the timeout */
-    CHECK_EQ_INT(vl_send_wake(&k, 100, 1000, 1900), 2000); /* never past the deadline */
+    CHECK_EQ_INT(vl_send_wake(&k, 100, 1000, 1000), 1250);  /* a quarter of the timeout */
+    CHECK_EQ_INT(vl_send_wake(&k, 100, 1000, 1900), 2000);  /* never past the deadline */
     CHECK_EQ_INT(vl_send_wake(&k, 100, 3, 1000), 1000 + 1); /* at least 1 ms ahead */
     CHECK_EQ_INT(vl_send_deadline(&k, 100, 0), 0);          /* timeout 0: off */
     CHECK_EQ_INT(vl_send_wake(&k, 100, 0, 1000), 0);
