@@ -161,6 +161,7 @@ class HTTPTransport:
             c.timeout = timeout or self.timeout
             if c.sock is not None:
                 c.sock.settimeout(c.timeout)
+            r = None  # set once the answer's status line came: then it is not resent
             try:
                 try:
                     c.request(method, self.prefix + path, body=data, headers=hdrs)
@@ -173,7 +174,7 @@ class HTTPTransport:
             except Exception as e:  # noqa: BLE001 - every failure closes the connection
                 self._drop(c)
                 if isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError,
-                                  BrokenPipeError)) and reused and not fresh_try:
+                                  BrokenPipeError)) and reused and not fresh_try and r is None:
                     continue  # a kept-alive connection the gateway had closed: once more, fresh
                 if isinstance(e, (OSError, http.client.HTTPException, EOFError)):
                     raise _conn_error(e, request_id) from e
