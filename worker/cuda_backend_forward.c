@@ -61,19 +61,26 @@ static const char *prof_name[P_N] = {"upload",          "vit.patch_embed", "vit.
                                      "lm.deepstack",    "pool+download",   "end"};
 #define PROF_MAX 4096
 
+/* One set of a batch's inputs: pinned host staging and the device copies it is uploaded to. Two
+ * sets alternate, so batch k + 1 is packed on the host and copied on the copy stream while the
+ * compute stream runs batch k. */
 struct staging {
     int32_t *ids, *pos, *cu, *last, *vis_idx, *vpos4, *vcu;
     int64_t *vframes;
     uint8_t *pixels;
     float *out;
-    vl_event_t done;
+    int32_t *d_ids, *d_pos, *d_cu, *d_last, *d_vis_idx, *d_vpos4, *d_vcu;
+    int64_t *d_vframes;
+    uint8_t *d_pixels;
+    vl_event_t copied, done;
     int busy, first_item, n_items;
 };
 
 struct vl_cuda_ctx {
     struct vl_cuda_config cfg;
     const struct vl_cuda_weights *w;
-    vl_stream_t stream;
+    vl_stream_t stream;  /* the forward */
+    vl_stream_t cstream; /* host-to-device copies of the next batch's inputs */
     struct vl_gemm *gemm;
     int sm90;       /* SM90_* bits: LM projections on the own sm_90a GEMM (gemm_sm90.h) */
     int prune_last; /* the last decoder layer past attention on the pooled rows only */
@@ -85,7 +92,7 @@ struct vl_cuda_ctx {
     float *vrope_cs;
     uint16_t *vx, *vxn, *vqkv, *vatt, *vfc, *m1, *vis_out, *ds_out[VL_CUDA_MAX_DEEPSTACK];
     float *out;
-    int32_t *d_ids, *d_pos, *d_cu, *d_last, *d_vis_idx, *d_vpos4, *d_vcu;
+    int32_t *d_ids, *d_pos, *d_cu, *d_last, *d_vis_idx, *d_vpos4, *d_vcu; /* the running set's */
     int64_t *d_vframes;
     uint8_t *d_pixels;
     struct staging st[2];
@@ -312,15 +319,7 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     for (int i = 0; i < cfg->n_deepstack; i++)
         c->ds_out[i] = vl_cuda_malloc(bf(P / 4 * O));
     c->out = vl_cuda_malloc(T * H * sizeof(float));
-    c->d_ids = vl_cuda_malloc(T * 4);
-    c->d_pos = vl_cuda_malloc(T * 12);
-    c->d_cu = vl_cuda_malloc((T + 1) * 4);
-    c->d_last = vl_cuda_malloc(T * 4);
-    c->d_vis_idx = vl_cuda_malloc(P / 4 * 4);
-    c->d_vpos4 = vl_cuda_malloc(P * 16);
-    c->d_vcu = vl_cuda_malloc((P / 4 + 1) * 4);
-    c->d_vframes = vl_cuda_malloc(P * 16);
-    c->d_pixels = vl_cuda_malloc(c->cap_pixels);
+    c->cstream = vl_cuda_stream_create();
     for (int s = 0; s < 2; s++) {
         struct staging *g = &c->st[s];
         g->ids = vl_cuda_host_alloc(T * 4);
@@ -333,6 +332,16 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
         g->vframes = vl_cuda_host_alloc(P * 16);
         g->pixels = vl_cuda_host_alloc(c->cap_pixels);
         g->out = vl_cuda_host_alloc(T * H * sizeof(float));
+        g->d_ids = vl_cuda_malloc(T * 4);
+        g->d_pos = vl_cuda_malloc(T * 12);
+        g->d_cu = vl_cuda_malloc((T + 1) * 4);
+        g->d_last = vl_cuda_malloc(T * 4);
+        g->d_vis_idx = vl_cuda_malloc(P / 4 * 4);
+        g->d_vpos4 = vl_cuda_malloc(P * 16);
+        g->d_vcu = vl_cuda_malloc((P / 4 + 1) * 4);
+        g->d_vframes = vl_cuda_malloc(P * 16);
+        g->d_pixels = vl_cuda_malloc(c->cap_pixels);
+        g->copied = vl_cuda_event_create();
         g->done = vl_cuda_event_create();
     }
     c->pos_tmp = vl_malloc(T * 12);
@@ -356,6 +365,8 @@ void vl_cuda_ctx_free(struct vl_cuda_ctx *c)
         return;
     if (c->stream)
         vl_cuda_stream_sync(c->stream);
+    if (c->cstream)
+        vl_cuda_stream_sync(c->cstream);
     uint16_t *bufs[] = {c->h,   c->xn,   c->qkv,  c->att, c->gu, c->act,    c->vx,
                         c->vxn, c->vqkv, c->vatt, c->vfc, c->m1, c->vis_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -364,20 +375,22 @@ void vl_cuda_ctx_free(struct vl_cuda_ctx *c)
         vl_cuda_free(c->ds_out[i]);
     vl_cuda_free(c->out);
     vl_cuda_free(c->rope_cs), vl_cuda_free(c->vrope_cs);
-    vl_cuda_free(c->d_ids), vl_cuda_free(c->d_pos), vl_cuda_free(c->d_cu);
-    vl_cuda_free(c->d_last), vl_cuda_free(c->d_vis_idx), vl_cuda_free(c->d_vpos4);
-    vl_cuda_free(c->d_vcu), vl_cuda_free(c->d_vframes), vl_cuda_free(c->d_pixels);
     for (int s = 0; s < 2; s++) {
         struct staging *g = &c->st[s];
         vl_cuda_host_free(g->ids), vl_cuda_host_free(g->pos), vl_cuda_host_free(g->cu);
         vl_cuda_host_free(g->last), vl_cuda_host_free(g->vis_idx), vl_cuda_host_free(g->vpos4);
         vl_cuda_host_free(g->vcu), vl_cuda_host_free(g->vframes), vl_cuda_host_free(g->pixels);
         vl_cuda_host_free(g->out);
+        vl_cuda_free(g->d_ids), vl_cuda_free(g->d_pos), vl_cuda_free(g->d_cu);
+        vl_cuda_free(g->d_last), vl_cuda_free(g->d_vis_idx), vl_cuda_free(g->d_vpos4);
+        vl_cuda_free(g->d_vcu), vl_cuda_free(g->d_vframes), vl_cuda_free(g->d_pixels);
+        vl_cuda_event_destroy(g->copied);
         vl_cuda_event_destroy(g->done);
     }
     if (c->gemm)
         vl_gemm_free(c->gemm);
     vl_cuda_stream_destroy(c->stream);
+    vl_cuda_stream_destroy(c->cstream);
     free(c->pos_tmp), free(c->img_rows), free(c->vid_rows);
     if (c->pev) {
         for (int i = 0; i < PROF_MAX; i++)
@@ -619,20 +632,29 @@ static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_
             max_len = n;
     }
     int B = i1 - i0;
-    vl_stream_t s = c->stream;
-    mark(c, P_UPLOAD);
-    vl_cuda_h2d(c->d_ids, g->ids, (size_t)T * 4, s);
-    vl_cuda_h2d(c->d_pos, g->pos, (size_t)T * 12, s);
-    vl_cuda_h2d(c->d_cu, g->cu, (size_t)(B + 1) * 4, s);
-    vl_cuda_h2d(c->d_last, g->last, (size_t)B * 4, s);
+    vl_stream_t s = c->stream, cs = c->cstream;
+    /* Set g's device inputs are free: finish_batch waited for the last batch that read them. The
+     * copies run on the copy stream, beside the batch the compute stream is still running; the
+     * forward waits for them (the profile's "upload" is that wait). */
+    vl_cuda_h2d(g->d_ids, g->ids, (size_t)T * 4, cs);
+    vl_cuda_h2d(g->d_pos, g->pos, (size_t)T * 12, cs);
+    vl_cuda_h2d(g->d_cu, g->cu, (size_t)(B + 1) * 4, cs);
+    vl_cuda_h2d(g->d_last, g->last, (size_t)B * 4, cs);
     if (P) {
-        vl_cuda_h2d(c->d_vis_idx, g->vis_idx, (size_t)nvis * 4, s);
-        vl_cuda_h2d(c->d_vpos4, g->vpos4, (size_t)P * 16, s);
-        vl_cuda_h2d(c->d_vframes, g->vframes, (size_t)P * 16, s);
-        vl_cuda_h2d(c->d_vcu, g->vcu, (size_t)(nseg + 1) * 4, s);
-        vl_cuda_h2d(c->d_pixels, g->pixels, pix, s);
-        vit_forward(c, P, nseg, max_seg);
+        vl_cuda_h2d(g->d_vis_idx, g->vis_idx, (size_t)nvis * 4, cs);
+        vl_cuda_h2d(g->d_vpos4, g->vpos4, (size_t)P * 16, cs);
+        vl_cuda_h2d(g->d_vframes, g->vframes, (size_t)P * 16, cs);
+        vl_cuda_h2d(g->d_vcu, g->vcu, (size_t)(nseg + 1) * 4, cs);
+        vl_cuda_h2d(g->d_pixels, g->pixels, pix, cs);
     }
+    vl_cuda_event_record(g->copied, cs);
+    c->d_ids = g->d_ids, c->d_pos = g->d_pos, c->d_cu = g->d_cu, c->d_last = g->d_last;
+    c->d_vis_idx = g->d_vis_idx, c->d_vpos4 = g->d_vpos4, c->d_vcu = g->d_vcu;
+    c->d_vframes = g->d_vframes, c->d_pixels = g->d_pixels;
+    mark(c, P_UPLOAD);
+    vl_cuda_stream_wait(s, g->copied);
+    if (P)
+        vit_forward(c, P, nseg, max_seg);
     lm_forward(c, T, B, max_len, nvis);
     vl_cuda_d2h(g->out, c->out, (size_t)B * k->hidden * sizeof(float), s);
     vl_cuda_event_record(g->done, s);

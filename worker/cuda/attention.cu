@@ -349,7 +349,13 @@ template <int D, int WARPS, int MT> static void launch(vl_stream_t s, const stru
  * Not adopted: head dim 128 on VL_ATTN_SM90_WS (kernel +2-12 %, end to end within noise:
  * +0.3 / +1.3 % and -1.5 % in three runs); part of the exponentials on the FMA pipe (112-119:
  * 3-9 % slower at every split, docs/cuda.md). */
-#define DEFAULT_HD64 VL_ATTN_SM90_N64_S4_OV
+/* Since 2026-11-28, head dim 64 below HD64_LONG_ROWS: the warp-specialised kernel with 4 consumer
+ * warpgroups (VL_ATTN_SM90_WS4; a 1024-patch image is exactly 4 tiles of 256 rows). Same call,
+ * H100 80GB HBM3, bench_model 2B 512^2 images: per-op ViT attention 22.05 (103) -> 20.60-20.78 ms
+ * (123), end to end 342.0 -> 343.3 / 344.8 images/s at budgets 16384/16384 and 336.7 / 336.4 ->
+ * 338.5 / 337.0 at 16384/65536; gpu_parity passes with it forced on every head-dim-64 call.
+ * The previous choice, VL_ATTN_SM90_N64_S4_OV (103), is `VL_ATTN_KERNEL=103`. */
+#define DEFAULT_HD64 VL_ATTN_SM90_WS4
 #define DEFAULT_HD64_LONG VL_ATTN_SM90_WS_BIG
 #define HD64_LONG_ROWS 2048
 #define DEFAULT_HD128 VL_ATTN_SM90_N64
