@@ -61,7 +61,8 @@
  * (--max-unsent-bytes): 16 MiB holds a whole answer of the default --max-items (256) vectors of
  * the 8B model (4096 dimensions) as JSON (~12.6 MB), so a client that reads as it goes is never
  * paused, while one pipelining without reading holds at most this plus the answers of the
- * requests it has outstanding (--max-pipeline on HTTP, 256 on the socket). */
+ * requests it has outstanding (--max-pipeline on HTTP, --max-msgpack-inflight, 256, on the socket).
+ */
 #define VL_MAX_UNSENT_BYTES_DEFAULT (16u << 20)
 #define VL_MAX_UNSENT_BYTES_DEFAULT_S "16M"
 

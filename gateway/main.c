@@ -41,7 +41,7 @@ struct gw_opts {
     int64_t min_body_rate, max_client_connections, client_max_inflight, client_burst;
     int64_t http_fd, api_fd, control_fd;
     int64_t max_body, max_header, max_pipeline, max_connections, api_max_frame;
-    int64_t max_msgpack_connections;
+    int64_t max_msgpack_connections, max_msgpack_inflight;
     double header_timeout_s, idle_timeout_s, timeout_s, drain_timeout_s, send_timeout_s;
     int64_t max_unsent_bytes;
     int64_t max_items, max_visuals, max_text_bytes, max_inflight_items, max_tokens;
@@ -76,6 +76,8 @@ static const struct vl_opt opts[] = {
     O("max-connections", INT, max_connections, "4096", 1, 1 << 20, NULL, "open HTTP connections"),
     O("max-msgpack-connections", INT, max_msgpack_connections, "4096", 1, 1 << 20, NULL,
       "open msgpack API connections; more get 503 too_many_connections and are closed"),
+    O("max-msgpack-inflight", INT, max_msgpack_inflight, "256", 1, 4096, NULL,
+      "requests in flight per msgpack API connection (reading pauses beyond)"),
     O("api-max-frame", SIZE, api_max_frame, "64M", 1024, 1LL << 31, NULL,
       "largest msgpack API request frame"),
     O("header-timeout-s", DOUBLE, header_timeout_s, "10", 0.1, 3600, NULL,
@@ -559,6 +561,7 @@ int main(int argc, char **argv)
     api_http_set_guard(&G.ah, &keys, o->open_metrics, &cl);
     mpapi_init(&G.mp, &G.ctx, (size_t)o->api_max_frame);
     G.mp.mem_budget = &G.mem;
+    G.mp.max_inflight_per_conn = (int)o->max_msgpack_inflight;
     G.mp.lim = (struct mpapi_limits){.max_conns = (int)o->max_msgpack_connections,
                                      .prefix_timeout_ms = hl.header_timeout_ms,
                                      .stall_timeout_ms = hl.body_timeout_ms,
