@@ -65,9 +65,9 @@ struct write_req {
 };
 
 /* conn_deadline's kinds besides the receive deadlines (enum http_timeout_kind, >= 0) */
-#define CONN_DL_IDLE (-1) /* nothing outstanding or queued: idle_timeout_ms */
-#define CONN_DL_SEND (-2) /* queued answers made no progress: send_timeout_ms */
-#define CONN_DL_TICK (-3) /* sample the send queue (gateway/send_deadline.h) */
+#define CONN_DL_IDLE (-1)            /* nothing outstanding or queued: idle_timeout_ms */
+#define CONN_DL_SEND VL_SEND_DL_SEND /* queued answers made no progress: send_timeout_ms */
+#define CONN_DL_TICK VL_SEND_DL_TICK /* sample the send queue (gateway/send_deadline.h) */
 
 static void conn_close(struct http_conn *c);
 static void conn_flush(struct http_conn *c);
@@ -791,13 +791,7 @@ static uint64_t conn_deadline(struct http_conn *c, int *kind)
             c->t_active_ms > c->sendk.t_progress_ms ? c->t_active_ms : c->sendk.t_progress_ms;
         d = t + l->idle_timeout_ms;
     }
-    uint64_t sd = vl_send_deadline(&c->sendk, q, l->send_timeout_ms);
-    if (sd && (!d || sd < d))
-        d = sd, *kind = CONN_DL_SEND;
-    uint64_t wake = vl_send_wake(&c->sendk, q, l->send_timeout_ms, now);
-    if (wake && wake < d)
-        d = wake, *kind = CONN_DL_TICK;
-    return d;
+    return vl_send_fold(&c->sendk, q, l->send_timeout_ms, now, d, kind);
 }
 
 static void on_timer(uv_timer_t *t)

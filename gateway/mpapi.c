@@ -566,8 +566,8 @@ static int conn_receiving(const struct mp_conn *c)
 
 /* conn_deadline's kinds besides the receive deadlines (enum mpapi_timeout_kind, >= 0) */
 #define CONN_DL_IDLE (-1) /* no frame arriving, nothing in flight or queued: idle_timeout_ms */
-#define CONN_DL_SEND (-2) /* queued answers made no progress: send_timeout_ms */
-#define CONN_DL_TICK (-3) /* sample the send queue (gateway/send_deadline.h) */
+#define CONN_DL_SEND VL_SEND_DL_SEND /* queued answers made no progress: send_timeout_ms */
+#define CONN_DL_TICK VL_SEND_DL_TICK /* sample the send queue (gateway/send_deadline.h) */
 
 /* The earliest receive deadline of the frame being received (and which one it is, *kind), or of
  * the idle connection (*kind = CONN_DL_IDLE; q: bytes of answers queued). 0: none (not reading:
@@ -609,14 +609,7 @@ static uint64_t conn_deadline(struct mp_conn *c, int *kind)
     size_t q = conn_unsent(c);
     vl_send_observe(&c->sendk, q, now);
     uint64_t d = recv_deadline(c, q, kind);
-    uint64_t timeout = c->m->lim.send_timeout_ms;
-    uint64_t sd = vl_send_deadline(&c->sendk, q, timeout);
-    if (sd && (!d || sd < d))
-        d = sd, *kind = CONN_DL_SEND;
-    uint64_t wake = vl_send_wake(&c->sendk, q, timeout, now);
-    if (wake && wake < d)
-        d = wake, *kind = CONN_DL_TICK;
-    return d;
+    return vl_send_fold(&c->sendk, q, c->m->lim.send_timeout_ms, now, d, kind);
 }
 
 static void on_timer(uv_timer_t *t)

@@ -54,6 +54,25 @@ static inline uint64_t vl_send_wake(const struct vl_send_clock *k, size_t q, uin
     return tick < d ? tick : d;
 }
 
+/* The kinds vl_send_fold reports: the send deadline, or a tick to sample the queue again. */
+#define VL_SEND_DL_SEND (-2)
+#define VL_SEND_DL_TICK (-3)
+
+/* Folds the send deadline and the next tick into a connection's receive or idle deadline d
+ * (0: none): returns the earliest of them and, where the send deadline or the tick comes first,
+ * sets *kind to VL_SEND_DL_SEND or VL_SEND_DL_TICK. */
+static inline uint64_t vl_send_fold(const struct vl_send_clock *k, size_t q, uint64_t timeout_ms,
+                                    uint64_t now, uint64_t d, int *kind)
+{
+    uint64_t sd = vl_send_deadline(k, q, timeout_ms);
+    if (sd && (!d || sd < d))
+        d = sd, *kind = VL_SEND_DL_SEND;
+    uint64_t wake = vl_send_wake(k, q, timeout_ms, now);
+    if (wake && wake < d)
+        d = wake, *kind = VL_SEND_DL_TICK;
+    return d;
+}
+
 /* Whether reading should pause: more than max_unsent bytes queued (max_unsent 0: never). */
 static inline int vl_send_backlogged(size_t q, size_t max_unsent)
 {

@@ -46,6 +46,25 @@ TEST(test_wake_and_off)
     CHECK_EQ_INT(vl_send_wake(&k, 100, 0, 1000), 0);
 }
 
+TEST(test_fold)
+{
+    struct vl_send_clock k = {0};
+    vl_send_observe(&k, 100, 1000); /* backlog from 1000: deadline 2000, next tick 1250 */
+    int kind = 7;
+    CHECK_EQ_INT(vl_send_fold(&k, 100, 1000, 1000, 0, &kind), 1250); /* no other deadline */
+    CHECK_EQ_INT(kind, VL_SEND_DL_TICK);
+    kind = 7;
+    CHECK_EQ_INT(vl_send_fold(&k, 100, 1000, 1000, 1100, &kind), 1100); /* receive first */
+    CHECK_EQ_INT(kind, 7);
+    CHECK_EQ_INT(vl_send_fold(&k, 100, 1000, 1900, 5000, &kind), 2000); /* send deadline */
+    CHECK_EQ_INT(kind, VL_SEND_DL_SEND); /* the tick there is the deadline itself */
+    kind = 7;
+    CHECK_EQ_INT(vl_send_fold(&k, 0, 1000, 1000, 1500, &kind), 1500); /* nothing queued */
+    CHECK_EQ_INT(kind, 7);
+    CHECK_EQ_INT(vl_send_fold(&k, 100, 0, 1000, 0, &kind), 0); /* send deadline off */
+    CHECK_EQ_INT(kind, 7);
+}
+
 TEST(test_backlogged)
 {
     CHECK(!vl_send_backlogged(1000, 1000)); /* at the cap: still taking */
@@ -71,4 +90,4 @@ TEST(test_charge_always)
 }
 
 TEST_MAIN(test_clock_starts_with_backlog, test_growth_is_not_progress_shrink_is, test_wake_and_off,
-          test_backlogged, test_charge_always)
+          test_fold, test_backlogged, test_charge_always)
