@@ -30,7 +30,8 @@ import sys
 import threading
 import time
 
-from vlharness import ROOT, Cluster, MsgpackClient, check, finish, metric, peer_closed, wait_for
+from vlharness import (ROOT, Cluster, MsgpackClient, answer_brief, check, finish, metric,
+                       peer_closed, wait_for)
 
 sys.path.insert(0, os.path.join(ROOT, "clients/python"))
 from vlembed_client import AsyncClient, Client  # noqa: E402
@@ -46,22 +47,6 @@ def gauge(c, name="vlembed_buffered_bytes"):
 
 def timeouts(c, kind):
     return metric(c, "vlembed_msgpack_timeouts_total", kind=kind)
-
-
-def recv(cl, timeout):
-    """The next answer map, or None on EOF / timeout / error."""
-    cl.s.settimeout(timeout)
-    try:
-        return cl.recv()
-    except (OSError, EOFError, ValueError):
-        return None
-
-
-def brief(a):
-    """An answer without its vectors, for the log."""
-    if not isinstance(a, dict):
-        return a
-    return {k: v for k, v in a.items() if k in ("type", "id", "status", "error")}
 
 
 def is_408(a):
@@ -92,7 +77,7 @@ def main():
                         return
             th = threading.Thread(target=trickle)
             th.start()
-            a = recv(cl, 6)
+            a = cl.recv_within(6)
             dt = time.time() - t0
             stop.set()
             th.join()
@@ -101,8 +86,8 @@ def main():
 
         norm = MsgpackClient(c.api_socket)
         norm.send({"id": 0, "input": ["before"], "model": "tiny"})
-        r0 = recv(norm, 10)
-        check(r0 is not None and r0.get("type") == "result", "a normal client is served (%s)" % brief(r0))
+        r0 = norm.recv_within(10)
+        check(r0 is not None and r0.get("type") == "result", "a normal client is served (%s)" % answer_brief(r0))
 
         threads = [
             threading.Thread(target=slow, args=("S", struct.pack(">I", 2 * MiB) + b"\x83" + b"\0" * 100000)),
@@ -122,7 +107,7 @@ def main():
         while time.time() < t_end:
             t1 = time.time()
             norm.send({"id": i, "input": ["during %d" % i], "model": "tiny"})
-            r = recv(norm, 10)
+            r = norm.recv_within(10)
             lat.append(time.time() - t1)
             ok = ok and r is not None and r.get("type") == "result" and r.get("id") == i
             i += 1
@@ -143,20 +128,20 @@ def main():
               and timeouts(c, "request") == 1 and timeouts(c, "body_rate") == 1,
               "vlembed_msgpack_timeouts_total: header 1, body_stall 1, body_rate 1, request 1")
         norm.send({"id": 99, "input": ["after"], "model": "tiny"})
-        r = recv(norm, 10)
-        check(r is not None and r.get("id") == 99, "the normal client is still served (%s)" % brief(r))
+        r = norm.recv_within(10)
+        check(r is not None and r.get("id") == 99, "the normal client is still served (%s)" % answer_brief(r))
 
         # a refused frame's rest, read off and thrown away, must keep coming too
         q = MsgpackClient(c.api_socket)
         t0 = time.time()
         q.send_raw(struct.pack(">I", 9 * MiB) + b"\x83" + b"\0" * 100000)
-        e1, e2 = recv(q, 5), recv(q, 5)
+        e1, e2 = q.recv_within(5), q.recv_within(5)
         dt = time.time() - t0
         check(isinstance(e1, dict) and e1.get("status") == 503
               and (e1.get("error") or {}).get("code") == "memory_busy",
-              "a 9 MiB frame over the 8 MiB budget: 503 memory_busy (%s)" % brief(e1))
+              "a 9 MiB frame over the 8 MiB budget: 503 memory_busy (%s)" % answer_brief(e1))
         check(is_408(e2) and "stalled" in e2["error"]["message"] and 0.9 <= dt <= 3,
-              "its rest stops coming: 408 after %.2f s (%s)" % (dt, brief(e2)))
+              "its rest stops coming: 408 after %.2f s (%s)" % (dt, answer_brief(e2)))
         check(peer_closed(q.s), "then it is closed")
         q.close()
         check(timeouts(c, "body_stall") == 2, "vlembed_msgpack_timeouts_total{kind=\"body_stall\"} 2")
@@ -171,7 +156,7 @@ def main():
             held = gauge(c)
             p.send_raw(struct.pack(">I", MiB) + b"\x83" + b"\0" * 1000)
             check(wait_for(lambda: gauge(c) == held + MiB, 2), "P's 1 MiB frame is reserved (%s)" % gauge(c))
-            a = recv(p, 5)
+            a = p.recv_within(5)
             check(is_408(a), "P's half frame: 408 while its request 9 is in flight (%s)" % a)
             check(gauge(c) == held, "P's 1 MiB is released at once (%s, held %s)" % (gauge(c), held))
             # an idle connection is closed after --idle-timeout-s, one waiting for an answer not
@@ -186,13 +171,13 @@ def main():
             time.sleep(0.5)
         finally:
             w.send_signal(signal.SIGCONT)
-        r = recv(p, 10)
+        r = p.recv_within(10)
         check(r is not None and r.get("type") == "result" and r.get("id") == 9,
-              "P's request in flight is still answered (%s)" % brief(r))
+              "P's request in flight is still answered (%s)" % answer_brief(r))
         check(peer_closed(p.s), "then P's connection is closed")
-        r = recv(waiting, 10)
+        r = waiting.recv_within(10)
         check(r is not None and r.get("type") == "result" and r.get("id") == 10,
-              "the connection waiting longer than the idle timeout is answered, not closed (%s)" % brief(r))
+              "the connection waiting longer than the idle timeout is answered, not closed (%s)" % answer_brief(r))
         check(wait_for(lambda: gauge(c) == 0, 3), "nothing left charged (%s)" % gauge(c))
         for x in (p, idle, waiting, norm):
             x.close()

@@ -19,7 +19,8 @@ import signal
 import struct
 import time
 
-from vlharness import Cluster, MsgpackClient, check, finish, metric, peer_closed, wait_for
+from vlharness import (Cluster, MsgpackClient, answer_brief, check, finish, metric, peer_closed,
+                       wait_for)
 
 import msgpack
 
@@ -30,20 +31,6 @@ MiB = 1 << 20
 
 def gauge(c):
     return metric(c, "vlembed_buffered_bytes")
-
-
-def recv(cl, timeout):
-    cl.s.settimeout(timeout)
-    try:
-        return cl.recv()
-    except (OSError, EOFError, ValueError):
-        return None
-
-
-def brief(a):
-    if not isinstance(a, dict):
-        return a
-    return {k: v for k, v in a.items() if k in ("type", "id", "status", "retry_after", "error")}
 
 
 def noise_png(nbytes):
@@ -72,18 +59,18 @@ def main():
         # -- the connection cap ------------------------------------------------------------
         a = MsgpackClient(c.api_socket)
         a.send({"id": 1, "input": ["first"], "model": "tiny"})
-        check(is_result(recv(a, 10), 1), "connection 1 is served")
+        check(is_result(a.recv_within(10), 1), "connection 1 is served")
         b = MsgpackClient(c.api_socket)
         d = MsgpackClient(c.api_socket)
         check(wait_for(lambda: metric(c, "vlembed_msgpack_connections") == 3, 3),
               "vlembed_msgpack_connections = 3 (%s)" % metric(c, "vlembed_msgpack_connections"))
         x = MsgpackClient(c.api_socket)
-        e = recv(x, 5)
+        e = x.recv_within(5)
         check(isinstance(e, dict) and e.get("type") == "error" and e.get("status") == 503
               and e.get("id") is None and e.get("retry_after") == 1
               and (e.get("error") or {}).get("code") == "too_many_connections"
               and "--max-msgpack-connections" in e["error"].get("message", ""),
-              "a 4th connection: 503 too_many_connections, id nil, retry_after 1 (%s)" % brief(e))
+              "a 4th connection: 503 too_many_connections, id nil, retry_after 1 (%s)" % answer_brief(e))
         check(peer_closed(x.s), "and it is closed")
         x.close()
         y = MsgpackClient(c.api_socket)
@@ -91,23 +78,23 @@ def main():
             y.send({"id": 2, "input": ["over the cap"], "model": "tiny"})
         except OSError:
             pass  # the gateway may have closed it already: its answer is still readable
-        e = recv(y, 5)
+        e = y.recv_within(5)
         check(isinstance(e, dict) and e.get("status") == 503 and e.get("id") is None
               and (e.get("error") or {}).get("code") == "too_many_connections",
-              "a 4th connection that writes a request first gets the same answer (%s)" % brief(e))
+              "a 4th connection that writes a request first gets the same answer (%s)" % answer_brief(e))
         y.close()
         check(metric(c, "vlembed_msgpack_connections_rejected_total") == 2,
               "vlembed_msgpack_connections_rejected_total = 2 (%s)"
               % metric(c, "vlembed_msgpack_connections_rejected_total"))
         check(metric(c, "vlembed_msgpack_connections") == 3, "the refused ones are not counted as open")
         d.send({"id": 3, "input": ["an open one"], "model": "tiny"})
-        check(is_result(recv(d, 10), 3), "an open connection is still served")
+        check(is_result(d.recv_within(10), 3), "an open connection is still served")
         b.close()
         check(wait_for(lambda: metric(c, "vlembed_msgpack_connections") == 2, 3),
               "one closed: 2 open")
         z = MsgpackClient(c.api_socket)
         z.send({"id": 4, "input": ["a new one"], "model": "tiny"})
-        check(is_result(recv(z, 10), 4), "then a new connection is served")
+        check(is_result(z.recv_within(10), 4), "then a new connection is served")
         z.close()
         d.close()
 
@@ -136,11 +123,11 @@ def main():
             w.send_signal(signal.SIGCONT)
         got = {}
         for _ in range(2):
-            r = recv(a, 20)
+            r = a.recv_within(20)
             if isinstance(r, dict):
                 got[r.get("id")] = r
         check(is_result(got.get("t"), "t") and is_result(got.get("b"), "b"),
-              "both are answered (%s, %s)" % (brief(got.get("t")), brief(got.get("b"))))
+              "both are answered (%s, %s)" % (answer_brief(got.get("t")), answer_brief(got.get("b"))))
         check(wait_for(lambda: gauge(c) == 0, 3), "the gauge is back to 0 (%s)" % gauge(c))
 
         # -- a frame that fits, its strings beside it do not ---------------------------------
@@ -150,17 +137,17 @@ def main():
         check(fl <= 8 * MiB < fl + len(t1) + 1, "the frame (%d) fits 8 MiB, with its text (%d) not"
               % (fl, fl + len(t1) + 1))
         a.send(big)
-        e = recv(a, 10)
+        e = a.recv_within(10)
         check(isinstance(e, dict) and e.get("type") == "error" and e.get("id") == "big"
               and e.get("status") == 503 and e.get("retry_after") == 1
               and (e.get("error") or {}).get("code") == "memory_busy"
               and e["error"].get("param") is None
               and "besides its frame" in e["error"].get("message", ""),
               "its strings do not fit beside it: 503 memory_busy with its id, param nil, before "
-              "any source is decoded (%s)" % brief(e))
+              "any source is decoded (%s)" % answer_brief(e))
         check(wait_for(lambda: gauge(c) == 0, 3), "nothing of it stays charged (%s)" % gauge(c))
         a.send({"id": 5, "input": ["after the refusal"], "model": "tiny"})
-        check(is_result(recv(a, 10), 5), "the connection stays usable: the next request is served")
+        check(is_result(a.recv_within(10), 5), "the connection stays usable: the next request is served")
         a.close()
         check(c.gateway.poll() is None, "the gateway still runs")
     finally:

@@ -221,8 +221,23 @@ class MsgpackClient:
         n = struct.unpack(">I", exact(4))[0]
         return msgpack.unpackb(exact(n), raw=False)
 
+    def recv_within(self, timeout):
+        """The next answer map within `timeout` seconds, or None on EOF, timeout or error."""
+        self.s.settimeout(timeout)
+        try:
+            return self.recv()
+        except (OSError, EOFError, ValueError):
+            return None
+
     def close(self):
         self.s.close()
+
+
+def answer_brief(a):
+    """A msgpack API answer without its vectors, for a test's log."""
+    if not isinstance(a, dict):
+        return a
+    return {k: v for k, v in a.items() if k in ("type", "id", "status", "retry_after", "error")}
 
 
 def ctl_embed(lines):
