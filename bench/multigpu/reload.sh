@@ -12,9 +12,6 @@
 set -u
 BUILD=$(cd "${1:?BUILD}" && pwd)
 MODEL=${2:?MODEL_DIR}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-LIBENV=()
-[ -d "$BUILD/lib" ] && LIBENV=(env "LD_LIBRARY_PATH=$BUILD/lib:${LD_LIBRARY_PATH:-}")
 LOAD_S=${LOAD_S:-16}
 RELOADS=${RELOADS:-2}
 CONNS=${CONNS:-64}
@@ -24,14 +21,7 @@ PORT=${PORT:-18090}
 BACKEND=${BACKEND:-cuda}
 TMP=$(mktemp -d /tmp/vl-reload.XXXXXX)
 mkdir -p "$TMP/rt"
-cc -O2 -D_GNU_SOURCE -pthread "$ROOT/bench/serve/loadgen.c" -o "$TMP/loadgen" || exit 1
-python3 - "$TMP" "$BATCH" "$REPEAT" <<'PY'
-import json, sys
-tmp, batch, rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-base = "The quick brown fox jumps over the lazy dog near the river bank, and the heron watches. "
-docs = [("Document %d. " % i) + base * rep for i in range(batch)]
-json.dump({"model": "m", "input": docs, "encoding_format": "base64"}, open(tmp + "/req.json", "w"))
-PY
+. "$(dirname "$0")/common.sh"
 if [ "$BACKEND" = cuda ]; then placement=(--devices all); else placement=(--workers 2); fi
 "${LIBENV[@]}" "$BUILD/vlembed-supervisor" --model "$MODEL" --backend "$BACKEND" "${placement[@]}" \
   --http 127.0.0.1:$PORT --runtime-dir "$TMP/rt" \

@@ -9,10 +9,6 @@
 set -u
 BUILD=$(cd "${1:?BUILD}" && pwd)
 MODEL=${2:?MODEL_DIR}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-# A device bundle's libraries go to vlembed's processes only (the host's curl must keep its own).
-LIBENV=()
-[ -d "$BUILD/lib" ] && LIBENV=(env "LD_LIBRARY_PATH=$BUILD/lib:${LD_LIBRARY_PATH:-}")
 SECONDS_=${SECONDS:-8}
 CONNS=${CONNS:-64}
 BATCH=${BATCH:-16}
@@ -20,14 +16,7 @@ REPEAT=${REPEAT:-30}
 PP_THREADS=${PP_THREADS:-12}
 BACKEND=${BACKEND:-cuda}   # cpu: the same run with --workers 1 and 2 (to try the script without GPUs)
 TMP=$(mktemp -d /tmp/vl-multigpu.XXXXXX)
-cc -O2 -D_GNU_SOURCE -pthread "$ROOT/bench/serve/loadgen.c" -o "$TMP/loadgen" || exit 1
-python3 - "$TMP" "$BATCH" "$REPEAT" <<'PY'
-import json, sys
-tmp, batch, rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-base = "The quick brown fox jumps over the lazy dog near the river bank, and the heron watches. "
-docs = [("Document %d. " % i) + base * rep for i in range(batch)]
-json.dump({"model": "m", "input": docs, "encoding_format": "base64"}, open(tmp + "/req.json", "w"))
-PY
+. "$(dirname "$0")/common.sh"
 PORT=18080
 echo "### Multi-GPU serving, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sort | uniq -c | sed 's/^ *//' || echo "no GPU"), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
