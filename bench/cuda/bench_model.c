@@ -145,6 +145,19 @@ static double time_embed(struct vl_cuda_ctx *ctx, struct vl_item *its, int n, in
     return t[reps / 2];
 }
 
+/* Times nd documents of ntok tokens each per call and prints the table row. */
+static void bench_documents(struct vl_cuda_ctx *ctx, const char *which, int nd, int ntok, int H)
+{
+    struct vl_item *its = calloc(nd, sizeof *its);
+    for (int i = 0; i < nd; i++)
+        text_item(&its[i], ntok);
+    double t = time_embed(ctx, its, nd, H, 5);
+    printf("| %s text, %d x %d-token documents | %.2f ms | %.0f tokens/s |\n", which, nd, ntok,
+           t * 1e3, (double)nd * ntok / t);
+    fflush(stdout);
+    free_items(its, nd);
+}
+
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "2B";
@@ -180,30 +193,12 @@ int main(int argc, char **argv)
     int nd;
     struct vl_item *its;
     double t;
-    if (want_case("text")) {
-        nd = !strcmp(which, "8B") ? 64 : 128;
-        its = calloc(nd, sizeof *its);
-        for (int i = 0; i < nd; i++)
-            text_item(&its[i], 512);
-        t = time_embed(ctx, its, nd, H, 5);
-        printf("| %s text, %d x 512-token documents | %.2f ms | %.0f tokens/s |\n", which, nd,
-               t * 1e3, nd * 512 / t);
-        fflush(stdout);
-        free_items(its, nd);
-    }
+    if (want_case("text"))
+        bench_documents(ctx, which, !strcmp(which, "8B") ? 64 : 128, 512, H);
 
     /* long documents: 4096 tokens (the causal attention's long-sequence rule, attention.cu) */
-    if (want_case("long")) {
-        nd = !strcmp(which, "8B") ? 4 : 8;
-        its = calloc(nd, sizeof *its);
-        for (int i = 0; i < nd; i++)
-            text_item(&its[i], 4096);
-        t = time_embed(ctx, its, nd, H, 5);
-        printf("| %s text, %d x 4096-token documents | %.2f ms | %.0f tokens/s |\n", which, nd,
-               t * 1e3, nd * 4096 / t);
-        fflush(stdout);
-        free_items(its, nd);
-    }
+    if (want_case("long"))
+        bench_documents(ctx, which, !strcmp(which, "8B") ? 4 : 8, 4096, H);
 
     /* mix of 16..512-token documents */
     if (want_case("mix")) {
