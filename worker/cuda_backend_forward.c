@@ -92,10 +92,8 @@ struct vl_cuda_ctx {
     float *vrope_cs;
     uint16_t *vx, *vxn, *vqkv, *vatt, *vfc, *m1, *vis_out, *ds_out[VL_CUDA_MAX_DEEPSTACK];
     float *out;
-    int32_t *d_ids, *d_pos, *d_cu, *d_last, *d_vis_idx, *d_vpos4, *d_vcu; /* the running set's */
-    int64_t *d_vframes;
-    uint8_t *d_pixels;
     struct staging st[2];
+    const struct staging *in; /* the set whose device inputs the forward being enqueued reads */
     /* host scratch */
     int32_t *pos_tmp, *img_rows, *vid_rows;
     struct vl_cuda_stats stats;
@@ -431,16 +429,16 @@ static void vit_forward(struct vl_cuda_ctx *c, int P, int nseg, int max_seg)
     vl_stream_t s = c->stream;
     int V = k->v_hidden, Iv = k->v_inter;
     mark(c, P_V_PATCH);
-    vl_patchify(s, c->d_pixels, c->d_vpos4, c->d_vframes, P, c->vfc);
+    vl_patchify(s, c->in->d_pixels, c->in->d_vpos4, c->in->d_vframes, P, c->vfc);
     vl_gemm_bf16(c->gemm, s, P, V, VL_PATCH_DIM, c->vfc, w->patch_w, w->patch_b, c->vx,
                  VL_GEMM_BIAS, 0);
-    vl_pos_embed_add(s, c->vx, w->pos_embed, k->v_pos_side, c->d_vpos4, P, V);
-    vl_vit_rope_table(s, c->d_vpos4, P, k->v_head_dim, c->vrope_cs);
+    vl_pos_embed_add(s, c->vx, w->pos_embed, k->v_pos_side, c->in->d_vpos4, P, V);
+    vl_vit_rope_table(s, c->in->d_vpos4, P, k->v_head_dim, c->vrope_cs);
     struct vl_attn_args a = {0};
     a.q = c->vqkv, a.k = c->vqkv + V, a.v = c->vqkv + 2 * V;
     a.q_stride = a.k_stride = a.v_stride = 3 * V;
     a.o = c->vatt, a.o_stride = V;
-    a.cu_seqlens = c->d_vcu, a.n_seqs = nseg, a.max_seqlen = max_seg;
+    a.cu_seqlens = c->in->d_vcu, a.n_seqs = nseg, a.max_seqlen = max_seg;
     a.n_heads = a.n_kv_heads = k->v_heads, a.head_dim = k->v_head_dim;
     a.causal = 0;
     a.scale = 1.0f / sqrtf((float)k->v_head_dim);
@@ -502,15 +500,15 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
     int H = k->hidden, hd = k->head_dim, nq = k->heads, nkv = k->kv_heads, I = k->inter;
     int Wq = (nq + 2 * nkv) * hd;
     mark(c, P_EMBED);
-    vl_embed_gather(s, w->embed, c->d_ids, T, H, c->h);
-    vl_mrope_table(s, c->d_pos, T, hd, k->mrope_section, k->rope_theta, c->rope_cs);
+    vl_embed_gather(s, w->embed, c->in->d_ids, T, H, c->h);
+    vl_mrope_table(s, c->in->d_pos, T, hd, k->mrope_section, k->rope_theta, c->rope_cs);
     if (nvis)
-        vl_rows_scatter(s, c->vis_out, c->d_vis_idx, nvis, H, c->h, 0);
+        vl_rows_scatter(s, c->vis_out, c->in->d_vis_idx, nvis, H, c->h, 0);
     struct vl_attn_args a = {0};
     a.q = c->qkv, a.k = c->qkv + nq * hd, a.v = c->qkv + (nq + nkv) * hd;
     a.q_stride = a.k_stride = a.v_stride = Wq;
     a.o = c->att, a.o_stride = nq * hd;
-    a.cu_seqlens = c->d_cu, a.n_seqs = B, a.max_seqlen = max_len;
+    a.cu_seqlens = c->in->d_cu, a.n_seqs = B, a.max_seqlen = max_len;
     a.n_heads = nq, a.n_kv_heads = nkv, a.head_dim = hd, a.causal = 1;
     a.scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < k->layers; l++) {
@@ -537,8 +535,8 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
              * reads another: finish the layer on those B rows. att rows -> qkv (free now),
              * h rows -> xn -> h[0, B) (a gather in place could read a row already written). */
             mark(c, P_POOL);
-            vl_embed_gather(s, c->att, c->d_last, B, nq * hd, c->qkv);
-            vl_embed_gather(s, c->h, c->d_last, B, H, c->xn);
+            vl_embed_gather(s, c->att, c->in->d_last, B, nq * hd, c->qkv);
+            vl_embed_gather(s, c->h, c->in->d_last, B, H, c->xn);
             vl_cuda_d2d(c->h, c->xn, (size_t)B * H * sizeof(uint16_t), s);
             R = B;
             att = c->qkv;
@@ -561,10 +559,10 @@ static void lm_forward(struct vl_cuda_ctx *c, int T, int B, int max_len, int nvi
         lm_gemm(c, SM90_DOWN, R, H, I, c->act, L->down_w, c->h, 1);
         mark(c, P_DEEPSTACK);
         if (nvis && l < k->n_deepstack) /* DeepStack: after decoder layer l, at visual rows */
-            vl_rows_scatter(s, c->ds_out[l], c->d_vis_idx, nvis, H, c->h, 1);
+            vl_rows_scatter(s, c->ds_out[l], c->in->d_vis_idx, nvis, H, c->h, 1);
     }
     mark(c, P_POOL);
-    vl_pool_last_l2(s, c->h, c->prune_last ? NULL : c->d_last, B, w->final_norm, H, k->rms_eps,
+    vl_pool_last_l2(s, c->h, c->prune_last ? NULL : c->in->d_last, B, w->final_norm, H, k->rms_eps,
                     c->out);
 }
 
@@ -648,9 +646,7 @@ static void run_batch(struct vl_cuda_ctx *c, struct staging *g, const struct vl_
         vl_cuda_h2d(g->d_pixels, g->pixels, pix, cs);
     }
     vl_cuda_event_record(g->copied, cs);
-    c->d_ids = g->d_ids, c->d_pos = g->d_pos, c->d_cu = g->d_cu, c->d_last = g->d_last;
-    c->d_vis_idx = g->d_vis_idx, c->d_vpos4 = g->d_vpos4, c->d_vcu = g->d_vcu;
-    c->d_vframes = g->d_vframes, c->d_pixels = g->d_pixels;
+    c->in = g;
     mark(c, P_UPLOAD);
     vl_cuda_stream_wait(s, g->copied);
     if (P)
