@@ -92,8 +92,7 @@ void cpu_text_forward(struct cpu_state *s, const struct cpu_text_batch *b, float
     mrope_tables(s, b, cs, sn);
 
     float eps = c->rms_norm_eps;
-    /* (not when DeepStack still writes visual rows after the last layer: tiny test configs) */
-    int pruned = vl_model_prune_last_layer() && c->num_hidden_layers > m->cfg.vision.n_deepstack;
+    int pruned = vl_model_prune_last_layer(c->num_hidden_layers, m->cfg.vision.n_deepstack);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const struct cpu_layer *ly = &s->layers[l];
         cpu_rms_norm(s->pool, h, x, T, H, H, ly->in_w, eps);

@@ -274,10 +274,9 @@ struct vl_cuda_ctx *vl_cuda_ctx_create(const struct vl_cuda_config *cfg,
     c->xn = vl_cuda_malloc(bf(T * H));
     c->qkv = vl_cuda_malloc(bf(T * (nq + 2 * nkv) * hd));
     c->att = vl_cuda_malloc(bf(T * nq * hd));
-    /* (not when DeepStack still writes visual rows after the last layer: tiny test configs) */
-    c->prune_last = vl_model_prune_last_layer() && cfg->layers > cfg->n_deepstack;
+    c->prune_last = vl_model_prune_last_layer(cfg->layers, cfg->n_deepstack);
     vl_info("CUDA backend: last decoder layer past attention on %s",
-            c->prune_last ? "the pooled rows only" : "every row (VL_LM_LAST_LAYER=all)");
+            c->prune_last ? "the pooled rows only" : "every row");
     if (vl_gemm_sm90_selected()) {
         int f = vl_gemm_sm90_fused();
         if ((f & VL_SM90_FUSE_SWIGLU) && I % 128 == 0)

@@ -554,8 +554,8 @@ size_t vl_model_weight_bytes(const struct vl_model *m)
     return n;
 }
 
-int vl_model_prune_last_layer(void)
+int vl_model_prune_last_layer(int layers, int n_deepstack)
 {
     const char *e = getenv("VL_LM_LAST_LAYER");
-    return !(e && strcmp(e, "all") == 0);
+    return layers > n_deepstack && !(e && strcmp(e, "all") == 0);
 }

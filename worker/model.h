@@ -156,7 +156,9 @@ size_t vl_model_weight_bytes(const struct vl_model *m);
 /* Whether the backends finish the last decoder layer only on the pooled rows (each item's last
  * token): after the last attention no row reads another, so the o projection, the MLP and the
  * residual adds of every other row are dead work (1/layers of the LM's linear layers). The
- * default; environment VL_LM_LAST_LAYER=all computes every row, for A/B runs. */
-int vl_model_prune_last_layer(void);
+ * default for a model of `layers` decoder layers and `n_deepstack` DeepStack levels; not when
+ * DeepStack still writes visual rows after the last layer (layers <= n_deepstack: only test
+ * configurations), nor with environment VL_LM_LAST_LAYER=all (every row, for A/B runs). */
+int vl_model_prune_last_layer(int layers, int n_deepstack);
 
 #endif

@@ -243,9 +243,11 @@ TEST(test_embeddings_match_transformers)
     b.destroy(&b);
     /* the last layer on every row (VL_LM_LAST_LAYER=all) gives the same vectors as on the
      * pooled rows only (the default): the rows it drops are never read */
-    CHECK_EQ_INT(vl_model_prune_last_layer(), 1);
+    int L = model.cfg.text.num_hidden_layers, ds = model.cfg.vision.n_deepstack;
+    CHECK_EQ_INT(vl_model_prune_last_layer(L, ds), 1);
+    CHECK_EQ_INT(vl_model_prune_last_layer(ds, ds), 0); /* DeepStack after the last layer */
     setenv("VL_LM_LAST_LAYER", "all", 1);
-    CHECK_EQ_INT(vl_model_prune_last_layer(), 0);
+    CHECK_EQ_INT(vl_model_prune_last_layer(L, ds), 0);
     CHECK_EQ_INT(vl_backend_create("cpu", &model, &o, &b, err, sizeof err), 0);
     memset(all, 0, sizeof(float) * (size_t)n_items * (size_t)H);
     embed_or_fail(&b, items, n_items, all);
