@@ -27,7 +27,11 @@ most that + HELD_SLACK (6 MiB). Then, asserted over the rounds:
 * after every round, once the load is gone, VmRSS is back within SETTLE (12 MiB) of the idle RSS
   before the load: nothing leaks (one body kept per request would be hundreds of MiB), and the
   memory of a burst goes back to the kernel.
-* vlembed_buffered_bytes is back to 0 after each round and its peak never passed the budget;
+* vlembed_buffered_bytes is back to 0 after each round and its peak never passed the budget by
+  more than ANSWERS (1 MiB): answers queued for clients' sockets are charged unconditionally
+  (docs/security.md), so they may take the gauge past the limit; here they are a few KiB each on
+  at most 19 connections, while any input charged past the budget would be >= 1.5 MiB (the
+  smallest source sent);
   every answer is 200 or 503 memory_busy; every kind of client was served (inline and msgpack in
   every round; slow and URL clients, which need the most budget at once, in some round).
 
@@ -60,6 +64,7 @@ BUDGET = 32 * MiB
 MAX_BODY = 4 * MiB
 ALLOWANCE = 32 * MiB
 SETTLE = 12 * MiB
+ANSWERS = 1 * MiB
 # 5, not 6: while the held requests are decoded, each pool thread also holds its 2.8 MB decoded
 # source (charged), so 6 x 3.9 MB URI copies + 4 x 2.8 MB = 34.6 MB could pass the 32 MiB budget
 # for a moment and answer a held request 503 (seen in ~1 of 5 runs); 5 x 3.9 + 4 x 2.8 = 30.7 MB
@@ -311,7 +316,8 @@ def main():
         print("budget %d MiB, allowance %d MiB: peak RSS %.1f MiB over idle %.1f MiB = +%.1f MiB; "
               "buffered-bytes peak %.1f MiB"
               % (BUDGET // MiB, ALLOWANCE // MiB, hwm / MiB, idle0 / MiB, (hwm - idle0) / MiB, peak / MiB))
-        check(peak <= BUDGET, "vlembed_buffered_bytes_peak within the budget (%d)" % peak)
+        check(peak <= BUDGET + ANSWERS, "vlembed_buffered_bytes_peak within the budget + %d KiB of queued "
+              "answers (%d, %+d over the budget)" % (ANSWERS >> 10, peak, peak - BUDGET))
         check(hwm - idle0 <= BUDGET + ALLOWANCE,
               "peak RSS grew by %.1f MiB <= budget %d MiB + allowance %d MiB"
               % ((hwm - idle0) / MiB, BUDGET // MiB, ALLOWANCE // MiB))
