@@ -18,4 +18,9 @@ void vl_log(enum vl_log_level level, const char *fmt, ...) __attribute__((format
 #define vl_warn(...) vl_log(VL_LOG_WARN, __VA_ARGS__)
 #define vl_error(...) vl_log(VL_LOG_ERROR, __VA_ARGS__)
 
+/* Formats an error message into err[errlen] (truncated; nothing when err is NULL or errlen 0):
+ * the `char *err, size_t errlen` convention of every fallible function. */
+void vl_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -3,7 +3,6 @@
  * expand it as the HF Qwen3-VL processor does: video placeholders become timestamped frame-pair
  * blocks in the text, the text is tokenized once, and each pad token is multiplied out by id. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,23 +10,12 @@
 #include <utf8proc.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "common/limits.h"
 #include "gateway/prompt.h"
 
 #define TPL_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
 #define TPL_VIDEO "<|vision_start|><|video_pad|><|vision_end|>"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 struct sbuf {
     char *s;
@@ -99,7 +87,7 @@ char *prompt_instruction(const char *instr, size_t len, char *err, size_t errlen
         return vl_strdup(PROMPT_DEFAULT_INSTRUCTION);
     long bad = tok_utf8_invalid_at(instr, len);
     if (bad >= 0) {
-        seterr(err, errlen, "instruction: invalid UTF-8 at byte %ld", bad);
+        vl_seterr(err, errlen, "instruction: invalid UTF-8 at byte %ld", bad);
         return NULL;
     }
     const uint8_t *s = (const uint8_t *)instr;
@@ -164,29 +152,29 @@ void prompt_video_timestamps(const int32_t *idx, int n_frames, double fps, doubl
 static int64_t visual_tokens(const struct prompt_visual *v, int i, char *err, size_t errlen)
 {
     if (v->kind != VL_VISUAL_IMAGE && v->kind != VL_VISUAL_VIDEO) {
-        seterr(err, errlen, "visuals[%d]: unknown kind %d", i, (int)v->kind);
+        vl_seterr(err, errlen, "visuals[%d]: unknown kind %d", i, (int)v->kind);
         return -1;
     }
     if (v->grid_t < 1 || v->grid_h < 2 || v->grid_w < 2 || v->grid_h % 2 || v->grid_w % 2 ||
         v->grid_t > 100000 || v->grid_h > 100000 || v->grid_w > 100000 ||
         (v->kind == VL_VISUAL_IMAGE && v->grid_t != 1)) {
-        seterr(err, errlen,
-               "visuals[%d]: bad grid (t=%d, h=%d, w=%d): t >= 1 (1 for an image), "
-               "h and w even and >= 2",
-               i, v->grid_t, v->grid_h, v->grid_w);
+        vl_seterr(err, errlen,
+                  "visuals[%d]: bad grid (t=%d, h=%d, w=%d): t >= 1 (1 for an image), "
+                  "h and w even and >= 2",
+                  i, v->grid_t, v->grid_h, v->grid_w);
         return -1;
     }
     if (v->kind == VL_VISUAL_VIDEO) {
         if (!v->timestamps) {
-            seterr(err, errlen, "visuals[%d]: a video needs grid_t timestamps", i);
+            vl_seterr(err, errlen, "visuals[%d]: a video needs grid_t timestamps", i);
             return -1;
         }
         for (int k = 0; k < v->grid_t; k++)
             if (!isfinite(v->timestamps[k]) || v->timestamps[k] < 0 || v->timestamps[k] > 1e9) {
-                seterr(err, errlen,
-                       "visuals[%d]: timestamp %d is not a number of seconds in "
-                       "[0, 1e9]",
-                       i, k);
+                vl_seterr(err, errlen,
+                          "visuals[%d]: timestamp %d is not a number of seconds in "
+                          "[0, 1e9]",
+                          i, k);
                 return -1;
             }
     }
@@ -209,17 +197,17 @@ static int finish(const struct tok *t, struct render *r, size_t cut, int n_given
     int32_t id_vs = tok_token_id(t, "<|vision_start|>"), id_ve = tok_token_id(t, "<|vision_end|>");
     int32_t id_img = tok_token_id(t, "<|image_pad|>"), id_vid = tok_token_id(t, "<|video_pad|>");
     if (n_given_visuals && (id_vs < 0 || id_ve < 0 || id_img < 0 || id_vid < 0)) {
-        seterr(err, errlen, "the tokenizer lacks the Qwen3-VL vision tokens");
+        vl_seterr(err, errlen, "the tokenizer lacks the Qwen3-VL vision tokens");
         goto out;
     }
     int kept = 0;
     while (kept < r->n_slots && r->slots[kept].off + strlen(TPL_IMAGE) <= cut)
         kept++;
     if (kept != n_given_visuals) {
-        seterr(err, errlen,
-               "%d of %d visuals are not rendered in the prompt (a visual in a "
-               "non-user message, or after the continued final text)",
-               n_given_visuals - kept, n_given_visuals);
+        vl_seterr(err, errlen,
+                  "%d of %d visuals are not rendered in the prompt (a visual in a "
+                  "non-user message, or after the continued final text)",
+                  n_given_visuals - kept, n_given_visuals);
         goto out;
     }
     int64_t vision_total = 0;
@@ -235,8 +223,8 @@ static int finish(const struct tok *t, struct render *r, size_t cut, int n_given
             want_vs += r->slots[i].v->grid_t, want_vid += r->slots[i].v->grid_t;
     }
     if (vision_total + 2 * want_vs > max_tokens) {
-        seterr(err, errlen, "the visuals alone need %lld tokens, more than max_tokens %d",
-               (long long)(vision_total + 2 * want_vs), max_tokens);
+        vl_seterr(err, errlen, "the visuals alone need %lld tokens, more than max_tokens %d",
+                  (long long)(vision_total + 2 * want_vs), max_tokens);
         goto out;
     }
 
@@ -267,9 +255,9 @@ static int finish(const struct tok *t, struct render *r, size_t cut, int n_given
         got_vid += ids[i] == id_vid;
     }
     if (got_vs != want_vs || got_ve != want_vs || got_img != want_img || got_vid != want_vid) {
-        seterr(err, errlen,
-               "a text or the instruction contains a vision special token "
-               "(<|vision_start|>, <|vision_end|>, <|image_pad|> or <|video_pad|>)");
+        vl_seterr(err, errlen,
+                  "a text or the instruction contains a vision special token "
+                  "(<|vision_start|>, <|vision_end|>, <|image_pad|> or <|video_pad|>)");
         goto out;
     }
 
@@ -294,17 +282,17 @@ static int finish(const struct tok *t, struct render *r, size_t cut, int n_given
     int32_t added = add_special_tokens ? tok_post_process_added(t) : 0;
     int64_t limit = (int64_t)max_tokens - added;
     if (limit < 1) {
-        seterr(err, errlen, "max_tokens %d leaves no room besides the %d special tokens",
-               max_tokens, added);
+        vl_seterr(err, errlen, "max_tokens %d leaves no room besides the %d special tokens",
+                  max_tokens, added);
         goto out;
     }
     if (k > limit) {
         for (int64_t i = limit; i < k; i++)
             if (full[i] == id_vs || full[i] == id_ve || full[i] == id_img || full[i] == id_vid) {
-                seterr(err, errlen,
-                       "the prompt has %lld tokens; truncating it to max_tokens %d "
-                       "would cut a vision block",
-                       (long long)(k + added), max_tokens);
+                vl_seterr(err, errlen,
+                          "the prompt has %lld tokens; truncating it to max_tokens %d "
+                          "would cut a vision block",
+                          (long long)(k + added), max_tokens);
                 goto out;
             }
         k = limit;
@@ -337,7 +325,7 @@ int prompt_render(const struct tok *t, const struct prompt_input *in, int32_t **
         *prompt_text = NULL;
     if (in->n_texts < 0 || in->n_visuals < 0 || (in->n_texts && (!in->texts || !in->text_lens)) ||
         (in->n_visuals && !in->visuals)) {
-        seterr(err, errlen, "bad prompt input (counts without arrays)");
+        vl_seterr(err, errlen, "bad prompt input (counts without arrays)");
         return -1;
     }
     char *instr = prompt_instruction(in->instruction, in->instruction_len, err, errlen);
@@ -347,7 +335,7 @@ int prompt_render(const struct tok *t, const struct prompt_input *in, int32_t **
     for (int i = 0; i < in->n_texts; i++) {
         long bad = tok_utf8_invalid_at(in->texts[i], in->text_lens[i]);
         if (bad >= 0) {
-            seterr(err, errlen, "texts[%d]: invalid UTF-8 at byte %ld", i, bad);
+            vl_seterr(err, errlen, "texts[%d]: invalid UTF-8 at byte %ld", i, bad);
             free(instr);
             return -1;
         }
@@ -389,7 +377,7 @@ static int render_content(struct render *r, const struct prompt_message *m, int 
     if (!m->parts) {
         long bad = m->content ? tok_utf8_invalid_at(m->content, m->content_len) : -1;
         if (bad >= 0) {
-            seterr(err, errlen, "messages[%d].content: invalid UTF-8 at byte %ld", mi, bad);
+            vl_seterr(err, errlen, "messages[%d].content: invalid UTF-8 at byte %ld", mi, bad);
             return -1;
         }
         if (m->content)
@@ -402,8 +390,8 @@ static int render_content(struct render *r, const struct prompt_message *m, int 
         if (p->kind == PROMPT_PART_TEXT) {
             long bad = p->text ? tok_utf8_invalid_at(p->text, p->text_len) : -1;
             if (bad >= 0) {
-                seterr(err, errlen, "messages[%d].content[%d].text: invalid UTF-8 at byte %ld", mi,
-                       j, bad);
+                vl_seterr(err, errlen, "messages[%d].content[%d].text: invalid UTF-8 at byte %ld",
+                          mi, j, bad);
                 return -1;
             }
             if (p->text)
@@ -413,10 +401,10 @@ static int render_content(struct render *r, const struct prompt_message *m, int 
             enum vl_visual_kind want =
                 p->kind == PROMPT_PART_VIDEO ? VL_VISUAL_VIDEO : VL_VISUAL_IMAGE;
             if (!p->visual || p->visual->kind != want) {
-                seterr(err, errlen,
-                       "messages[%d].content[%d]: visual missing or of the wrong "
-                       "kind",
-                       mi, j);
+                vl_seterr(err, errlen,
+                          "messages[%d].content[%d]: visual missing or of the wrong "
+                          "kind",
+                          mi, j);
                 return -1;
             }
             add_visual(r, p->visual);
@@ -433,13 +421,13 @@ int prompt_render_chat(const struct tok *t, const struct prompt_chat *c, int32_t
     if (prompt_text)
         *prompt_text = NULL;
     if (c->n_messages < 1 || !c->messages) {
-        seterr(err, errlen, "messages: at least one message is needed");
+        vl_seterr(err, errlen, "messages: at least one message is needed");
         return -1;
     }
     if (c->add_generation_prompt && c->continue_final_message) {
-        seterr(err, errlen,
-               "add_generation_prompt and continue_final_message cannot both be "
-               "true");
+        vl_seterr(err, errlen,
+                  "add_generation_prompt and continue_final_message cannot both be "
+                  "true");
         return -1;
     }
     struct render r = {0};
@@ -461,7 +449,7 @@ int prompt_render_chat(const struct tok *t, const struct prompt_chat *c, int32_t
         const struct prompt_message *m = &c->messages[i];
         if (m->role != PROMPT_ROLE_SYSTEM && m->role != PROMPT_ROLE_USER &&
             m->role != PROMPT_ROLE_ASSISTANT) {
-            seterr(err, errlen, "messages[%d].role: must be system, user or assistant", i);
+            vl_seterr(err, errlen, "messages[%d].role: must be system, user or assistant", i);
             goto out;
         }
         sb_puts(&r.text, "<|im_start|>");
@@ -481,9 +469,9 @@ int prompt_render_chat(const struct tok *t, const struct prompt_chat *c, int32_t
     size_t cut = r.text.n;
     if (c->continue_final_message) {
         if (text_end < 0) {
-            seterr(err, errlen,
-                   "continue_final_message is set but the final message has no "
-                   "text to continue");
+            vl_seterr(err, errlen,
+                      "continue_final_message is set but the final message has no "
+                      "text to continue");
             goto out;
         }
         cut = (size_t)text_end;

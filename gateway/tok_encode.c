@@ -7,7 +7,6 @@
  *      tok_pretokenize) and every piece is BPE-encoded on its raw bytes (the byte-level
  *      alphabet is only a spelling of bytes, so it is skipped).
  * Nothing is cached, so concurrent calls on one tokenizer are safe. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <utf8proc.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "gateway/tok_internal.h"
 
 /* ---- character classes ------------------------------------------------------------------- */
@@ -258,18 +258,6 @@ void tok_pretokenize(enum tok_split_kind kind, const uint8_t *s, size_t n,
 
 /* ---- encode -------------------------------------------------------------------------------- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 struct enc {
     const struct tok *t;
     const uint8_t *s;
@@ -445,13 +433,13 @@ int tok_encode(const struct tok *t, const char *text, size_t len, int32_t **ids,
     *ids = NULL;
     *n_ids = 0;
     if (len > TOK_MAX_INPUT_BYTES) {
-        seterr(err, errlen, "text of %zu bytes is longer than the tokenizer's limit of %zu", len,
-               TOK_MAX_INPUT_BYTES);
+        vl_seterr(err, errlen, "text of %zu bytes is longer than the tokenizer's limit of %zu", len,
+                  TOK_MAX_INPUT_BYTES);
         return -1;
     }
     long bad = tok_utf8_invalid_at(text, len);
     if (bad >= 0) {
-        seterr(err, errlen, "invalid UTF-8 at byte %ld", bad);
+        vl_seterr(err, errlen, "invalid UTF-8 at byte %ld", bad);
         return -1;
     }
     struct tok_ivec out = {0};

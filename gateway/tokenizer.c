@@ -1,7 +1,6 @@
 /* Loading tokenizer.json into an immutable `struct tok`, id/string lookups, the
  * post-processor, and decoding. Encoding lives in tok_encode.c and tok_bpe.c. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "gateway/tok_internal.h"
 
 /* tokenizer.json of a real checkpoint is ~11 MB; anything past this is not a tokenizer. */
@@ -42,18 +42,6 @@ int tok_cp_to_byte(uint32_t cp)
     if (cp == 256 + 67)
         return 173;
     return -1;
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 void tok_ivec_push(struct tok_ivec *a, int32_t x)
@@ -152,14 +140,15 @@ static int load_normalizer(struct tok *t, const cJSON *n, char *err, size_t errl
         return 0;
     const char *type = jstr(n, "type");
     if (!type) {
-        seterr(err, errlen, "tokenizer.json: normalizer has no type");
+        vl_seterr(err, errlen, "tokenizer.json: normalizer has no type");
         return -1;
     }
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
         const cJSON *e;
         if (!cJSON_IsArray(list)) {
-            seterr(err, errlen, "tokenizer.json: normalizer Sequence without a normalizers list");
+            vl_seterr(err, errlen,
+                      "tokenizer.json: normalizer Sequence without a normalizers list");
             return -1;
         }
         cJSON_ArrayForEach(e, list) if (load_normalizer(t, e, err, errlen) < 0) return -1;
@@ -175,14 +164,14 @@ static int load_normalizer(struct tok *t, const cJSON *n, char *err, size_t errl
     else if (strcmp(type, "NFKD") == 0)
         k = TOK_NORM_NFKD;
     else {
-        seterr(err, errlen,
-               "tokenizer.json: normalizer \"%s\" is not supported (NFC, NFD, NFKC, "
-               "NFKD or a Sequence of them)",
-               type);
+        vl_seterr(err, errlen,
+                  "tokenizer.json: normalizer \"%s\" is not supported (NFC, NFD, NFKC, "
+                  "NFKD or a Sequence of them)",
+                  type);
         return -1;
     }
     if (t->n_norm == TOK_NORM_MAX) {
-        seterr(err, errlen, "tokenizer.json: more than %d normalizers", TOK_NORM_MAX);
+        vl_seterr(err, errlen, "tokenizer.json: more than %d normalizers", TOK_NORM_MAX);
         return -1;
     }
     t->norm[t->n_norm++] = k;
@@ -192,15 +181,15 @@ static int load_normalizer(struct tok *t, const cJSON *n, char *err, size_t errl
 static int load_bytelevel_pretok(const cJSON *p, char *err, size_t errlen)
 {
     if (jbool(p, "add_prefix_space", 0)) {
-        seterr(err, errlen,
-               "tokenizer.json: ByteLevel pre-tokenizer with add_prefix_space=true "
-               "is not supported");
+        vl_seterr(err, errlen,
+                  "tokenizer.json: ByteLevel pre-tokenizer with add_prefix_space=true "
+                  "is not supported");
         return -1;
     }
     if (jbool(p, "use_regex", 1)) {
-        seterr(err, errlen,
-               "tokenizer.json: ByteLevel pre-tokenizer with use_regex=true (GPT-2 "
-               "regex) is not supported");
+        vl_seterr(err, errlen,
+                  "tokenizer.json: ByteLevel pre-tokenizer with use_regex=true (GPT-2 "
+                  "regex) is not supported");
         return -1;
     }
     return 0;
@@ -210,7 +199,7 @@ static int load_pretokenizer(struct tok *t, const cJSON *p, char *err, size_t er
 {
     const char *type = p ? jstr(p, "type") : NULL;
     if (!type) {
-        seterr(err, errlen, "tokenizer.json: no pre_tokenizer (a byte-level BPE needs one)");
+        vl_seterr(err, errlen, "tokenizer.json: no pre_tokenizer (a byte-level BPE needs one)");
         return -1;
     }
     if (strcmp(type, "ByteLevel") == 0) {
@@ -219,28 +208,28 @@ static int load_pretokenizer(struct tok *t, const cJSON *p, char *err, size_t er
     }
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
     if (strcmp(type, "Sequence") != 0 || !cJSON_IsArray(list) || cJSON_GetArraySize(list) != 2) {
-        seterr(err, errlen,
-               "tokenizer.json: pre_tokenizer \"%s\" is not supported (expected "
-               "Sequence[Split, ByteLevel])",
-               type);
+        vl_seterr(err, errlen,
+                  "tokenizer.json: pre_tokenizer \"%s\" is not supported (expected "
+                  "Sequence[Split, ByteLevel])",
+                  type);
         return -1;
     }
     const cJSON *sp = cJSON_GetArrayItem(list, 0), *bl = cJSON_GetArrayItem(list, 1);
     const char *st = jstr(sp, "type"), *bt = jstr(bl, "type");
     if (!st || strcmp(st, "Split") != 0 || !bt || strcmp(bt, "ByteLevel") != 0) {
-        seterr(err, errlen,
-               "tokenizer.json: pre_tokenizer Sequence[%s, %s] is not supported "
-               "(expected Sequence[Split, ByteLevel])",
-               st ? st : "?", bt ? bt : "?");
+        vl_seterr(err, errlen,
+                  "tokenizer.json: pre_tokenizer Sequence[%s, %s] is not supported "
+                  "(expected Sequence[Split, ByteLevel])",
+                  st ? st : "?", bt ? bt : "?");
         return -1;
     }
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(sp, "pattern");
     const char *re = pat ? jstr(pat, "Regex") : NULL;
     const char *beh = jstr(sp, "behavior");
     if (!re || !beh || strcmp(beh, "Isolated") != 0 || jbool(sp, "invert", 0)) {
-        seterr(err, errlen,
-               "tokenizer.json: Split pre-tokenizer must be a Regex with behavior "
-               "Isolated and invert=false");
+        vl_seterr(err, errlen,
+                  "tokenizer.json: Split pre-tokenizer must be a Regex with behavior "
+                  "Isolated and invert=false");
         return -1;
     }
     if (strcmp(re, qwen_regex) == 0)
@@ -248,10 +237,10 @@ static int load_pretokenizer(struct tok *t, const cJSON *p, char *err, size_t er
     else if (strcmp(re, cl100k_regex) == 0)
         t->split = TOK_SPLIT_CL100K;
     else {
-        seterr(err, errlen,
-               "tokenizer.json: Split regex is not one of the supported ones "
-               "(Qwen2/Qwen3, cl100k): %.120s",
-               re);
+        vl_seterr(err, errlen,
+                  "tokenizer.json: Split regex is not one of the supported ones "
+                  "(Qwen2/Qwen3, cl100k): %.120s",
+                  re);
         return -1;
     }
     return load_bytelevel_pretok(bl, err, errlen);
@@ -297,7 +286,7 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         return 0;
     const char *type = jstr(p, "type");
     if (!type) {
-        seterr(err, errlen, "tokenizer.json: post_processor has no type");
+        vl_seterr(err, errlen, "tokenizer.json: post_processor has no type");
         return -1;
     }
     if (strcmp(type, "ByteLevel") == 0)
@@ -305,7 +294,7 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "processors"), *e;
         if (!cJSON_IsArray(list)) {
-            seterr(err, errlen, "tokenizer.json: post_processor Sequence without processors");
+            vl_seterr(err, errlen, "tokenizer.json: post_processor Sequence without processors");
             return -1;
         }
         cJSON_ArrayForEach(e, list) if (load_post(t, e, err, errlen) < 0) return -1;
@@ -316,7 +305,7 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         const cJSON *sep = cJSON_GetObjectItemCaseSensitive(p, "sep");
         const cJSON *cid = cJSON_GetArrayItem(cls, 1), *sid = cJSON_GetArrayItem(sep, 1);
         if (!cJSON_IsNumber(cid) || !cJSON_IsNumber(sid)) {
-            seterr(err, errlen, "tokenizer.json: %s without [token, id] cls/sep", type);
+            vl_seterr(err, errlen, "tokenizer.json: %s without [token, id] cls/sep", type);
             return -1;
         }
         int32_t c = (int32_t)cid->valuedouble, s = (int32_t)sid->valuedouble;
@@ -325,13 +314,13 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         return 0;
     }
     if (strcmp(type, "TemplateProcessing") != 0) {
-        seterr(err, errlen, "tokenizer.json: post_processor \"%s\" is not supported", type);
+        vl_seterr(err, errlen, "tokenizer.json: post_processor \"%s\" is not supported", type);
         return -1;
     }
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
     const cJSON *specials = cJSON_GetObjectItemCaseSensitive(p, "special_tokens");
     if (!cJSON_IsArray(single)) {
-        seterr(err, errlen, "tokenizer.json: TemplateProcessing without a single template");
+        vl_seterr(err, errlen, "tokenizer.json: TemplateProcessing without a single template");
         return -1;
     }
     int n = cJSON_GetArraySize(single), n_seq = 0;
@@ -344,10 +333,10 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         if (seq) {
             const char *sid = jstr(seq, "id");
             if (!sid || strcmp(sid, "A") != 0) {
-                seterr(err, errlen,
-                       "tokenizer.json: TemplateProcessing single template names "
-                       "sequence \"%s\" (only A is possible)",
-                       sid ? sid : "?");
+                vl_seterr(err, errlen,
+                          "tokenizer.json: TemplateProcessing single template names "
+                          "sequence \"%s\" (only A is possible)",
+                          sid ? sid : "?");
                 rc = -1;
             }
             step[i].is_sequence = 1;
@@ -358,10 +347,10 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         const cJSON *def = name ? cJSON_GetObjectItemCaseSensitive(specials, name) : NULL;
         const cJSON *ids = def ? cJSON_GetObjectItemCaseSensitive(def, "ids") : NULL;
         if (!cJSON_IsArray(ids)) {
-            seterr(err, errlen,
-                   "tokenizer.json: TemplateProcessing special token \"%s\" has no "
-                   "ids in special_tokens",
-                   name ? name : "?");
+            vl_seterr(err, errlen,
+                      "tokenizer.json: TemplateProcessing special token \"%s\" has no "
+                      "ids in special_tokens",
+                      name ? name : "?");
             rc = -1;
             break;
         }
@@ -371,7 +360,7 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         for (int j = 0; j < k; j++) {
             const cJSON *v = cJSON_GetArrayItem(ids, j);
             if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > TOK_ID_MAX) {
-                seterr(err, errlen, "tokenizer.json: bad id for special token \"%s\"", name);
+                vl_seterr(err, errlen, "tokenizer.json: bad id for special token \"%s\"", name);
                 rc = -1;
                 break;
             }
@@ -379,9 +368,9 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         }
     }
     if (rc == 0 && n_seq != 1) {
-        seterr(err, errlen,
-               "tokenizer.json: TemplateProcessing single template must hold the "
-               "sequence exactly once");
+        vl_seterr(err, errlen,
+                  "tokenizer.json: TemplateProcessing single template must hold the "
+                  "sequence exactly once");
         rc = -1;
     }
     if (rc == 0)
@@ -398,28 +387,28 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(m, "merges");
     if (!type || strcmp(type, "BPE") != 0) {
-        seterr(err, errlen, "tokenizer.json: model type \"%s\" is not supported (only BPE)",
-               type ? type : "(none)");
+        vl_seterr(err, errlen, "tokenizer.json: model type \"%s\" is not supported (only BPE)",
+                  type ? type : "(none)");
         return -1;
     }
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) {
-        seterr(err, errlen, "tokenizer.json: BPE model without vocab object and merges list");
+        vl_seterr(err, errlen, "tokenizer.json: BPE model without vocab object and merges list");
         return -1;
     }
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(m, "dropout");
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0) {
-        seterr(err, errlen, "tokenizer.json: BPE dropout is not supported");
+        vl_seterr(err, errlen, "tokenizer.json: BPE dropout is not supported");
         return -1;
     }
     const char *csp = jstr(m, "continuing_subword_prefix"), *ews = jstr(m, "end_of_word_suffix");
     if ((csp && *csp) || (ews && *ews)) {
-        seterr(err, errlen,
-               "tokenizer.json: BPE continuing_subword_prefix/end_of_word_suffix "
-               "are not supported");
+        vl_seterr(err, errlen,
+                  "tokenizer.json: BPE continuing_subword_prefix/end_of_word_suffix "
+                  "are not supported");
         return -1;
     }
     if (jbool(m, "ignore_merges", 0)) {
-        seterr(err, errlen, "tokenizer.json: BPE ignore_merges=true is not supported");
+        vl_seterr(err, errlen, "tokenizer.json: BPE ignore_merges=true is not supported");
         return -1;
     }
 
@@ -430,7 +419,7 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
     {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > TOK_ID_MAX ||
             e->valuedouble != (double)(int32_t)e->valuedouble) {
-            seterr(err, errlen, "tokenizer.json: vocab entry \"%.60s\" has a bad id", e->string);
+            vl_seterr(err, errlen, "tokenizer.json: vocab entry \"%.60s\" has a bad id", e->string);
             return -1;
         }
         if (e->valuedouble > max_id)
@@ -442,7 +431,7 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
         const char *content = jstr(e, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > TOK_ID_MAX ||
             !content || !*content) {
-            seterr(err, errlen, "tokenizer.json: an added token lacks a valid id or content");
+            vl_seterr(err, errlen, "tokenizer.json: an added token lacks a valid id or content");
             return -1;
         }
         if (id->valuedouble > max_id)
@@ -463,7 +452,7 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
     /* added tokens first: they win string lookups, as in HF token_to_id */
     int n_added = cJSON_GetArraySize(added);
     if (n_added > 30000) {
-        seterr(err, errlen, "tokenizer.json: %d added tokens (at most 30000)", n_added);
+        vl_seterr(err, errlen, "tokenizer.json: %d added tokens (at most 30000)", n_added);
         return -1;
     }
     t->added = vl_calloc((size_t)n_added + 1, sizeof *t->added);
@@ -479,7 +468,7 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
         a->single_word = (uint8_t)jbool(e, "single_word", 0);
         a->normalized = (uint8_t)jbool(e, "normalized", !a->special);
         if (tok_utf8_invalid_at(a->content, a->len) >= 0) {
-            seterr(err, errlen, "tokenizer.json: added token %d is not valid UTF-8", a->id);
+            vl_seterr(err, errlen, "tokenizer.json: added token %d is not valid UTF-8", a->id);
             return -1;
         }
         if (a->normalized)
@@ -497,7 +486,7 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
         int32_t id = (int32_t)e->valuedouble;
         size_t n = strlen(e->string);
         if (n > sizeof buf) {
-            seterr(err, errlen, "tokenizer.json: vocab entry of %zu bytes is too long", n);
+            vl_seterr(err, errlen, "tokenizer.json: vocab entry of %zu bytes is too long", n);
             return -1;
         }
         if (!t->id_str[id]) {
@@ -505,10 +494,10 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
         }
         uint32_t nb;
         if (bytelevel_decode(e->string, buf, &nb) < 0) {
-            seterr(err, errlen,
-                   "tokenizer.json: vocab entry \"%.60s\" is not in the byte-level "
-                   "alphabet (only byte-level BPE is supported)",
-                   e->string);
+            vl_seterr(err, errlen,
+                      "tokenizer.json: vocab entry \"%.60s\" is not in the byte-level "
+                      "alphabet (only byte-level BPE is supported)",
+                      e->string);
             return -1;
         }
         if (!t->id_bytes[id]) {
@@ -529,10 +518,10 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
     }
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) {
-            seterr(err, errlen,
-                   "tokenizer.json: the vocab has no token for byte 0x%02x (a "
-                   "byte-level BPE covers all 256)",
-                   b);
+            vl_seterr(err, errlen,
+                      "tokenizer.json: the vocab has no token for byte 0x%02x (a "
+                      "byte-level BPE covers all 256)",
+                      b);
             return -1;
         }
 
@@ -564,7 +553,7 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
             }
         }
         if (!a || !b || strlen(a) + strlen(b) >= sizeof cat) {
-            seterr(err, errlen, "tokenizer.json: merge %u is not a pair of tokens", rank);
+            vl_seterr(err, errlen, "tokenizer.json: merge %u is not a pair of tokens", rank);
             return -1;
         }
         int32_t ia = str_map_get(t, a, strlen(a)), ib = str_map_get(t, b, strlen(b));
@@ -573,10 +562,10 @@ static int load_model(struct tok *t, const cJSON *m, const cJSON *added, char *e
         memcpy(cat + la, b, lb + 1);
         int32_t ic = str_map_get(t, cat, strlen(cat));
         if (ia < 0 || ib < 0 || ic < 0) {
-            seterr(err, errlen,
-                   "tokenizer.json: merge %u (\"%.40s\" \"%.40s\") names a token "
-                   "missing from the vocab",
-                   rank, a, b);
+            vl_seterr(err, errlen,
+                      "tokenizer.json: merge %u (\"%.40s\" \"%.40s\") names a token "
+                      "missing from the vocab",
+                      rank, a, b);
             return -1;
         }
         uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
@@ -624,8 +613,8 @@ struct tok *tok_load_json(const char *json, size_t len, char *err, size_t errlen
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root || !cJSON_IsObject(root)) {
         const char *where = cJSON_GetErrorPtr();
-        seterr(err, errlen, "tokenizer.json: not valid JSON (near byte %ld)",
-               where && where >= json && where <= json + len ? (long)(where - json) : -1L);
+        vl_seterr(err, errlen, "tokenizer.json: not valid JSON (near byte %ld)",
+                  where && where >= json && where <= json + len ? (long)(where - json) : -1L);
         cJSON_Delete(root);
         return NULL;
     }
@@ -635,11 +624,11 @@ struct tok *tok_load_json(const char *json, size_t len, char *err, size_t errlen
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     int rc = -1;
     if (!cJSON_IsObject(model)) {
-        seterr(err, errlen, "tokenizer.json: no model object");
+        vl_seterr(err, errlen, "tokenizer.json: no model object");
         goto out;
     }
     if (added && !cJSON_IsArray(added) && !cJSON_IsNull(added)) {
-        seterr(err, errlen, "tokenizer.json: added_tokens is not a list");
+        vl_seterr(err, errlen, "tokenizer.json: added_tokens is not a list");
         goto out;
     }
     if (load_model(t, model, cJSON_IsArray(added) ? added : NULL, err, errlen) < 0 ||
@@ -649,8 +638,8 @@ struct tok *tok_load_json(const char *json, size_t len, char *err, size_t errlen
         load_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), err, errlen) < 0)
         goto out;
     if (!dec || !jstr(dec, "type") || strcmp(jstr(dec, "type"), "ByteLevel") != 0) {
-        seterr(err, errlen, "tokenizer.json: decoder \"%s\" is not supported (only ByteLevel)",
-               dec && jstr(dec, "type") ? jstr(dec, "type") : "(none)");
+        vl_seterr(err, errlen, "tokenizer.json: decoder \"%s\" is not supported (only ByteLevel)",
+                  dec && jstr(dec, "type") ? jstr(dec, "type") : "(none)");
         goto out;
     }
     index_added(t);
@@ -668,7 +657,7 @@ struct tok *tok_load(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "cannot open tokenizer %s: %s", path, strerror(errno));
+        vl_seterr(err, errlen, "cannot open tokenizer %s: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = NULL;
@@ -678,7 +667,7 @@ struct tok *tok_load(const char *path, char *err, size_t errlen)
             if (cap >= TOK_JSON_MAX) {
                 fclose(f);
                 free(buf);
-                seterr(err, errlen, "tokenizer %s is larger than %zu bytes", path, TOK_JSON_MAX);
+                vl_seterr(err, errlen, "tokenizer %s is larger than %zu bytes", path, TOK_JSON_MAX);
                 return NULL;
             }
             cap = cap ? cap * 2 : (1u << 20);
@@ -693,7 +682,7 @@ struct tok *tok_load(const char *path, char *err, size_t errlen)
     fclose(f);
     if (bad) {
         free(buf);
-        seterr(err, errlen, "cannot read tokenizer %s", path);
+        vl_seterr(err, errlen, "cannot read tokenizer %s", path);
         return NULL;
     }
     struct tok *t = tok_load_json(buf, n, err, errlen);
