@@ -3,6 +3,8 @@
 #ifndef VL_COMMON_LOG_H
 #define VL_COMMON_LOG_H
 
+#include <stddef.h>
+
 enum vl_log_level { VL_LOG_DEBUG = 0, VL_LOG_INFO, VL_LOG_WARN, VL_LOG_ERROR };
 
 /* Sets the role printed on every line (copied, truncated to 31 bytes) and the threshold. */
