@@ -77,8 +77,13 @@ def overload_and_deadline():
         def heavy():
             res["r"] = c.post({"input": [VIDEO] * 4})
         th = threading.Thread(target=heavy)
+        t_start = time.time()
         th.start()
-        time.sleep(0.1)
+        # until the heavy request is admitted (was a fixed 0.1 s: the thread's connect, its
+        # ~1 MB body and the gateway's parse must all fit in it, or "one more" is admitted first)
+        check(wait_for(lambda: metric(c, "vlembed_queue_items") == 4, 20, 0.005),
+              "the 4-item request is admitted, %.3f s after its thread started (vlembed_queue_items %s)"
+              % (time.time() - t_start, metric(c, "vlembed_queue_items")))
         t0 = time.time()
         st, h, b = c.post({"input": "one more"})
         dt = time.time() - t0
