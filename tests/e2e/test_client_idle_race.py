@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from vlharness import ROOT, Cluster, check, finish, np
+from vlharness import ROOT, Cluster, check, finish, np, wait_for
 
 sys.path.insert(0, os.path.join(ROOT, "clients/python"))
 from vlembed_client import AsyncClient, Client  # noqa: E402
@@ -43,6 +43,16 @@ def peer_closed_fd(fd):
             return False
     finally:
         s.close()
+
+
+def closed_within(fd):
+    """Waits (blocking, so an asyncio loop does not run meanwhile) until the gateway has closed
+    the idle connection behind fd: at least IDLE s from its last answer, and more on a loaded
+    machine (a fixed IDLE + 0.5 s raced with the gateway's timer there). True once closed."""
+    t0 = time.time()
+    ok = wait_for(lambda: peer_closed_fd(fd), IDLE + 10, 0.01)
+    print("     idle connection closed after %.2f s of waiting (idle timeout %g s)" % (time.time() - t0, IDLE))
+    return ok
 
 
 def idle_fd_async(client):
@@ -67,8 +77,8 @@ def run_async(name, kw, ref):
         async with AsyncClient(max_retries=0, **kw) as c:
             a = await c.embed(["the idle race"])
             fd = idle_fd_async(c)
-            time.sleep(IDLE + 0.5)  # blocks the loop: the close is not seen before reuse
-            check(fd is not None and peer_closed_fd(fd),
+            # blocks the loop (wait_for sleeps): the close is not seen by the client before reuse
+            check(fd is not None and closed_within(fd),
                   "%s: the gateway closed the idle connection before it was reused" % name)
             try:
                 b = await c.embed(["the idle race"])
@@ -84,8 +94,7 @@ def run_sync(name, kw, ref):
     with Client(max_retries=0, **kw) as c:
         a = c.embed(["the idle race"])
         fd = idle_fd_sync(c)
-        time.sleep(IDLE + 0.5)
-        check(fd is not None and peer_closed_fd(fd),
+        check(fd is not None and closed_within(fd),
               "%s: the gateway closed the idle connection before it was reused" % name)
         try:
             b = c.embed(["the idle race"])
