@@ -41,12 +41,21 @@ def finish():
     print("all checks passed")
 
 
+_reserved = []  # the sockets holding the ports free_port() handed out, open until the test exits
+
+
 def free_port():
+    """A loopback TCP port for a server the test starts later, reserved until the test exits: a
+    socket bound to it with SO_REUSEADDR (not listening) stays open, so no other process's bind(0)
+    or outgoing connection (an ephemeral source port) can take it before the server binds it; the
+    servers (vlembed-supervisor, libuv in vlembed-gateway, systemd-socket-activate) set
+    SO_REUSEADDR too, so they still can, and a connection to it is refused until one listens. A
+    port probed and closed at once was free for anyone until then."""
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    _reserved.append(s)
+    return s.getsockname()[1]
 
 
 class NotifyListener:

@@ -106,12 +106,17 @@ def raised(fn, cls):
     return None
 
 
+_reserved = []
+
+
 def free_port():
+    """A loopback port reserved for a gateway started later (bound with SO_REUSEADDR, not
+    listening, kept open: nobody else takes it meanwhile; see supervised.free_port)."""
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    _reserved.append(s)
+    return s.getsockname()[1]
 
 
 def basics(c, tmp):
