@@ -9,7 +9,9 @@ keep-alive reuse; batching across requests with max_concurrency tasks, order and
 limit learning from a gateway with lower limits; typed errors naming the field in the caller's
 numbering; 429 from --client-max-inflight retried after Retry-After (and raised with
 max_retries=0); a client-side timeout; cancelling the calling task mid-request (its requests in
-flight cancelled, no task left behind, no connection kept) then a successful next call; and the
+flight cancelled, no task left behind, no connection kept) then a successful next call, and a
+cancel in the very loop iteration in which a connection opened or an answer completed (local
+servers; each transport); and the
 event loop never blocked (a ticker task keeps ticking through the calls above, a retry wait
 included); the client used from a second event loop; and, against a local asyncio server
 sending fixed bytes, the answer framings the gateway does not use (chunked with extension and
@@ -383,10 +385,90 @@ async def http_framing():
             check(True, "header %r refused with ValueError" % bad)
 
 
+async def cancel_every_iteration(tmp):
+    """A cancel that comes in the very loop iteration in which the call's connection finished
+    opening, or its answer finished reading, still cancels the call. Under asyncio.wait_for
+    (Python < 3.12) it did not: wait_for returned the inner result, the call went on, sent its
+    request and kept its connection (test_client_async's "cancelled mid-request" failed that way
+    under load: 1 idle). Each transport, against a local asyncio server answering every request
+    at once, is cancelled k = 0..29 loop iterations after its connection's opening is let go: a
+    cancel the task accepted must end in CancelledError with no connection kept."""
+    from vlembed_client.atransport import AsyncHTTPTransport, AsyncSocketTransport
+    import msgpack
+    served = []
+
+    async def serve_http(reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        served.append(1)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    async def serve_socket(reader, writer):
+        try:
+            n = int.from_bytes(await reader.readexactly(4), "big")
+            req = msgpack.unpackb(await reader.readexactly(n), raw=False)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        served.append(1)
+        a = msgpack.packb({"type": "result", "id": req.get("id"), "data": []}, use_bin_type=True)
+        writer.write(len(a).to_bytes(4, "big") + a)
+    http_srv = await asyncio.start_server(serve_http, "127.0.0.1", 0)
+    path = os.path.join(tmp, "cancel.sock")
+    sock_srv = await asyncio.start_unix_server(serve_socket, path)
+    url = "http://127.0.0.1:%d" % http_srv.sockets[0].getsockname()[1]
+    for name in ("http", "unix"):
+        swallowed = []
+        for k in range(30):
+            if name == "http":
+                t = AsyncHTTPTransport(url)
+                send = lambda: t.request("GET", "/x")  # noqa: E731
+            else:
+                t = AsyncSocketTransport(path)
+                send = lambda: t.call({"type": "embed", "input": ["x"]}, request_id="r")  # noqa: E731
+            gate = asyncio.Event()
+            if name == "http":
+                real_open = t._open
+
+                async def gated_open():
+                    await gate.wait()
+                    return await real_open()
+                t._open = gated_open
+                call = asyncio.ensure_future(send())
+            else:
+                async def gated_call():
+                    await gate.wait()
+                    return await send()
+                call = asyncio.ensure_future(gated_call())
+            await asyncio.sleep(0.01)
+            gate.set()
+            for _ in range(k):
+                await asyncio.sleep(0)
+            if not call.cancel():
+                continue  # the call was over before the cancel: nothing to check
+            try:
+                await call
+                swallowed.append((k, "returned"))
+            except asyncio.CancelledError:
+                pass
+            except Exception as e:  # noqa: BLE001 - reported by the check
+                swallowed.append((k, repr(e)))
+            await asyncio.sleep(0.01)
+            if t._pool.idle:
+                swallowed.append((k, "%d idle" % len(t._pool.idle)))
+            t.close()
+        check(not swallowed, "%s: a cancel in any loop iteration of the call cancels it, no "
+              "connection kept (%d requests served in all; swallowed at %s)"
+              % (name, len(served), swallowed))
+    http_srv.close()
+    sock_srv.close()
+
+
 async def amain(c, tmp):
     for fn, args in ((equal_to_sync, (c,)), (concurrent_calls, (c,)), (batching, (c,)),
                      (limits, (c, tmp)), (rate_limit_and_cancel, (c, tmp)),
-                     (http_framing, ())):
+                     (http_framing, ()), (cancel_every_iteration, (tmp,))):
         try:
             await fn(*args)
         except Exception as e:  # noqa: BLE001 - a section that raises is a failure; go on

@@ -33,6 +33,32 @@ def _conn_error(e, request_id):
     return transport._conn_error(e, request_id, _CONN_ERRORS, (asyncio.TimeoutError, TimeoutError))
 
 
+async def _within(aw, timeout):
+    """aw's result, or asyncio.TimeoutError once `timeout` seconds passed (aw then cancelled).
+    Unlike asyncio.wait_for before Python 3.12, a cancellation of the calling task is never
+    swallowed: wait_for returns the result of an inner call that completed in the loop iteration
+    the cancel came in, so a cancelled call went on (its request sent, its connection kept).
+    aw runs in the calling task; asyncio.timeout (3.11+) tells its own cancel from the caller's."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(timeout):
+            return await aw
+    task = asyncio.current_task()
+    fired = []
+
+    def expire():
+        fired.append(True)
+        task.cancel()
+    handle = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        if fired:
+            raise asyncio.TimeoutError() from None
+        raise
+    finally:
+        handle.cancel()
+
+
 def _close(writer):
     try:
         writer.close()
@@ -141,8 +167,8 @@ class AsyncHTTPTransport:
             state = {"answered": False}
             try:
                 if conn is None:
-                    conn = await asyncio.wait_for(self._open(), timeout or self.timeout)
-                status, headers, raw, keep = await asyncio.wait_for(
+                    conn = await _within(self._open(), timeout or self.timeout)
+                status, headers, raw, keep = await _within(
                     self._exchange(conn, msg, method, state), timeout or self.timeout)
             except BaseException as e:  # every failure, cancellation included, closes it
                 if conn is not None:
@@ -280,10 +306,10 @@ class AsyncSocketTransport:
             state = {"answered": False}
             try:
                 if conn is None:
-                    conn = await asyncio.wait_for(asyncio.open_unix_connection(self.path),
-                                                  timeout or self.timeout)
-                ans = await asyncio.wait_for(self._exchange(conn, frame, request_id, state),
-                                             timeout or self.timeout)
+                    conn = await _within(asyncio.open_unix_connection(self.path),
+                                         timeout or self.timeout)
+                ans = await _within(self._exchange(conn, frame, request_id, state),
+                                    timeout or self.timeout)
                 break
             except BaseException as e:  # every failure, cancellation included, closes it
                 if conn is not None:
