@@ -119,8 +119,16 @@ class Cluster:
             return self.port is not None
         if not wait_for(port_known, 20):
             raise RuntimeError("gateway did not start:\n" + open(self.glog.name).read())
-        if n_workers and not wait_for(lambda: self.get("/ready")[0] == 200, 30):
-            raise RuntimeError("gateway not ready:\n" + open(self.glog.name).read())
+        # every worker connected, not only the first (/ready is 200 from the first on: a test
+        # asserting workers_ready == 2 right after failed under load, the second still connecting)
+        if n_workers and not wait_for(lambda: self.workers_ready() == n_workers, 30):
+            raise RuntimeError("gateway not ready with %d workers (%s):\n%s"
+                               % (n_workers, self.workers_ready(), open(self.glog.name).read()))
+
+    def workers_ready(self):
+        """The gateway's count of ready workers (GET /ready's workers_ready), or None."""
+        st, _, b = self.get("/ready")
+        return b.get("workers_ready") if isinstance(b, dict) else None
 
     def start_worker(self, i, worker_args=()):
         path = os.path.join(self.tmp, "w%d.sock" % i)
