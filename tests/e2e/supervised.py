@@ -168,12 +168,28 @@ class Service:
             time.sleep(step)
         return None
 
+    def gateway_workers_ready(self):
+        """The gateway's own count of ready workers (GET /ready's workers_ready), or None."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            c.request("GET", "/ready")
+            return json.loads(c.getresponse().read()).get("workers_ready")
+        except (OSError, ValueError, AttributeError):
+            return None
+        finally:
+            c.close()
+
     def wait_serving(self, n=None, timeout=60):
+        """Waits until the supervisor reports serving with n ready workers (any, if n is None)
+        and its gateway has connected to as many: the supervisor marks a worker ready from the
+        worker's own message, the gateway connects to it a moment later and answers 503
+        no_ready_worker until then. Returns the status, or None after timeout seconds."""
         def ok(st):
             ws = [w for w in self.workers(st) if w["state"] == "ready"]
             g = self.gateway(st)
             return st["state"] == "serving" and g and g["state"] == "ready" and \
-                (n is None or len(ws) == n)
+                (n is None or len(ws) == n) and \
+                (self.gateway_workers_ready() or 0) >= (n or 1)
         return self.wait(ok, timeout)
 
     # ---- requests ----
