@@ -39,7 +39,11 @@ Measured on the 2-core dev machine (3 runs, then with HELD = 6): idle 31.5 MiB, 
 charged), load peak +53.6..+55.1 MiB, idle after each round +3.2..+6.9 MiB. On f38814f (before the
 fixes: the body kept beside its parsed copies, glibc's dynamic mmap threshold, no heap trims):
 idle 91.4 MiB (tokenizer.json's free heap, later reused), peak 133.2 MiB, and the idle RSS
-stayed at the peak after every round (+32.9 MiB after round 1, +41.8 MiB after round 2 on)."""
+stayed at the peak after every round (+32.9 MiB after round 1, +41.8 MiB after round 2 on).
+
+Against a gateway built with AddressSanitizer (make SAN=address,undefined; tests/run.sh build-san)
+the three RSS bounds are printed as skipped: ASan's quarantine and shadow memory are most of the
+RSS there (+310..+350 MiB peak seen). The gauge and serving checks run in every build."""
 import base64
 import http.server
 import io
@@ -54,7 +58,7 @@ import struct
 import threading
 import time
 
-from vlharness import Cluster, check, finish, metric, wait_for
+from vlharness import BUILD, Cluster, check, finish, metric, wait_for
 
 import msgpack
 from PIL import Image
@@ -240,6 +244,24 @@ def gauge(c, name):
     return metric(c, name)
 
 
+def asan_build():
+    """True if the gateway under test is built with AddressSanitizer (make SAN=address,...): its
+    quarantine keeps freed memory (256 MiB by default) and its shadow memory adds to VmRSS, so
+    the RSS bounds say nothing there; the gauge checks still run."""
+    with open(os.path.join(BUILD, "vlembed-gateway"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+ASAN = asan_build()
+
+
+def rss_check(cond, what):
+    if ASAN:
+        print("skip", what, "(AddressSanitizer build: RSS is not the gateway's own)", flush=True)
+        return True
+    return check(cond, what)
+
+
 def main():
     srv = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -271,9 +293,9 @@ def main():
             time.sleep(0.3)
             held = proc_kb(pid, "VmRSS") - idle0
             print("%d held requests: RSS +%.1f MiB, charged %.1f MiB" % (HELD, held / MiB, HELD * uri / MiB))
-            check(held <= HELD * uri + HELD_SLACK,
-                  "while held they add %.1f MiB of RSS <= what is charged (%.1f MiB) + %d MiB"
-                  % (held / MiB, HELD * uri / MiB, HELD_SLACK // MiB))
+            rss_check(held <= HELD * uri + HELD_SLACK,
+                      "while held they add %.1f MiB of RSS <= what is charged (%.1f MiB) + %d MiB"
+                      % (held / MiB, HELD * uri / MiB, HELD_SLACK // MiB))
         finally:
             w.send_signal(signal.SIGCONT)
         for t in ts:
@@ -306,8 +328,8 @@ def main():
                 served[k] = served.get(k, 0) + d.get("ok", 0)
             check(all(stats.get(k, {}).get("ok", 0) >= 1 for k in ("inline", "msgpack")),
                   "round %d: inline and msgpack clients were served" % (rnd + 1))
-            check(idle - idle0 <= SETTLE, "round %d: the idle RSS after the load is back within %d MiB of "
-                  "the idle RSS before it (%+.1f MiB)" % (rnd + 1, SETTLE // MiB, (idle - idle0) / MiB))
+            rss_check(idle - idle0 <= SETTLE, "round %d: the idle RSS after the load is back within %d MiB of "
+                      "the idle RSS before it (%+.1f MiB)" % (rnd + 1, SETTLE // MiB, (idle - idle0) / MiB))
             check(not any(k.startswith("other") for d in stats.values() for k in d),
                   "round %d: no answer but 200 and 503 memory_busy" % (rnd + 1))
         stop.set()
@@ -318,9 +340,9 @@ def main():
               % (BUDGET // MiB, ALLOWANCE // MiB, hwm / MiB, idle0 / MiB, (hwm - idle0) / MiB, peak / MiB))
         check(peak <= BUDGET + ANSWERS, "vlembed_buffered_bytes_peak within the budget + %d KiB of queued "
               "answers (%d, %+d over the budget)" % (ANSWERS >> 10, peak, peak - BUDGET))
-        check(hwm - idle0 <= BUDGET + ALLOWANCE,
-              "peak RSS grew by %.1f MiB <= budget %d MiB + allowance %d MiB"
-              % ((hwm - idle0) / MiB, BUDGET // MiB, ALLOWANCE // MiB))
+        rss_check(hwm - idle0 <= BUDGET + ALLOWANCE,
+                  "peak RSS grew by %.1f MiB <= budget %d MiB + allowance %d MiB"
+                  % ((hwm - idle0) / MiB, BUDGET // MiB, ALLOWANCE // MiB))
         check(all(served.get(k, 0) >= 1 for k in ("inline", "slow", "urls", "msgpack")),
               "every kind of client was served (%s)" % served)
         st, _, r = c.post({"input": ["still here"], "model": "tiny"})
