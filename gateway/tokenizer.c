@@ -304,7 +304,9 @@ static int load_post(struct tok *t, const cJSON *p, char *err, size_t errlen)
         const cJSON *cls = cJSON_GetObjectItemCaseSensitive(p, "cls");
         const cJSON *sep = cJSON_GetObjectItemCaseSensitive(p, "sep");
         const cJSON *cid = cJSON_GetArrayItem(cls, 1), *sid = cJSON_GetArrayItem(sep, 1);
-        if (!cJSON_IsNumber(cid) || !cJSON_IsNumber(sid)) {
+        if (!cJSON_IsNumber(cid) || !cJSON_IsNumber(sid) || !(cid->valuedouble >= 0) ||
+            cid->valuedouble > TOK_ID_MAX || !(sid->valuedouble >= 0) ||
+            sid->valuedouble > TOK_ID_MAX) {
             vl_seterr(err, errlen, "tokenizer.json: %s without [token, id] cls/sep", type);
             return -1;
         }

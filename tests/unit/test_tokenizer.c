@@ -398,6 +398,40 @@ TEST(test_bad_tokenizer_files)
     }
 }
 
+/* A BertProcessing post-processor's cls/sep ids are range-checked like TemplateProcessing's: an
+ * id of 1e300, -1 or 2^31 is refused with a sentence (it was cast to int32_t unchecked: UB, found
+ * by UBSan's float-cast-overflow); a valid id loads and is added. On the real tokenizer.json. */
+TEST(test_bert_processing_ids)
+{
+    size_t n;
+    char *s = slurp(TOK_PATH, &n);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    cJSON *root = cJSON_ParseWithLength(s, n);
+    free(s);
+    static const char *const ids[] = {"151643", "1e300", "-1", "2147483648"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char pp[256], err[256] = "";
+        snprintf(pp, sizeof pp,
+                 "{\"type\":\"BertProcessing\",\"cls\":[\"x\",%s],\"sep\":[\"y\",151643]}", ids[i]);
+        cJSON_ReplaceItemInObject(root, "post_processor", cJSON_Parse(pp));
+        char *js = cJSON_PrintUnformatted(root);
+        struct tok *t = tok_load_json(js, strlen(js), err, sizeof err);
+        free(js);
+        if (i == 0) {
+            CHECK(t != NULL);
+            if (t)
+                CHECK_EQ_INT(tok_post_process_added(t), 2);
+        } else {
+            CHECK(t == NULL);
+            CHECK_CONTAINS(err, "BertProcessing without [token, id] cls/sep");
+        }
+        tok_free(t);
+    }
+    cJSON_Delete(root);
+}
+
 /* Byte-level BPE loses nothing: decode(encode(s)) is NFC(s) for any valid UTF-8 without added
  * tokens; random bytes are either refused as invalid UTF-8 or round-trip the same way. */
 TEST(test_round_trip_random)
@@ -527,4 +561,4 @@ static void teardown(void)
 
 TEST_MAIN(setup, test_corpus_parity, test_post_processor_template_eos, test_added_token_flags,
           test_unicode_tables, test_lookup_and_decode, test_bad_input, test_bad_tokenizer_files,
-          test_round_trip_random, test_concurrent_encode, teardown)
+          test_bert_processing_ids, test_round_trip_random, test_concurrent_encode, teardown)
