@@ -183,7 +183,7 @@ static void pack_json(msgpack_packer *pk, const cJSON *j)
         vl_mp_pack_cstr(pk, j->valuestring);
     else if (cJSON_IsNumber(j)) {
         double v = j->valuedouble;
-        if (v == (double)(int64_t)v && v > -9e15 && v < 9e15)
+        if (v > -9e15 && v < 9e15 && v == (double)(int64_t)v) /* range first: cast is UB past it */
             msgpack_pack_int64(pk, (int64_t)v);
         else
             msgpack_pack_double(pk, v);
