@@ -24,9 +24,14 @@ most that + HELD_SLACK (6 MiB). Then, asserted over the rounds:
   meanwhile), connection, staging and libcurl buffers, answers and the allocator's slack (8 MiB).
   (The preprocessing pool's decoded pixels are small here: the load is bytes; they are bounded
   by max-request-decoded-pixels per request, not by this budget.)
-* after every round, once the load is gone, VmRSS is back within SETTLE (12 MiB) of the idle RSS
-  before the load: nothing leaks (one body kept per request would be hundreds of MiB), and the
-  memory of a burst goes back to the kernel.
+* after every round, once the load is gone, VmRSS is back within SETTLE (16 MiB) of the idle RSS
+  before the load (within 3 s: the gateway's last heap trim comes at most two 1 s trim periods
+  after the last release): nothing leaks (one body kept per request would be hundreds of MiB),
+  and the memory of a burst goes back to the kernel (without the heap trims: +55 MiB after every
+  round). What stays after the trim comes in steps of ~3.5 MiB (not one per pool thread: the
+  same with --preprocess-threads 1; cause not known): +3.0..+7.0 MiB on an idle machine, up to
+  +10.4 MiB settled with two `yes` burners (and +13.8 MiB for 0.5 s before a trim), which the
+  earlier SETTLE of 12 MiB left one step from failing; 16 MiB allows that one more step.
 * vlembed_buffered_bytes is back to 0 after each round and its peak never passed the budget by
   more than ANSWERS (1 MiB): answers queued for clients' sockets are charged unconditionally
   (docs/security.md), so they may take the gauge past the limit; here they are a few KiB each on
@@ -67,7 +72,7 @@ MiB = 1 << 20
 BUDGET = 32 * MiB
 MAX_BODY = 4 * MiB
 ALLOWANCE = 32 * MiB
-SETTLE = 12 * MiB
+SETTLE = 16 * MiB  # see the docstring: settled residue up to +10.4 MiB seen, in ~3.5 MiB steps
 ANSWERS = 1 * MiB
 # 5, not 6: while the held requests are decoded, each pool thread also holds its 2.8 MB decoded
 # source (charged), so 6 x 3.9 MB URI copies + 4 x 2.8 MB = 34.6 MB could pass the 32 MiB budget
