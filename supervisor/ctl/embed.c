@@ -65,12 +65,14 @@ int ctl_cmd_embed(int argc, char **argv)
     }
     if (rc < 0 || !o.model) {
         fprintf(stderr, "vlembedctl embed: %s\n", rc < 0 ? err : "--model: required");
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     struct vl_model m;
     if (vl_model_load(&m, o.model, err, sizeof err)) {
         fprintf(stderr, "vlembedctl embed: %s\n", err);
         vl_model_free(&m);
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     struct vl_backend_opts bo = {.threads = (int)o.threads,
@@ -81,6 +83,7 @@ int ctl_cmd_embed(int argc, char **argv)
     if (vl_backend_create(o.backend, &m, &bo, &be, err, sizeof err)) {
         fprintf(stderr, "vlembedctl embed: backend %s: %s\n", o.backend, err);
         vl_model_free(&m);
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     char tokpath[4096];
@@ -97,6 +100,11 @@ int ctl_cmd_embed(int argc, char **argv)
     struct pp_ctx pp;
     if (pp_ctx_init(&pp, &loop, &pc, err, sizeof err)) {
         fprintf(stderr, "vlembedctl embed: tokenizer %s: %s\n", tokpath, err);
+        uv_loop_close(&loop);
+        if (be.destroy)
+            be.destroy(&be);
+        vl_model_free(&m);
+        vl_config_free(opts, N_OPTS, &o);
         return VL_EXIT_PERMANENT;
     }
     struct api_limits lim;
