@@ -12,16 +12,13 @@ against a real gateway and CPU worker on the tiny checkpoint, with a budget of 8
 * after everything, vlembed_buffered_bytes is back to 0 (nothing leaked), the refusals are
   counted by what in vlembed_buffered_bytes_rejected_total, and the gateway still serves."""
 import base64
-import http.server
 import io
 import json
 import os
 import socket
-import socketserver
-import threading
 import time
 
-from vlharness import Cluster, check, finish, metric, wait_for
+from vlharness import Cluster, QuietHandler, check, finish, metric, serve_http, wait_for
 
 from PIL import Image
 
@@ -39,7 +36,7 @@ def png(w, h):
 SMALL_PNG = png(64, 48)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_GET(self):
         body = BIG_URL if self.path.startswith("/big") else SMALL_PNG
         self.send_response(200)
@@ -50,13 +47,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             pass  # the gateway stopped reading: that is the point
-
-    def log_message(self, *a):
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def gauge(c, name="vlembed_buffered_bytes"):
@@ -89,9 +79,7 @@ def read_response(s):
 
 
 def main():
-    srv = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d/" % srv.server_address[1]
+    srv, base = serve_http(Handler)
     c = Cluster(1, gateway_args=["--max-buffered-bytes", "8M", "--fetch-allow-cidrs", "127.0.0.0/8"])
     try:
         check(gauge(c, "vlembed_buffered_bytes_limit") == BUDGET, "the limit is exported (8 MiB)")

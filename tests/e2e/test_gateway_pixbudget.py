@@ -15,15 +15,13 @@ real gateway and CPU worker on the tiny checkpoint, with the default budget (1,0
   address): a client that has spent its bucket gets 429 client_pixel_rate with a Retry-After of
   its debt (less what was repaid since its first charge), nothing decoded, while another key's
   client is served."""
-import http.server
 import io
 import os
 import re
-import socketserver
 import threading
 import time
 
-from vlharness import Cluster, MsgpackClient, check, finish
+from vlharness import Cluster, MsgpackClient, QuietHandler, check, finish, serve_http
 
 from PIL import Image
 
@@ -42,20 +40,13 @@ BIG = jpeg_bytes(BIG_W, BIG_H, (90, 120, 200), quality=10, optimize=True)
 SMALL = [jpeg_bytes(96 + 32 * i, 64 + 16 * i, (40 * i, 100, 200 - 30 * i), quality=90) for i in range(3)]
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
         self.send_header("Content-Length", str(len(BIG)))
         self.end_headers()
         self.wfile.write(BIG)
-
-    def log_message(self, *a):
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def cpu_s(pid):
@@ -71,9 +62,7 @@ def metric(c, name, headers=None):
 
 
 def main():
-    srv = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d/" % srv.server_address[1]
+    srv, base = serve_http(Handler)
     print("big JPEG: %dx%d in %d bytes" % (BIG_W, BIG_H, len(BIG)))
     # VL_PIXBUDGET_OFF=1 runs the same checks with the budget off, to see them fail (by hand)
     off = ["--max-request-decoded-pixels", "0"] if os.environ.get("VL_PIXBUDGET_OFF") else []

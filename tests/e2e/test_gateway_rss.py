@@ -50,7 +50,6 @@ Against a gateway built with AddressSanitizer (make SAN=address,undefined; tests
 the three RSS bounds are printed as skipped: ASan's quarantine and shadow memory are most of the
 RSS there (+310..+350 MiB peak seen). The gauge and serving checks run in every build."""
 import base64
-import http.server
 import io
 import json
 import os
@@ -58,12 +57,11 @@ import re
 import select
 import signal
 import socket
-import socketserver
 import struct
 import threading
 import time
 
-from vlharness import BUILD, Cluster, check, finish, metric, wait_for
+from vlharness import BUILD, Cluster, QuietHandler, check, finish, metric, serve_http, wait_for
 
 import msgpack
 from PIL import Image
@@ -98,7 +96,7 @@ BODY = json.dumps({"input": [{"image": "data:image/png;base64," + base64.b64enco
 assert len(BODY) < MAX_BODY
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
@@ -110,13 +108,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(URL_IMG)
         except OSError:
             pass
-
-    def log_message(self, *a):
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def proc_kb(pid, key):
@@ -268,9 +259,7 @@ def rss_check(cond, what):
 
 
 def main():
-    srv = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = "http://127.0.0.1:%d/" % srv.server_address[1]
+    srv, base = serve_http(Handler)
     c = Cluster(1, gateway_args=["--max-buffered-bytes", "32M", "--max-body", "4M",
                                  "--fetch-allow-cidrs", "127.0.0.0/8"])
     pid = c.gateway.pid

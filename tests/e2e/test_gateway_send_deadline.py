@@ -20,17 +20,15 @@ a small embedding request every 0.1 s and must get every answer.
   (vlembed_send_paused_total{transport} counts it), and then the send deadline closes it.
 Fails before this change (the options are unknown); with --send-timeout-s 0 --max-unsent-bytes 0
 (both off) the flood bounds and the closes fail."""
-import http.server
 import json
 import os
 import socket
-import socketserver
 import struct
 import threading
 import time
 
-from vlharness import (GOLD, Cluster, MsgpackClient, check, finish, metric, metrics, msgpack,
-                       wait_for)
+from vlharness import (GOLD, Cluster, MsgpackClient, QuietHandler, check, finish, metric, metrics,
+                       msgpack, serve_http, wait_for)
 
 KiB = 1024
 CAP = 256 * KiB
@@ -40,7 +38,7 @@ PNG = open(os.path.join(GOLD, "media", "image.png"), "rb").read()
 SLOW_S = 2.5  # the slow media server's delay: a request using it is in flight at the close
 
 
-class SlowImage(http.server.BaseHTTPRequestHandler):
+class SlowImage(QuietHandler):
     """Answers every GET with a PNG after SLOW_S seconds."""
     protocol_version = "HTTP/1.1"
 
@@ -59,13 +57,6 @@ class SlowImage(http.server.BaseHTTPRequestHandler):
             self.wfile.write(PNG)
         except OSError:  # the gateway gave up on it
             pass
-
-    def log_message(self, *a):
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def unsent(c, t):
@@ -208,6 +199,16 @@ def never_reads(c, t):
     s.close()
 
 
+def paused_then_closed(c, t):
+    """A flood on transport t paused the connection's reading, then the send deadline closed it
+    (the second send timeout on t in this test)."""
+    check((metric(c, "vlembed_send_paused_total", transport=t) or 0) >= 1,
+          "%s flood: reading paused for the unsent answers (vlembed_send_paused_total %s)"
+          % (t, metric(c, "vlembed_send_paused_total", transport=t)))
+    check(wait_for(lambda: timeouts(c, t) == 2, 4, 0.05),
+          "%s flood: then the send deadline closes it (%s)" % (t, timeouts(c, t)))
+
+
 def flood_http(c):
     s = small_rcvbuf_http(c)
     s.setblocking(False)
@@ -230,11 +231,7 @@ def flood_http(c):
           "http flood: the answers queued stay under the cap + the outstanding answers "
           "(peak %d bytes, bound %d; %d of %d request bytes taken by the kernel)"
           % (peak, bound, sent, len(reqs)))
-    check((metric(c, "vlembed_send_paused_total", transport="http") or 0) >= 1,
-          "http flood: reading paused for the unsent answers (vlembed_send_paused_total %s)"
-          % metric(c, "vlembed_send_paused_total", transport="http"))
-    check(wait_for(lambda: timeouts(c, "http") == 2, 4, 0.05),
-          "http flood: then the send deadline closes it (%s)" % timeouts(c, "http"))
+    paused_then_closed(c, "http")
     s.close()
 
 
@@ -255,11 +252,7 @@ def flood_mp(c):
     check(CAP // 2 < peak <= bound,
           "msgpack flood: the answers queued stay under the cap + the answers in flight "
           "(peak %d bytes, bound %d)" % (peak, bound))
-    check((metric(c, "vlembed_send_paused_total", transport="msgpack") or 0) >= 1,
-          "msgpack flood: reading paused for the unsent answers (vlembed_send_paused_total %s)"
-          % metric(c, "vlembed_send_paused_total", transport="msgpack"))
-    check(wait_for(lambda: timeouts(c, "msgpack") == 2, 4, 0.05),
-          "msgpack flood: then the send deadline closes it (%s)" % timeouts(c, "msgpack"))
+    paused_then_closed(c, "msgpack")
     s.close()
 
 
@@ -269,9 +262,8 @@ CLOSED_AT = {}  # transport -> time.time() when its send-deadline close was seen
 
 def main():
     global SLOW_URL
-    srv = Server(("127.0.0.1", 0), SlowImage)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    SLOW_URL = "http://127.0.0.1:%d/image.png?" % srv.server_address[1]
+    srv, base = serve_http(SlowImage)
+    SLOW_URL = base + "image.png?"
     c = Cluster(2, gateway_args=["--send-timeout-s", str(TIMEOUT), "--max-unsent-bytes", "256k",
                                  "--max-pipeline", "4", "--fetch-allow-cidrs", "127.0.0.0/8"])
     try:

@@ -3,15 +3,18 @@ processes on the committed tiny checkpoint, talk HTTP (http.client) and the msgp
 (python3-msgpack), compare vectors. Not a test itself (no test_ prefix)."""
 import base64
 import http.client
+import http.server
 import json
 import os
 import re
 import signal
 import socket
+import socketserver
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 try:
@@ -92,6 +95,25 @@ def wait_for(pred, timeout=30, step=0.02):
             return True
         time.sleep(step)
     return False
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """Base of the tests' local media servers' handlers: logs nothing."""
+
+    def log_message(self, *a):
+        pass
+
+
+class _ThreadingHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def serve_http(handler):
+    """Starts a threading HTTP server with handler on a free port of 127.0.0.1, in a daemon
+    thread; returns (server, base URL "http://127.0.0.1:PORT/"). Stop it with server.shutdown()."""
+    srv = _ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, "http://127.0.0.1:%d/" % srv.server_address[1]
 
 
 class Cluster:
