@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 
+from supervised import free_port
 from vlharness import BUILD, GOLD, MODEL, ROOT, Cluster, check, finish, np, wait_for
 
 sys.path.insert(0, os.path.join(ROOT, "clients/python"))
@@ -104,19 +105,6 @@ def raised(fn, cls):
         return None
     print("  (nothing raised, wanted %s)" % cls.__name__)
     return None
-
-
-_reserved = []
-
-
-def free_port():
-    """A loopback port reserved for a gateway started later (bound with SO_REUSEADDR, not
-    listening, kept open: nobody else takes it meanwhile; see supervised.free_port)."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    _reserved.append(s)
-    return s.getsockname()[1]
 
 
 def basics(c, tmp):
